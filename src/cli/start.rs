@@ -1,0 +1,41 @@
+use clap::Args;
+use git_hybrid::worktree::{self, StartOptions};
+
+use super::{output, GlobalArgs};
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Task id: [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    pub task: String,
+    /// Revision to branch from (default: the tip of the target branch).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Attempt number (best-of-K); attempt N > 1 uses branch hybrid/<task>@N.
+    #[arg(long, default_value_t = 1)]
+    pub attempt: u32,
+    /// A title recorded in the ledger.
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+pub fn handle_start(a: StartArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
+    // Validate before touching git at all.
+    git_hybrid::task_id::validate(&a.task)?;
+    let project = output::project(g)?;
+    let out = worktree::start(
+        &project,
+        &StartOptions { id: a.task, base: a.base, attempt: Some(a.attempt), title: a.title },
+    )?;
+    if g.json {
+        output::print_json(&out.record)?;
+    } else {
+        if !out.created {
+            eprintln!("task {} (attempt {}) already exists; nothing changed", out.record.id, out.record.attempt);
+        }
+        match &out.record.worktree {
+            Some(w) => println!("{}", w.display()),
+            None => println!("(landed as {}; worktree removed)", out.record.merge_sha.as_deref().unwrap_or("-")),
+        }
+    }
+    Ok(0)
+}

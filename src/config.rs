@@ -1,0 +1,358 @@
+//! `hybrid.toml`: the optional project configuration at the repository root.
+//!
+//! Contract: every setting has a default, so a repository with no `hybrid.toml` works. A file
+//! that is malformed, has an unknown key or a value of the wrong type is rejected as a whole
+//! with `file:line:col` and a plain-words reason ([`HybridError::Config`], exit 2) before
+//! anything is changed. `[[task]]` entries are parsed here with their spans; the dispatch plan
+//! validates them further (see `plan`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{config_error, HybridError};
+
+/// The file name looked up at the repository root.
+pub const FILE_NAME: &str = "hybrid.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub project: ProjectConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub verify: VerifyConfig,
+    #[serde(default)]
+    pub hooks: HooksConfig,
+    #[serde(default)]
+    pub export: ExportConfig,
+    /// The dispatch plan; see `plan` for its validation.
+    #[serde(default, rename = "task")]
+    pub tasks: Vec<Spanned<TaskSpec>>,
+}
+
+/// `[project]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Branch tasks start from and land on (default: the repository's default branch).
+    pub target: Option<String>,
+    /// Where task worktrees live, relative to the repository root (default: sibling `<repo>.hybrid/`).
+    pub worktree_root: Option<PathBuf>,
+    /// How many agents dispatch runs at once (default: 4).
+    pub concurrency: Option<usize>,
+    /// Folder whose sub-folders `shape = "plugin"` tasks claim (default: `src/plugins`).
+    pub plugin_root: Option<String>,
+}
+
+/// `[agent]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The agent's argv, e.g. `["claude", "-p", "--output-format", "stream-json", "--verbose"]`.
+    pub command: Option<Vec<String>>,
+    /// Extra environment variable names passed through to agents.
+    #[serde(default)]
+    pub env_pass: Vec<String>,
+    /// How long one agent run may take: seconds, or a duration such as `"30m"`.
+    pub timeout: Option<DurationSetting>,
+}
+
+/// `[verify]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// The command run in a task worktree before landing.
+    pub command: Option<CommandSetting>,
+    /// Merge commits allowed on the target by `git hybrid verify`.
+    #[serde(default)]
+    pub allow_merge_commits: bool,
+}
+
+/// `[hooks]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Run the pre-commit checks outside task worktrees too.
+    #[serde(default)]
+    pub everywhere: bool,
+    /// Literal strings or regexes of known false positives the secret scan lets pass.
+    #[serde(default)]
+    pub allow_secrets: Vec<String>,
+    /// Do not check staged paths against task claims.
+    #[serde(default)]
+    pub no_claims: bool,
+}
+
+/// `[export]`: training-record export is opt-in through two flags.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub acknowledged_terms: bool,
+    /// Extra redaction regexes applied at export time.
+    #[serde(default)]
+    pub redact: Vec<String>,
+}
+
+/// A command given as an argv list, or as one string run by `sh -c`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CommandSetting {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl CommandSetting {
+    /// The argv to run.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            CommandSetting::Argv(v) => v.clone(),
+            CommandSetting::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
+        }
+    }
+}
+
+/// A duration given as seconds or as a string such as `"90s"`, `"30m"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationSetting {
+    pub fn to_duration(&self) -> std::result::Result<Duration, String> {
+        match self {
+            DurationSetting::Seconds(s) => Ok(Duration::from_secs(*s)),
+            DurationSetting::Text(t) => humantime::parse_duration(t).map_err(|e| format!("bad duration {t:?}: {e}")),
+        }
+    }
+}
+
+/// Task shapes used by the scheduler.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    /// Claims `<plugin_root>/<plugin>/**`; many run in parallel.
+    Plugin,
+    /// Must list `touches`; at most one core task runs at a time.
+    Core,
+}
+
+/// One `[[task]]` entry of a plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub id: Spanned<String>,
+    pub title: Option<String>,
+    pub prompt: Option<String>,
+    pub prompt_file: Option<Spanned<String>>,
+    pub shape: Option<Shape>,
+    pub plugin: Option<Spanned<String>>,
+    #[serde(default)]
+    pub touches: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub priority: i64,
+    pub attempts: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub retries: u32,
+    /// Per-task agent argv override.
+    pub agent: Option<Vec<String>>,
+    /// Per-task verify command override.
+    pub verify: Option<CommandSetting>,
+    /// Patch file (path in the repository) for the `builtin:patch` agent.
+    pub patch: Option<String>,
+    /// Per-task agent timeout override.
+    pub timeout: Option<DurationSetting>,
+    /// Base revision for the task's branch (default: the target tip).
+    pub base: Option<String>,
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// The file it was read from; `None` when defaults are used.
+    pub path: Option<PathBuf>,
+    /// The file's text, kept so later validation can turn spans into `file:line:col`.
+    pub text: String,
+}
+
+impl LoadedConfig {
+    /// A config error at a byte offset of this file.
+    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> HybridError {
+        let path = self.path.clone().unwrap_or_else(|| PathBuf::from(FILE_NAME));
+        config_error(&path, &self.text, offset, message)
+    }
+}
+
+/// Reads `<root>/hybrid.toml` if it exists.
+pub fn load(root: &Path) -> Result<LoadedConfig> {
+    let path = root.join(FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LoadedConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Parses configuration text; errors carry `file:line:col`.
+pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig> {
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        config_error(path, text, offset, plain_message(e.message()))
+    })?;
+    let loaded = LoadedConfig { config, path: Some(path.to_path_buf()), text: text.to_string() };
+    check_values(&loaded)?;
+    Ok(loaded)
+}
+
+/// Rewrites serde's wording into plain words where it helps.
+fn plain_message(msg: &str) -> String {
+    let msg = msg.trim();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let key = rest.split('`').next().unwrap_or(rest);
+        let expected = rest.split_once("expected ").map(|(_, e)| e).unwrap_or("");
+        if expected.is_empty() {
+            return format!("unknown key `{key}`");
+        }
+        return format!("unknown key `{key}`; the keys allowed here are {expected}");
+    }
+    msg.to_string()
+}
+
+fn check_values(loaded: &LoadedConfig) -> Result<(), HybridError> {
+    let c = &loaded.config;
+    let find = |needle: &str| loaded.text.find(needle).unwrap_or(0);
+    if c.project.concurrency == Some(0) {
+        return Err(loaded.error_at(find("concurrency"), "`concurrency` must be at least 1"));
+    }
+    if let Some(t) = &c.project.target {
+        if git2::Reference::is_valid_name(&format!("refs/heads/{t}")).then_some(()).is_none() {
+            return Err(loaded.error_at(find("target"), format!("`target` {t:?} is not a valid branch name")));
+        }
+    }
+    if let Some(cmd) = &c.agent.command {
+        if cmd.is_empty() {
+            return Err(loaded.error_at(find("command"), "`[agent] command` must not be empty"));
+        }
+    }
+    if let Some(t) = &c.agent.timeout {
+        if let Err(e) = t.to_duration() {
+            return Err(loaded.error_at(find("timeout"), e));
+        }
+    }
+    if let Some(CommandSetting::Argv(v)) = &c.verify.command {
+        if v.is_empty() {
+            return Err(loaded.error_at(find("command"), "`[verify] command` must not be empty"));
+        }
+    }
+    for r in &c.export.redact {
+        if let Err(e) = regex::Regex::new(r) {
+            return Err(loaded.error_at(find("redact"), format!("bad redaction regex {r:?}: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// The commented template `git hybrid init` writes.
+pub const TEMPLATE: &str = r#"# hybrid.toml: configuration for git-hybrid (https://github.com/git-hybrid/git-hybrid).
+# Every key is optional; the values shown in comments are the defaults.
+
+[project]
+# Branch tasks start from and land on (default: the repository's default branch).
+# target = "main"
+# Where task worktrees live, relative to this file (default: a sibling folder "<repo>.hybrid").
+# worktree_root = "../myrepo.hybrid"
+# How many agents `git hybrid dispatch` runs at once.
+# concurrency = 4
+# Folder whose sub-folders `shape = "plugin"` tasks claim.
+# plugin_root = "src/plugins"
+
+[agent]
+# The agent's argv; the prompt arrives on stdin, the working directory is the task worktree.
+# command = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
+# Environment variables passed to agents besides the safe allowlist (PATH, HOME, LANG, ...).
+# env_pass = ["ANTHROPIC_API_KEY"]
+# How long one agent run may take.
+# timeout = "30m"
+
+[verify]
+# Run in the task worktree before landing; exit 0 means the task may land.
+# command = ["cargo", "test"]
+# Allow merge commits on the target in `git hybrid verify`.
+# allow_merge_commits = false
+
+[hooks]
+# Run the pre-commit checks in every checkout, not only in task worktrees.
+# everywhere = false
+# Known false positives for the secret scan (literal text or regex).
+# allow_secrets = []
+
+[export]
+# Training-record export is opt-in: both flags must be true for `git hybrid export`.
+# You are responsible for the terms of the models whose output you export.
+# enabled = false
+# acknowledged_terms = false
+# Extra redaction regexes applied at export time.
+# redact = []
+
+# The dispatch plan: one [[task]] per task.
+# [[task]]
+# id = "add-login"
+# title = "Add a login page"
+# prompt = "Add a login page under src/plugins/login"
+# shape = "plugin"          # "plugin" (claims <plugin_root>/<plugin>/**), "core" (needs touches) or omitted
+# plugin = "login"
+# touches = ["src/plugins/login/**"]
+# depends_on = []
+# priority = 0
+# attempts = 1              # best-of-K
+# retries = 0
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<LoadedConfig> {
+        parse(Path::new("hybrid.toml"), text)
+    }
+
+    #[test]
+    fn template_parses() {
+        p(TEMPLATE).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_has_line_and_col() {
+        let err = p("[project]\ntarget = \"main\"\ncolour = 1\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("hybrid.toml:3:1: unknown key `colour`"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let err = p("[project]\nconcurrency = \"many\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("hybrid.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn tasks_have_spans() {
+        let c = p("[[task]]\nid = \"a\"\n\n[[task]]\nid = \"b\"\ndepends_on = [\"a\"]\n").unwrap();
+        assert_eq!(c.config.tasks.len(), 2);
+        let (line, _) = crate::error::line_col(&c.text, c.config.tasks[1].get_ref().id.span().start);
+        assert_eq!(line, 5);
+    }
+}

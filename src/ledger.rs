@@ -1,0 +1,291 @@
+//! The task ledger: one durable record per task attempt.
+//!
+//! Contract: records live in the repository's common git directory
+//! (`<git-common-dir>/hybrid/ledger/<task>/<attempt>.json`), so every linked worktree sees the
+//! same ledger. Each record is its own file, replaced atomically (write + fsync + rename), so a
+//! crash never leaves a half record and readers never see one. Read-modify-write goes through
+//! [`Ledger::update`], which holds the task's lock ([`crate::lock::FileLock`]) so concurrent
+//! processes never lose each other's updates. Unknown JSON keys are preserved on rewrite, so an
+//! older binary does not drop fields a newer one wrote.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{now_rfc3339, write_atomic};
+use crate::lock::FileLock;
+
+/// Where a task attempt is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// The worktree is being created (a crash here is repaired by the next `start`).
+    Starting,
+    /// Worktree and branch exist; no agent has finished yet.
+    Ready,
+    /// An agent is running in the worktree.
+    Running,
+    /// Verify passed; waiting to land.
+    Passed,
+    /// The agent or verify failed; the worktree is kept.
+    Failed,
+    /// Sync or catch-up conflicts with the target; the worktree is kept.
+    Conflict,
+    /// Landed as a squash commit (`merge_sha`).
+    Landed,
+    /// Its work was already in the target; nothing was committed.
+    Empty,
+    /// Another attempt of the same task landed (best-of-K); kept as a candidate.
+    Candidate,
+    /// Removed with `clean --force` before landing.
+    Abandoned,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Starting => "starting",
+            TaskState::Ready => "ready",
+            TaskState::Running => "running",
+            TaskState::Passed => "passed",
+            TaskState::Failed => "failed",
+            TaskState::Conflict => "conflict",
+            TaskState::Landed => "landed",
+            TaskState::Empty => "empty",
+            TaskState::Candidate => "candidate",
+            TaskState::Abandoned => "abandoned",
+        }
+    }
+
+    /// Landed or empty: the task's work is in the target.
+    pub fn is_done(self) -> bool {
+        matches!(self, TaskState::Landed | TaskState::Empty)
+    }
+}
+
+/// Labels comparing an attempt's candidate patch with the landed patch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Labels {
+    pub jaccard: f64,
+    pub ratio: f64,
+    pub score: f64,
+}
+
+/// One task attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub attempt: u32,
+    pub state: TaskState,
+    pub branch: String,
+    /// The task worktree; `null` once it is cleaned.
+    pub worktree: Option<PathBuf>,
+    /// The commit the branch was created from.
+    pub base: String,
+    /// The target branch (short name) the task lands on.
+    pub target: String,
+    pub title: Option<String>,
+    /// The squash commit the task became.
+    pub merge_sha: Option<String>,
+    /// The target tip the squash was computed on (`Hybrid-Base`).
+    pub merge_base: Option<String>,
+    /// The task branch tip that landed (`Hybrid-Tip`).
+    pub tip: Option<String>,
+    pub landed_at: Option<String>,
+    pub created: String,
+    pub updated: String,
+    /// Folder of the latest run's files (prompt, stdout, stderr, progress.md, blocked.md).
+    pub run_dir: Option<PathBuf>,
+    /// The agent argv of the latest run.
+    pub agent: Option<Vec<String>>,
+    /// Why the latest run failed or conflicted.
+    pub failure: Option<String>,
+    /// Paths in conflict, when `state` is `conflict`.
+    #[serde(default)]
+    pub conflicts: Vec<String>,
+    /// How many times an agent has been launched for this attempt.
+    #[serde(default)]
+    pub runs: u32,
+    pub labels: Option<Labels>,
+    /// Fields written by other versions, kept verbatim.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TaskRecord {
+    /// A fresh record.
+    pub fn new(id: &str, attempt: u32, branch: &str, worktree: &Path, base: &str, target: &str) -> TaskRecord {
+        let now = now_rfc3339();
+        TaskRecord {
+            id: id.to_string(),
+            attempt,
+            state: TaskState::Starting,
+            branch: branch.to_string(),
+            worktree: Some(worktree.to_path_buf()),
+            base: base.to_string(),
+            target: target.to_string(),
+            title: None,
+            merge_sha: None,
+            merge_base: None,
+            tip: None,
+            landed_at: None,
+            created: now.clone(),
+            updated: now,
+            run_dir: None,
+            agent: None,
+            failure: None,
+            conflicts: Vec::new(),
+            runs: 0,
+            labels: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
+/// Handle on the ledger directory.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    dir: PathBuf,
+    locks: PathBuf,
+}
+
+impl Ledger {
+    /// The ledger of the repository whose common git directory is `common_dir`.
+    pub fn new(common_dir: &Path) -> Ledger {
+        Ledger { dir: common_dir.join("hybrid").join("ledger"), locks: common_dir.join("hybrid").join("locks") }
+    }
+
+    fn path(&self, id: &str, attempt: u32) -> PathBuf {
+        self.dir.join(id).join(format!("{attempt}.json"))
+    }
+
+    /// Path of the lock that serializes changes to one task (all attempts).
+    pub fn task_lock_path(&self, id: &str) -> PathBuf {
+        self.locks.join(format!("task-{id}.lock"))
+    }
+
+    /// Takes the task's lock (waits for it).
+    pub fn lock_task(&self, id: &str) -> Result<FileLock> {
+        FileLock::acquire(&self.task_lock_path(id))
+    }
+
+    /// One attempt's record, if it exists.
+    pub fn get(&self, id: &str, attempt: u32) -> Result<Option<TaskRecord>> {
+        read_record(&self.path(id, attempt))
+    }
+
+    /// All attempts of one task, by attempt number.
+    pub fn attempts(&self, id: &str) -> Result<Vec<TaskRecord>> {
+        let dir = self.dir.join(id);
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            if let Some(rec) = read_record(&entry.path())? {
+                out.push(rec);
+            }
+        }
+        out.sort_by_key(|r| r.attempt);
+        Ok(out)
+    }
+
+    /// Every record, sorted by task id then attempt.
+    pub fn list(&self) -> Result<Vec<TaskRecord>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.dir.display())),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                out.extend(self.attempts(&id)?);
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id).then(a.attempt.cmp(&b.attempt)));
+        Ok(out)
+    }
+
+    /// Writes a record as a whole (atomically). Callers hold the task lock.
+    pub fn put(&self, rec: &TaskRecord) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(rec)?;
+        json.push(b'\n');
+        write_atomic(&self.path(&rec.id, rec.attempt), &json)
+            .with_context(|| format!("cannot write the ledger record of {}#{}", rec.id, rec.attempt))
+    }
+
+    /// Read-modify-write of one record under the task lock; `None` if it does not exist.
+    pub fn update<F>(&self, id: &str, attempt: u32, f: F) -> Result<Option<TaskRecord>>
+    where
+        F: FnOnce(&mut TaskRecord),
+    {
+        let _lock = self.lock_task(id)?;
+        self.update_locked(id, attempt, f)
+    }
+
+    /// Like [`Ledger::update`] for a caller that already holds the task lock.
+    pub fn update_locked<F>(&self, id: &str, attempt: u32, f: F) -> Result<Option<TaskRecord>>
+    where
+        F: FnOnce(&mut TaskRecord),
+    {
+        let Some(mut rec) = self.get(id, attempt)? else {
+            return Ok(None);
+        };
+        f(&mut rec);
+        rec.updated = now_rfc3339();
+        self.put(&rec)?;
+        Ok(Some(rec))
+    }
+}
+
+fn read_record(path: &Path) -> Result<Option<TaskRecord>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let rec = serde_json::from_slice(&bytes)
+                .with_context(|| format!("the ledger record {} is not valid JSON", path.display()))?;
+            Ok(Some(rec))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_update_list() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path());
+        let rec = TaskRecord::new("t1", 1, "hybrid/t1", Path::new("/w/t1"), "abc", "main");
+        l.put(&rec).unwrap();
+        let got = l.get("t1", 1).unwrap().unwrap();
+        assert_eq!(got.branch, "hybrid/t1");
+        l.update("t1", 1, |r| r.state = TaskState::Landed).unwrap();
+        assert_eq!(l.list().unwrap()[0].state, TaskState::Landed);
+        assert!(l.get("t2", 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn unknown_fields_survive() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path());
+        let mut rec = TaskRecord::new("t1", 1, "hybrid/t1", Path::new("/w/t1"), "abc", "main");
+        rec.extra.insert("future".into(), serde_json::json!(42));
+        l.put(&rec).unwrap();
+        l.update("t1", 1, |r| r.runs += 1).unwrap();
+        assert_eq!(l.get("t1", 1).unwrap().unwrap().extra["future"], 42);
+    }
+}

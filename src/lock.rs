@@ -1,0 +1,99 @@
+//! Cross-process locks that survive crashes.
+//!
+//! Contract: a [`FileLock`] is an advisory `flock` on a file under the common git directory.
+//! The kernel releases it when the holder exits for any reason, `kill -9` included, so a lock
+//! is never stale: a lock file left on disk by a dead process is simply acquired again. The
+//! holder's pid is written into the file only to name it in "busy" messages.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// A held lock; released on drop (or when the process dies).
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    fn open(path: &Path) -> Result<File> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))
+    }
+
+    /// Waits until the lock is free, then takes it.
+    pub fn acquire(path: &Path) -> Result<FileLock> {
+        let file = Self::open(path)?;
+        file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        let mut lock = FileLock { file, path: path.to_path_buf() };
+        lock.write_pid();
+        Ok(lock)
+    }
+
+    /// Takes the lock if it is free; `Ok(None)` when a live process holds it.
+    pub fn try_acquire(path: &Path) -> Result<Option<FileLock>> {
+        let file = Self::open(path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let mut lock = FileLock { file, path: path.to_path_buf() };
+                lock.write_pid();
+                Ok(Some(lock))
+            }
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        }
+    }
+
+    /// The pid recorded by the current (or last) holder of a lock file.
+    pub fn holder_pid(path: &Path) -> Option<u32> {
+        let mut s = String::new();
+        File::open(path).ok()?.read_to_string(&mut s).ok()?;
+        s.trim().parse().ok()
+    }
+
+    fn write_pid(&mut self) {
+        // Best effort: the pid is only used in messages.
+        let _ = self.file.set_len(0);
+        let _ = self.file.seek(SeekFrom::Start(0));
+        let _ = write!(self.file, "{}", std::process::id());
+        let _ = self.file.flush();
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_try_fails_while_held() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.lock");
+        let a = FileLock::acquire(&p).unwrap();
+        assert!(FileLock::try_acquire(&p).unwrap().is_none());
+        assert_eq!(FileLock::holder_pid(&p), Some(std::process::id()));
+        drop(a);
+        assert!(FileLock::try_acquire(&p).unwrap().is_some());
+    }
+}

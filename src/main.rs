@@ -1,0 +1,38 @@
+//! The `git-hybrid` binary: parse, run, map errors to the documented exit codes.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let json = cli.global.json;
+    let code = match cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = git_hybrid::error::exit_code(&err);
+            if json {
+                let typed = git_hybrid::error::find_hybrid_error(&err);
+                let mut doc = serde_json::json!({ "error": format!("{err:#}"), "exit_code": code });
+                if let Some(git_hybrid::error::HybridError::Conflict { paths, .. }) = typed {
+                    doc["conflicts"] = serde_json::json!(paths);
+                }
+                if let Some(git_hybrid::error::HybridError::LocalChanges { paths, .. }) = typed {
+                    doc["paths"] = serde_json::json!(paths);
+                }
+                eprintln!("{doc}");
+            } else {
+                eprintln!("git-hybrid: error: {err:#}");
+            }
+            code
+        }
+    };
+    std::process::exit(code);
+}

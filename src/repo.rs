@@ -1,0 +1,179 @@
+//! Finding the repository and everything git-hybrid derives from it.
+//!
+//! Contract: [`Project::open`] works from the main checkout, any linked worktree and any
+//! subdirectory, and always resolves to the same main repository, common git directory,
+//! configuration and ledger. It refuses bare, shallow and empty repositories with a clear
+//! [`HybridError::Repo`] (exit 2) before anything is changed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use git2::{Oid, Repository};
+
+use crate::config::{self, LoadedConfig};
+use crate::error::HybridError;
+use crate::ledger::Ledger;
+
+/// An opened repository with its configuration.
+pub struct Project {
+    /// The main repository (not a linked worktree), opened at its common git directory.
+    pub repo: Repository,
+    /// The common git directory shared by all worktrees (`.git` of the main checkout).
+    pub common_dir: PathBuf,
+    /// The main checkout's root (where `hybrid.toml` lives).
+    pub root: PathBuf,
+    /// The checkout the command was run from (main or linked), if any.
+    pub cwd_workdir: Option<PathBuf>,
+    /// The configuration (defaults when `hybrid.toml` is absent).
+    pub config: LoadedConfig,
+}
+
+impl Project {
+    /// Discovers the repository from `cwd` and loads its configuration.
+    pub fn open(cwd: &Path) -> Result<Project> {
+        let found = Repository::discover(cwd).map_err(|e| {
+            HybridError::Repo(format!("not inside a git repository ({}): {}", cwd.display(), e.message()))
+        })?;
+        if found.is_bare() {
+            return Err(HybridError::Repo(
+                "this is a bare repository; git-hybrid needs a repository with a working tree".into(),
+            )
+            .into());
+        }
+        let cwd_workdir = found.workdir().map(|p| p.to_path_buf());
+        let common_dir = canonical(found.commondir());
+        let repo = if found.is_worktree() { Repository::open(&common_dir)? } else { found };
+        if repo.is_bare() {
+            return Err(HybridError::Repo("the main repository is bare; git-hybrid needs a working tree".into()).into());
+        }
+        if repo.is_shallow() {
+            return Err(HybridError::Repo(
+                "this is a shallow clone; landings need full history (run `git fetch --unshallow`)".into(),
+            )
+            .into());
+        }
+        let root = canonical(repo.workdir().context("repository has no working tree")?);
+        let config = config::load(&root)?;
+        Ok(Project { repo, common_dir, root, cwd_workdir, config })
+    }
+
+    /// The ledger of this repository.
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(&self.common_dir)
+    }
+
+    /// Where git-hybrid keeps its own state: `<common git dir>/hybrid`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.common_dir.join("hybrid")
+    }
+
+    /// The target branch name: `[project] target`, else the repository's default branch.
+    pub fn target_branch(&self) -> Result<String> {
+        if let Some(t) = &self.config.config.project.target {
+            return Ok(t.clone());
+        }
+        default_branch(&self.repo)
+    }
+
+    /// The target branch's full ref name, checked to exist.
+    pub fn target_ref(&self) -> Result<String> {
+        let name = self.target_branch()?;
+        let full = format!("refs/heads/{name}");
+        if self.repo.find_reference(&full).is_err() {
+            return Err(HybridError::Repo(format!(
+                "the target branch {name:?} does not exist (set [project] target in hybrid.toml or create it)"
+            ))
+            .into());
+        }
+        Ok(full)
+    }
+
+    /// The target branch's tip commit.
+    pub fn target_tip(&self) -> Result<Oid> {
+        let r = self.target_ref()?;
+        let oid = self.repo.refname_to_id(&r).with_context(|| format!("cannot read {r}"))?;
+        Ok(oid)
+    }
+
+    /// Resolves a revision to a commit id; a missing revision is bad input (exit 2).
+    pub fn resolve_commit(&self, rev: &str) -> Result<Oid> {
+        let obj = self.repo.revparse_single(rev).map_err(|_| HybridError::Repo(format!("unknown revision {rev:?}")))?;
+        let commit =
+            obj.peel_to_commit().map_err(|_| HybridError::Repo(format!("revision {rev:?} is not a commit")))?;
+        Ok(commit.id())
+    }
+
+    /// Root folder for task worktrees: `[project] worktree_root` or sibling `<repo>.hybrid`.
+    pub fn worktree_root(&self) -> PathBuf {
+        match &self.config.config.project.worktree_root {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => self.root.join(p),
+            None => {
+                let name =
+                    self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+                self.root.parent().unwrap_or(Path::new("/")).join(format!("{name}.hybrid"))
+            }
+        }
+    }
+
+    /// Plugin root for `shape = "plugin"` claims.
+    pub fn plugin_root(&self) -> String {
+        self.config.config.project.plugin_root.clone().unwrap_or_else(|| "src/plugins".to_string())
+    }
+
+    /// Fails with a clear error when the repository has no commits yet.
+    pub fn require_commits(&self) -> Result<()> {
+        let empty = self.repo.is_empty().unwrap_or(false) || self.repo.references()?.flatten().next().is_none();
+        if empty {
+            return Err(HybridError::Repo("the repository has no commits yet; make a first commit".into()).into());
+        }
+        Ok(())
+    }
+}
+
+/// The repository's default branch: `origin/HEAD`'s branch, else `main`, else `master`,
+/// else `init.defaultBranch`, else the branch the main checkout has out.
+pub fn default_branch(repo: &Repository) -> Result<String> {
+    if let Ok(r) = repo.find_reference("refs/remotes/origin/HEAD") {
+        if let Some(t) = r.symbolic_target() {
+            if let Some(name) = t.strip_prefix("refs/remotes/origin/") {
+                if repo.find_reference(&format!("refs/heads/{name}")).is_ok() {
+                    return Ok(name.to_string());
+                }
+            }
+        }
+    }
+    for name in ["main", "master"] {
+        if repo.find_reference(&format!("refs/heads/{name}")).is_ok() {
+            return Ok(name.to_string());
+        }
+    }
+    if let Ok(cfg) = repo.config() {
+        if let Ok(name) = cfg.get_string("init.defaultBranch") {
+            if repo.find_reference(&format!("refs/heads/{name}")).is_ok() {
+                return Ok(name);
+            }
+        }
+    }
+    if repo.is_empty().unwrap_or(false) {
+        return Err(HybridError::Repo("the repository has no commits yet; make a first commit".into()).into());
+    }
+    let head = repo.find_reference("HEAD").context("cannot read HEAD")?;
+    match head.symbolic_target() {
+        Some(t) if repo.find_reference(t).is_ok() => Ok(t.trim_start_matches("refs/heads/").to_string()),
+        _ => Err(HybridError::Repo(
+            "cannot tell the target branch: HEAD is detached and there is no main/master; set [project] target in hybrid.toml".into(),
+        )
+        .into()),
+    }
+}
+
+/// Canonicalises a path when possible (keeps it as given otherwise).
+pub fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Short form of a SHA for tables.
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(10)]
+}

@@ -1,0 +1,67 @@
+//! What `git hybrid status` reports for each task attempt.
+//!
+//! Contract: [`collect`] reads the ledger plus cheap live facts (branch's last commit subject,
+//! last line of the agent's `progress.md`, its `blocked.md` reason) and never writes anything.
+//! The JSON form is stable: every ledger key is present (`null` when unknown) and the live
+//! facts are added as `elapsed_secs`, `last_commit`, `progress`, `blocked`.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::fsutil::{last_line, secs_since};
+use crate::ledger::TaskRecord;
+use crate::repo::Project;
+
+/// One row of the status table.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    #[serde(flatten)]
+    pub record: TaskRecord,
+    /// Seconds from creation to landing (landed) or to now.
+    pub elapsed_secs: Option<u64>,
+    /// Subject of the task branch's tip commit.
+    pub last_commit: Option<String>,
+    /// Last line of the agent's `progress.md`.
+    pub progress: Option<String>,
+    /// Last line of the agent's `blocked.md`.
+    pub blocked: Option<String>,
+}
+
+/// The whole report, `{"tasks": [...]}` in JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub tasks: Vec<StatusRow>,
+}
+
+/// Builds the status report, optionally for one task.
+pub fn collect(project: &Project, only: Option<&str>) -> Result<StatusReport> {
+    let ledger = project.ledger();
+    let records = match only {
+        Some(id) => {
+            crate::task_id::validate(id)?;
+            ledger.attempts(id)?
+        }
+        None => ledger.list()?,
+    };
+    let tasks = records.into_iter().map(|rec| row(project, rec)).collect();
+    Ok(StatusReport { tasks })
+}
+
+fn row(project: &Project, record: TaskRecord) -> StatusRow {
+    let elapsed_secs = match (&record.landed_at, secs_since(&record.created)) {
+        (Some(landed), Some(since_created)) => secs_since(landed).map(|l| since_created.saturating_sub(l)),
+        (None, s) => s,
+        _ => None,
+    };
+    let last_commit = project
+        .repo
+        .revparse_single(&format!("refs/heads/{}", record.branch))
+        .ok()
+        .and_then(|o| o.peel_to_commit().ok())
+        .and_then(|c| c.summary().map(str::to_string));
+    let (progress, blocked) = match &record.run_dir {
+        Some(dir) => (last_line(&dir.join("progress.md")), last_line(&dir.join("blocked.md"))),
+        None => (None, None),
+    };
+    StatusRow { record, elapsed_secs, last_commit, progress, blocked }
+}

@@ -1,0 +1,73 @@
+//! Task ids: the one name that becomes a branch, a worktree folder and a ledger file.
+//!
+//! Contract: [`validate`] accepts exactly `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` that does not end
+//! in `.lock` and does not contain `..`. It runs before git is touched, so a bad id (`../x`,
+//! `-rf`, control characters) can never reach a path or a ref name.
+
+use crate::error::HybridError;
+
+/// The longest task id accepted.
+pub const MAX_LEN: usize = 64;
+
+/// Checks a task id against the naming rule.
+pub fn validate(id: &str) -> Result<(), HybridError> {
+    let bad = |reason: &str| Err(HybridError::InvalidTaskId { id: id.to_string(), reason: reason.to_string() });
+    let Some(first) = id.chars().next() else {
+        return bad("it is empty");
+    };
+    if !first.is_ascii_alphanumeric() {
+        return bad("it must start with a letter or digit");
+    }
+    if id.len() > MAX_LEN {
+        return bad("it is longer than 64 characters");
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        let reason = if c.is_control() {
+            format!("it contains the control character U+{:04X}", c as u32)
+        } else {
+            format!("it contains {c:?}")
+        };
+        return bad(&reason);
+    }
+    if id.contains("..") {
+        return bad("it contains \"..\"");
+    }
+    if id.ends_with(".lock") {
+        return bad("it ends in \".lock\"");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate;
+
+    #[test]
+    fn accepts_good_ids() {
+        for id in ["a", "T1", "fix-login", "plugin.auth_2", "9", &"x".repeat(64)] {
+            assert!(validate(id).is_ok(), "{id}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_ids() {
+        for id in [
+            "",
+            "../x",
+            "-rf",
+            "a/b",
+            "a..b",
+            "x.lock",
+            "a\nb",
+            "a\u{7}",
+            " a",
+            "_a",
+            ".a",
+            "é",
+            &"x".repeat(65),
+            "a b",
+        ] {
+            assert!(validate(id).is_err(), "{id:?}");
+        }
+    }
+}
