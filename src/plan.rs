@@ -1,0 +1,610 @@
+//! The dispatch plan: `[[task]]` entries, validated as a whole before anything starts.
+//!
+//! Contract: [`load`] reads the tasks of `hybrid.toml` (or of a `--plan FILE` with the same
+//! schema; other sections in that file are accepted and override the matching `hybrid.toml`
+//! settings for this dispatch) and checks the whole plan before any worktree, ref or ledger
+//! record is touched. Every problem is a [`HybridError::Config`] (exit 2) located at
+//! `file:line:col`: unknown keys, duplicate ids, invalid ids, dangling or cyclic `depends_on`,
+//! `core` without `touches`, `plugin` shape without a plugin name, bad globs, missing or
+//! conflicting prompts, and agent commands that cannot run (no command, a `builtin:patch` task
+//! without `patch`, a `builtin:script` without its script path).
+//!
+//! Claims: a task claims its `touches` globs; a `plugin` task also claims
+//! `<plugin_root>/<plugin>/**`. Globs are git-style: `*` stays within one path component,
+//! `**` crosses components.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use toml::Spanned;
+
+use crate::config::{self, CommandSetting, LoadedConfig, Shape, TaskSpec};
+use crate::error::HybridError;
+use crate::repo::Project;
+
+/// The default agent timeout (matches the `hybrid.toml` template).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The default number of agents run at once.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// Prefix of the built-in agents.
+pub const BUILTIN_PREFIX: &str = "builtin:";
+/// `["builtin:patch"]`: applies the task's `patch` file and commits.
+pub const BUILTIN_PATCH: &str = "builtin:patch";
+/// `["builtin:script", "<path in the repo>", args...]`: runs a script from the repository with `sh`.
+pub const BUILTIN_SCRIPT: &str = "builtin:script";
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The file the tasks came from.
+    pub path: PathBuf,
+    /// Tasks in plan order.
+    pub tasks: Vec<PlanTask>,
+    /// `[project] concurrency` (plan file first, then `hybrid.toml`).
+    pub concurrency: usize,
+    /// `[agent] env_pass` names.
+    pub env_pass: Vec<String>,
+}
+
+impl Plan {
+    /// The index of a task by id.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t.id == id)
+    }
+}
+
+/// One validated task with every default filled in.
+#[derive(Debug, Clone)]
+pub struct PlanTask {
+    pub id: String,
+    /// Position in the plan (ties in priority run in plan order).
+    pub index: usize,
+    /// `file:line` of its `[[task]]` header, for messages.
+    pub location: String,
+    pub title: Option<String>,
+    /// The prompt text (`prompt`, the contents of `prompt_file`, or the title).
+    pub prompt: String,
+    pub shape: Option<Shape>,
+    /// Globs the task claims (touches plus the plugin folder).
+    pub claims: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub priority: i64,
+    /// Best-of-K: how many attempts run (K >= 1).
+    pub attempts: u32,
+    /// Extra runs of one attempt after a failure.
+    pub retries: u32,
+    /// The agent argv (task override, else `[agent] command`).
+    pub agent: Vec<String>,
+    /// The verify argv (task override, else `[verify] command`); `None` passes.
+    pub verify: Option<Vec<String>>,
+    /// Patch file for `builtin:patch` (path in the repository).
+    pub patch: Option<String>,
+    pub timeout: Duration,
+    /// Base revision of the task's branch (default: the target tip when it starts).
+    pub base: Option<String>,
+}
+
+impl PlanTask {
+    /// True for `shape = "core"` (single-flight).
+    pub fn is_core(&self) -> bool {
+        self.shape == Some(Shape::Core)
+    }
+}
+
+/// Loads and validates the plan: `plan_file` if given, else the `[[task]]` entries of `hybrid.toml`.
+pub fn load(project: &Project, plan_file: Option<&Path>) -> Result<Plan> {
+    let plan_cfg = match plan_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| HybridError::Usage(format!("cannot read the plan file {}: {e}", crate::error::show(p))))?;
+            Some(config::parse(p, &text)?)
+        }
+        None => None,
+    };
+    let base = &project.config;
+    let plan = plan_cfg.as_ref().unwrap_or(base);
+    Ok(validate(base, plan, &project.plugin_root(), &project.root)?)
+}
+
+/// Validates the tasks of `plan` (whose other sections, when set, override `base`).
+///
+/// `root` is where a plan without a file (no `hybrid.toml`) would live; prompt files are
+/// read relative to the plan file's folder.
+pub fn validate(
+    base: &LoadedConfig,
+    plan: &LoadedConfig,
+    default_plugin_root: &str,
+    root: &Path,
+) -> std::result::Result<Plan, HybridError> {
+    let path = plan.path.clone().unwrap_or_else(|| root.join(config::FILE_NAME));
+    let pc = &plan.config;
+    let bc = &base.config;
+    let plugin_root = pc.project.plugin_root.clone().unwrap_or_else(|| default_plugin_root.to_string());
+    let plugin_root = plugin_root.trim_end_matches('/').to_string();
+    let agent_cmd = pc.agent.command.clone().or_else(|| bc.agent.command.clone());
+    let verify_cmd = pc.verify.command.clone().or_else(|| bc.verify.command.clone());
+    let timeout = match pc.agent.timeout.as_ref().or(bc.agent.timeout.as_ref()) {
+        Some(t) => t.to_duration().map_err(|e| plan.error_at(0, e))?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let concurrency = pc.project.concurrency.or(bc.project.concurrency).unwrap_or(DEFAULT_CONCURRENCY);
+    let env_pass = if pc.agent.env_pass.is_empty() { bc.agent.env_pass.clone() } else { pc.agent.env_pass.clone() };
+    for name in &env_pass {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(plan.error_at(
+                key_offset(&plan.text, 0..plan.text.len(), "env_pass"),
+                format!("`env_pass` holds {name:?}, which is not an environment variable name"),
+            ));
+        }
+    }
+
+    if pc.tasks.is_empty() {
+        return Err(plan.error_at(0, "the plan has no tasks: add [[task]] entries (id, prompt, ...)"));
+    }
+
+    let specs: Vec<&Spanned<TaskSpec>> = pc.tasks.iter().collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut tasks = Vec::with_capacity(specs.len());
+    for (index, spanned) in specs.iter().enumerate() {
+        let span = spanned.span();
+        let spec = spanned.get_ref();
+        let at_key = |key: &str| key_offset(&plan.text, span.clone(), key);
+        let id = spec.id.get_ref().clone();
+        crate::task_id::validate(&id).map_err(|e| plan.error_at(spec.id.span().start, e.to_string()))?;
+        if let Some(first) = seen.get(&id) {
+            let (line, _) = crate::error::line_col(&plan.text, specs[*first].span().start);
+            return Err(
+                plan.error_at(spec.id.span().start, format!("duplicate task id {id:?} (first defined at line {line})"))
+            );
+        }
+        seen.insert(id.clone(), index);
+        let (line, _) = crate::error::line_col(&plan.text, span.start);
+        let location = format!("{}:{}", path.display(), line);
+
+        // Prompt.
+        let prompt = match (&spec.prompt, &spec.prompt_file) {
+            (Some(_), Some(pf)) => {
+                return Err(plan.error_at(pf.span().start, "set either `prompt` or `prompt_file`, not both"));
+            }
+            (Some(p), None) => p.clone(),
+            (None, Some(pf)) => {
+                let dir = path.parent().unwrap_or(root);
+                let file = dir.join(pf.get_ref());
+                std::fs::read_to_string(&file).map_err(|e| {
+                    plan.error_at(pf.span().start, format!("cannot read prompt_file {}: {e}", file.display()))
+                })?
+            }
+            (None, None) => match &spec.title {
+                Some(t) => t.clone(),
+                None => {
+                    return Err(plan.error_at(
+                        spec.id.span().start,
+                        format!("task {id:?} has no `prompt`, `prompt_file` or `title`"),
+                    ));
+                }
+            },
+        };
+
+        // Shape and claims.
+        let mut claims = Vec::new();
+        match spec.shape {
+            Some(Shape::Plugin) => {
+                let Some(name) = &spec.plugin else {
+                    return Err(plan.error_at(
+                        at_key("shape"),
+                        format!("task {id:?} has shape = \"plugin\" but no `plugin = \"<name>\"`"),
+                    ));
+                };
+                let n = name.get_ref();
+                if n.is_empty() || n.contains('/') || n == "." || n == ".." || has_glob_meta(n) {
+                    return Err(plan.error_at(
+                        name.span().start,
+                        format!("`plugin` {n:?} must be one folder name (no '/', no glob characters)"),
+                    ));
+                }
+                claims.push(format!("{plugin_root}/{n}/**"));
+            }
+            Some(Shape::Core) if spec.touches.is_empty() => {
+                return Err(plan.error_at(
+                    at_key("shape"),
+                    format!("task {id:?} has shape = \"core\" but no `touches`: core tasks must declare the files they edit"),
+                ));
+            }
+            Some(Shape::Core) | None => {}
+        }
+        if spec.plugin.is_some() && spec.shape != Some(Shape::Plugin) {
+            let p = spec.plugin.as_ref().map(|p| p.span().start).unwrap_or(span.start);
+            return Err(plan.error_at(p, "`plugin` is only meaningful with shape = \"plugin\""));
+        }
+        for t in &spec.touches {
+            let g = normalize_glob(t.get_ref()).map_err(|m| plan.error_at(t.span().start, m))?;
+            if !claims.contains(&g) {
+                claims.push(g);
+            }
+        }
+
+        // Attempts and agent.
+        let attempts = match &spec.attempts {
+            Some(a) if *a.get_ref() == 0 => {
+                return Err(plan.error_at(a.span().start, "`attempts` must be at least 1"));
+            }
+            Some(a) if *a.get_ref() > 16 => {
+                return Err(plan.error_at(a.span().start, "`attempts` is at most 16"));
+            }
+            Some(a) => *a.get_ref(),
+            None => 1,
+        };
+        let agent = match (&spec.agent, &agent_cmd) {
+            (Some(a), _) => a.clone(),
+            (None, Some(a)) => a.clone(),
+            (None, None) => {
+                return Err(plan.error_at(
+                    spec.id.span().start,
+                    format!("task {id:?} has no agent: set `[agent] command` or the task's `agent`"),
+                ));
+            }
+        };
+        check_agent(&agent, spec).map_err(|m| {
+            let off = if spec.agent.is_some() { at_key("agent") } else { span.start };
+            plan.error_at(off, m)
+        })?;
+        let verify = match (&spec.verify, &verify_cmd) {
+            (Some(v), _) => Some(v),
+            (None, v) => v.as_ref(),
+        }
+        .map(CommandSetting::argv);
+        if let Some(v) = &verify {
+            if v.is_empty() || v[0].is_empty() {
+                return Err(plan.error_at(at_key("verify"), "`verify` must not be empty"));
+            }
+        }
+        let timeout = match &spec.timeout {
+            Some(t) => t.to_duration().map_err(|e| plan.error_at(at_key("timeout"), e))?,
+            None => timeout,
+        };
+        if timeout.is_zero() {
+            return Err(plan.error_at(at_key("timeout"), "`timeout` must be longer than zero"));
+        }
+        if let Some(p) = &spec.patch {
+            check_repo_path(p).map_err(|m| plan.error_at(at_key("patch"), format!("`patch`: {m}")))?;
+        }
+
+        tasks.push(PlanTask {
+            id,
+            index,
+            location,
+            title: spec.title.clone(),
+            prompt,
+            shape: spec.shape,
+            claims,
+            depends_on: spec.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
+            priority: spec.priority,
+            attempts,
+            retries: spec.retries,
+            agent,
+            verify,
+            patch: spec.patch.clone(),
+            timeout,
+            base: spec.base.clone(),
+        });
+    }
+
+    // Dependencies: every name exists, no self-edge, no cycle.
+    for spanned in &specs {
+        let spec = spanned.get_ref();
+        let mut local = HashSet::new();
+        for d in &spec.depends_on {
+            let name = d.get_ref();
+            if !seen.contains_key(name) {
+                return Err(plan.error_at(
+                    d.span().start,
+                    format!("task {:?} depends on {name:?}, which is not in the plan", spec.id.get_ref()),
+                ));
+            }
+            if name == spec.id.get_ref() {
+                return Err(
+                    plan.error_at(d.span().start, format!("task {name:?} depends on itself (dependency cycle)"))
+                );
+            }
+            if !local.insert(name.clone()) {
+                return Err(plan.error_at(d.span().start, format!("{name:?} is listed twice in depends_on")));
+            }
+        }
+    }
+    if let Some((from, to_pos, cycle)) = find_cycle(&tasks) {
+        let d = &specs[from].get_ref().depends_on[to_pos];
+        return Err(plan.error_at(d.span().start, format!("dependency cycle: {}", cycle.join(" -> "))));
+    }
+
+    Ok(Plan { path, tasks, concurrency, env_pass })
+}
+
+/// A cycle as (task index, position in its depends_on, names along the cycle).
+fn find_cycle(tasks: &[PlanTask]) -> Option<(usize, usize, Vec<String>)> {
+    let idx: HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut color = vec![0u8; tasks.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    fn visit(
+        i: usize,
+        tasks: &[PlanTask],
+        idx: &HashMap<&str, usize>,
+        color: &mut [u8],
+        stack: &mut Vec<usize>,
+    ) -> Option<(usize, usize, Vec<String>)> {
+        color[i] = 1;
+        stack.push(i);
+        for (pos, d) in tasks[i].depends_on.iter().enumerate() {
+            let Some(&j) = idx.get(d.as_str()) else { continue };
+            if color[j] == 1 {
+                let start = stack.iter().position(|&s| s == j).unwrap_or(0);
+                let mut names: Vec<String> = stack[start..].iter().map(|&s| tasks[s].id.clone()).collect();
+                names.push(tasks[j].id.clone());
+                return Some((i, pos, names));
+            }
+            if color[j] == 0 {
+                if let Some(c) = visit(j, tasks, idx, color, stack) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        color[i] = 2;
+        None
+    }
+    for i in 0..tasks.len() {
+        if color[i] == 0 {
+            if let Some(c) = visit(i, tasks, &idx, &mut color, &mut stack) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// Checks that an agent argv can run: built-ins with their arguments, others non-empty.
+fn check_agent(argv: &[String], spec: &TaskSpec) -> std::result::Result<(), String> {
+    let Some(first) = argv.first() else {
+        return Err("the agent command is empty".into());
+    };
+    if first.is_empty() {
+        return Err("the agent command's program is empty".into());
+    }
+    if let Some(name) = first.strip_prefix(BUILTIN_PREFIX) {
+        match name {
+            "patch" => {
+                if spec.patch.is_none() {
+                    return Err(format!(
+                        "task {:?} uses builtin:patch but has no `patch = \"<path in the repo>\"`",
+                        spec.id.get_ref()
+                    ));
+                }
+            }
+            "script" => {
+                let Some(script) = argv.get(1) else {
+                    return Err(
+                        "builtin:script needs the script's path: [\"builtin:script\", \"<path in the repo>\"]".into()
+                    );
+                };
+                check_repo_path(script).map_err(|m| format!("builtin:script path: {m}"))?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown built-in agent `builtin:{other}` (there are builtin:patch and builtin:script)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A relative path inside the repository: not absolute, no `..`.
+fn check_repo_path(p: &str) -> std::result::Result<(), String> {
+    if p.is_empty() {
+        return Err("the path is empty".into());
+    }
+    let path = Path::new(p);
+    if path.is_absolute() {
+        return Err(format!("{p:?} must be a path inside the repository, not an absolute path"));
+    }
+    if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("{p:?} must not contain '..'"));
+    }
+    Ok(())
+}
+
+/// Glob metacharacters (the literal prefix of a claim ends at the first one).
+pub fn has_glob_meta(s: &str) -> bool {
+    s.contains(['*', '?', '[', ']', '{', '}', '\\'])
+}
+
+/// Checks a `touches` glob and returns it normalised (no leading `./`, no trailing `/`).
+pub fn normalize_glob(raw: &str) -> std::result::Result<String, String> {
+    let mut g = raw.trim();
+    while let Some(rest) = g.strip_prefix("./") {
+        g = rest;
+    }
+    let g = g.trim_end_matches('/');
+    if g.is_empty() {
+        return Err(format!("bad glob {raw:?}: it is empty"));
+    }
+    if g.starts_with('/') {
+        return Err(format!("bad glob {raw:?}: claims are paths relative to the repository root"));
+    }
+    if g.split('/').any(|c| c == "..") {
+        return Err(format!("bad glob {raw:?}: '..' is not allowed"));
+    }
+    compile_claim(g).map_err(|e| format!("bad glob {raw:?}: {e}"))?;
+    Ok(g.to_string())
+}
+
+/// Compiles a claim glob with git-style separators (`*` within a component, `**` across).
+pub fn compile_claim(glob: &str) -> std::result::Result<globset::GlobMatcher, globset::Error> {
+    Ok(globset::GlobBuilder::new(glob).literal_separator(true).build()?.compile_matcher())
+}
+
+/// Byte offset of `key = ...` inside a span of the file (the span start when absent).
+fn key_offset(text: &str, span: std::ops::Range<usize>, key: &str) -> usize {
+    let end = span.end.min(text.len());
+    let start = span.start.min(end);
+    let slice = &text[start..end];
+    let mut off = 0;
+    for line in slice.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return start + off + (line.len() - trimmed.len());
+            }
+        }
+        off += line.len();
+    }
+    span.start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> std::result::Result<Plan, String> {
+        let loaded = config::parse(Path::new("hybrid.toml"), text).map_err(|e| e.to_string())?;
+        validate(&loaded, &loaded, "src/plugins", Path::new("/nonexistent")).map_err(|e| e.to_string())
+    }
+
+    const AGENT: &str = "[agent]\ncommand = [\"true\"]\n";
+
+    fn err_of(text: &str) -> String {
+        plan(&format!("{AGENT}{text}")).unwrap_err()
+    }
+
+    #[test]
+    fn plugin_claims_and_defaults() {
+        let p = plan(&format!(
+            "{AGENT}[[task]]\nid = \"a\"\nprompt = \"x\"\nshape = \"plugin\"\nplugin = \"auth\"\ntouches = [\"./docs/a.md\"]\n"
+        ))
+        .unwrap();
+        let t = &p.tasks[0];
+        assert_eq!(t.claims, vec!["src/plugins/auth/**".to_string(), "docs/a.md".to_string()]);
+        assert_eq!(t.attempts, 1);
+        assert_eq!(t.agent, vec!["true".to_string()]);
+        assert_eq!(t.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(p.concurrency, 4);
+        assert!(t.location.ends_with("hybrid.toml:3"), "{}", t.location);
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\ncolour = 1\n");
+        assert!(e.starts_with("hybrid.toml:6:1:"), "{e}");
+        assert!(e.contains("unknown key `colour`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_id() {
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\n\n[[task]]\nid = \"a\"\nprompt = \"y\"\n");
+        assert!(e.starts_with("hybrid.toml:8:"), "{e}");
+        assert!(e.contains("duplicate task id \"a\" (first defined at line 3)"), "{e}");
+    }
+
+    #[test]
+    fn dangling_dependency() {
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\ndepends_on = [\"zz\"]\n");
+        assert!(e.starts_with("hybrid.toml:6:"), "{e}");
+        assert!(e.contains("\"zz\", which is not in the plan"), "{e}");
+    }
+
+    #[test]
+    fn cycle_is_named() {
+        let e = err_of(
+            "[[task]]\nid = \"a\"\nprompt = \"x\"\ndepends_on = [\"b\"]\n\n[[task]]\nid = \"b\"\nprompt = \"x\"\ndepends_on = [\"c\"]\n\n[[task]]\nid = \"c\"\nprompt = \"x\"\ndepends_on = [\"a\"]\n",
+        );
+        assert!(e.contains("dependency cycle: "), "{e}");
+        assert!(e.contains("a -> b -> c -> a"), "{e}");
+        assert!(e.starts_with("hybrid.toml:16:"), "{e}");
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\ndepends_on = [\"a\"]\n");
+        assert!(e.contains("depends on itself"), "{e}");
+    }
+
+    #[test]
+    fn core_needs_touches() {
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nshape = \"core\"\n");
+        assert!(e.starts_with("hybrid.toml:6:1:"), "{e}");
+        assert!(e.contains("no `touches`"), "{e}");
+    }
+
+    #[test]
+    fn bad_globs() {
+        for g in ["src/[a", "/etc/passwd", "../x/**", ""] {
+            let e = err_of(&format!("[[task]]\nid = \"a\"\nprompt = \"x\"\ntouches = [\"ok/**\", \"{g}\"]\n"));
+            assert!(e.starts_with("hybrid.toml:6:"), "{g}: {e}");
+            assert!(e.contains("bad glob"), "{e}");
+        }
+    }
+
+    #[test]
+    fn plugin_shape_needs_name() {
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nshape = \"plugin\"\n");
+        assert!(e.contains("no `plugin"), "{e}");
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nshape = \"plugin\"\nplugin = \"a/b\"\n");
+        assert!(e.starts_with("hybrid.toml:7:"), "{e}");
+    }
+
+    #[test]
+    fn agents_are_checked() {
+        let e = plan("[[task]]\nid = \"a\"\nprompt = \"x\"\n").unwrap_err();
+        assert!(e.contains("has no agent"), "{e}");
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nagent = [\"builtin:patch\"]\n");
+        assert!(e.starts_with("hybrid.toml:6:1:"), "{e}");
+        assert!(e.contains("no `patch"), "{e}");
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nagent = [\"builtin:script\"]\n");
+        assert!(e.contains("script's path"), "{e}");
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nagent = [\"builtin:nope\"]\n");
+        assert!(e.contains("unknown built-in"), "{e}");
+        plan(&format!("{AGENT}[[task]]\nid = \"a\"\nprompt = \"x\"\nagent = [\"builtin:script\", \"s.sh\"]\n"))
+            .unwrap();
+    }
+
+    #[test]
+    fn prompts() {
+        let e = err_of("[[task]]\nid = \"a\"\n");
+        assert!(e.contains("no `prompt`"), "{e}");
+        let p = plan(&format!("{AGENT}[[task]]\nid = \"a\"\ntitle = \"Do it\"\n")).unwrap();
+        assert_eq!(p.tasks[0].prompt, "Do it");
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nprompt_file = \"p.md\"\n");
+        assert!(e.contains("not both"), "{e}");
+        let e = err_of("[[task]]\nid = \"a\"\nprompt_file = \"missing.md\"\n");
+        assert!(e.starts_with("hybrid.toml:5:"), "{e}");
+    }
+
+    #[test]
+    fn bad_ids_and_attempts() {
+        let e = err_of("[[task]]\nid = \"../x\"\nprompt = \"x\"\n");
+        assert!(e.starts_with("hybrid.toml:4:"), "{e}");
+        let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nattempts = 0\n");
+        assert!(e.starts_with("hybrid.toml:6:"), "{e}");
+    }
+
+    #[test]
+    fn empty_plan() {
+        assert!(err_of("").contains("no tasks"));
+    }
+
+    #[test]
+    fn plan_file_sections_override() {
+        let base = config::parse(Path::new("hybrid.toml"), "[agent]\ncommand = [\"a\"]\n[project]\nconcurrency = 2\n")
+            .unwrap();
+        let pl = config::parse(
+            Path::new("/p/plan.toml"),
+            "[agent]\ncommand = [\"b\"]\n[verify]\ncommand = \"make test\"\n[[task]]\nid = \"t\"\nprompt = \"x\"\n",
+        )
+        .unwrap();
+        let p = validate(&base, &pl, "src/plugins", Path::new("/r")).unwrap();
+        assert_eq!(p.tasks[0].agent, vec!["b".to_string()]);
+        assert_eq!(p.tasks[0].verify.as_ref().unwrap(), &vec!["sh".to_string(), "-c".into(), "make test".into()]);
+        assert_eq!(p.concurrency, 2);
+        assert_eq!(p.path, PathBuf::from("/p/plan.toml"));
+    }
+}
