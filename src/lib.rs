@@ -15,7 +15,9 @@
 //! | [`status`] | the status report |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
+pub mod agent;
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod fsutil;
 pub mod git;

@@ -1,11 +1,303 @@
-use clap::Args;
-use git_hybrid::error::HybridError;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use super::GlobalArgs;
+use anyhow::{Context, Result};
+use clap::Args;
+use git_hybrid::dispatch::{self, DispatchOptions, DispatchReport, Event};
+use git_hybrid::error::HybridError;
+use git_hybrid::repo::short;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::{output, GlobalArgs};
 
 #[derive(Debug, Args)]
-pub struct DispatchArgs {}
+pub struct DispatchArgs {
+    /// Read the [[task]] plan from FILE instead of hybrid.toml (same schema).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Agents run at once (default: [project] concurrency, else 4).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// Print the order tasks would start in and why each waits; start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run in the background (pid in <git-common-dir>/hybrid/dispatch.pid, log in dispatch.log).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub detach: bool,
+    /// Internal: this process is the background dispatcher started by --detach.
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
+}
 
-pub fn handle_dispatch(_a: DispatchArgs, _g: &GlobalArgs) -> anyhow::Result<i32> {
-    Err(HybridError::NotBuilt("dispatch").into())
+pub fn handle_dispatch(a: DispatchArgs, g: &GlobalArgs) -> Result<i32> {
+    let project = output::project(g)?;
+    let plan_file = match &a.plan {
+        Some(p) => Some(output::cwd(g)?.join(p)),
+        None => None,
+    };
+    let opts = DispatchOptions { plan_file: plan_file.clone(), jobs: a.jobs.map(|j| j as usize) };
+    if a.dry_run {
+        return print_dry_run(&project, &opts, g);
+    }
+    if a.detach {
+        return detach(&project, &a, plan_file, g);
+    }
+    dispatch::install_stop_handlers();
+    let mut printer = Printer::new(!a.detached_child && std::io::stderr().is_terminal());
+    let report = dispatch::dispatch(&project, &opts, &mut |e| printer.event(e))?;
+    printer.finish();
+    if g.json {
+        output::print_json(&report)?;
+    } else {
+        print_report(&report, output::use_color(g));
+    }
+    Ok(report.exit_code())
+}
+
+fn print_dry_run(project: &git_hybrid::repo::Project, opts: &DispatchOptions, g: &GlobalArgs) -> Result<i32> {
+    let (plan, jobs, rows) = dispatch::dry_run(project, opts)?;
+    if g.json {
+        output::print_json(&serde_json::json!({ "plan": plan.path, "jobs": jobs, "order": rows }))?;
+        return Ok(0);
+    }
+    println!("dry run of {} ({} tasks, -j {jobs}); nothing is started", plan.path.display(), rows.len());
+    println!("{:<5} {:<24} WHY IT WAITS", "WAVE", "TASK");
+    let mut sorted: Vec<_> = rows.iter().collect();
+    sorted.sort_by_key(|r| r.wave.unwrap_or(usize::MAX));
+    for r in sorted {
+        let wave = match r.wave {
+            Some(w) => w.to_string(),
+            None => "-".into(),
+        };
+        let why = if r.already_landed { "already landed".to_string() } else { r.waits.clone().unwrap_or_default() };
+        println!("{wave:<5} {:<24} {why}", r.id);
+    }
+    Ok(0)
+}
+
+/// Starts the dispatcher in the background and returns once it holds the dispatcher lock.
+fn detach(
+    project: &git_hybrid::repo::Project,
+    a: &DispatchArgs,
+    plan_file: Option<PathBuf>,
+    g: &GlobalArgs,
+) -> Result<i32> {
+    // Bad input is reported here, in the foreground, with its exit code.
+    git_hybrid::plan::load(project, plan_file.as_deref())?;
+    if let Some(pid) = dispatch::running_dispatcher(project) {
+        return Err(HybridError::Busy(format!("another dispatcher is running on this repository (pid {pid})")).into());
+    }
+    let log = dispatch::log_path(project);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    {
+        use std::io::Write;
+        writeln!(file, "=== git-hybrid dispatch started {} ===", git_hybrid::fsutil::now_rfc3339())?;
+    }
+    let exe = std::env::current_exe().context("cannot find the git-hybrid executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("-C").arg(&project.root).arg("--color").arg("never").arg("dispatch").arg("--detached-child");
+    if let Some(p) = &plan_file {
+        cmd.arg("--plan").arg(p);
+    }
+    if let Some(j) = a.jobs {
+        cmd.arg("-j").arg(j.to_string());
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(file.try_clone()?)).stderr(Stdio::from(file));
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal session.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().context("cannot start the background dispatcher")?;
+    let pid = child.id();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+            eprintln!("the background dispatcher ended at once; last lines of {}:", log.display());
+            for l in tail.iter().rev() {
+                eprintln!("  {l}");
+            }
+            return Ok(status.code().unwrap_or(1));
+        }
+        if dispatch::running_dispatcher(project) == Some(pid) || Instant::now() > until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if g.json {
+        output::print_json(&serde_json::json!({
+            "pid": pid,
+            "log": log,
+            "pid_file": dispatch::pid_path(project),
+        }))?;
+    } else {
+        println!("dispatching in the background (pid {pid})");
+        println!("  log:    {}", log.display());
+        println!("  follow: git hybrid status --watch");
+    }
+    Ok(0)
+}
+
+/// Progress: bars on a terminal, plain timestamped lines otherwise (stderr either way).
+pub struct Printer {
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    units: HashMap<(String, u32), ProgressBar>,
+}
+
+impl Printer {
+    pub fn new(tty: bool) -> Printer {
+        let bars = tty.then(|| {
+            let multi = MultiProgress::new();
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} tasks {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            Bars { multi, overall, units: HashMap::new() }
+        });
+        Printer { bars }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        match &mut self.bars {
+            Some(b) => b.event(e),
+            None => plain(e),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = &self.bars {
+            for bar in b.units.values() {
+                bar.finish_and_clear();
+            }
+            b.overall.finish();
+        }
+    }
+}
+
+impl Bars {
+    fn event(&mut self, e: &Event) {
+        match e {
+            Event::Plan { tasks, already_landed, jobs } => {
+                self.overall.set_length((tasks - already_landed) as u64);
+                self.overall.set_message(format!("(-j {jobs})"));
+            }
+            Event::Picked { task, attempt } => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix:<28} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(label(task, *attempt));
+                bar.set_message("starting");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                self.units.insert((task.clone(), *attempt), bar);
+            }
+            Event::Phase { task, attempt, phase, detail } => {
+                if let Some(bar) = self.units.get(&(task.clone(), *attempt)) {
+                    bar.set_message(format!("{phase} {detail}"));
+                }
+            }
+            Event::Finished { task, attempt, state, detail } => {
+                if let Some(bar) = self.units.remove(&(task.clone(), *attempt)) {
+                    bar.finish_and_clear();
+                }
+                let _ = self.multi.println(format!("  {:<28} {state} {}", label(task, *attempt), first_line(detail)));
+                if state == "landed" || state == "empty" {
+                    self.overall.inc(1);
+                }
+            }
+            Event::Skipped { task, reason } => {
+                let _ = self.multi.println(format!("  {task:<28} skipped: {reason}"));
+            }
+        }
+    }
+}
+
+fn label(task: &str, attempt: u32) -> String {
+    if attempt > 1 {
+        format!("{task}#{attempt}")
+    } else {
+        task.to_string()
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn plain(e: &Event) {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let t = now.get(11..19).unwrap_or(&now).to_string();
+    match e {
+        Event::Plan { tasks, already_landed, jobs } => {
+            eprintln!("[{t}] plan: {tasks} tasks ({already_landed} already landed), -j {jobs}")
+        }
+        Event::Picked { task, attempt } => eprintln!("[{t}] {} started", label(task, *attempt)),
+        Event::Phase { task, attempt, phase, detail } => {
+            eprintln!("[{t}] {} {phase} {detail}", label(task, *attempt))
+        }
+        Event::Finished { task, attempt, state, detail } => {
+            eprintln!("[{t}] {} {state} {}", label(task, *attempt), first_line(detail))
+        }
+        Event::Skipped { task, reason } => eprintln!("[{t}] {task} skipped: {reason}"),
+    }
+}
+
+/// The outcome table.
+pub fn print_report(report: &DispatchReport, color: bool) {
+    println!("{:<24} {:>3} {:<10} {:>4} {:<10} NOTE", "TASK", "ATT", "STATE", "RUNS", "MERGE");
+    for t in &report.tasks {
+        let state = format!("{:<10}", t.state);
+        let mut note = t.note.as_deref().map(first_line).unwrap_or("").to_string();
+        if t.already_landed {
+            note = "landed before this dispatch".into();
+        }
+        if !t.candidates.is_empty() {
+            let c: Vec<String> = t.candidates.iter().map(|a| format!("#{a}")).collect();
+            let sep = if note.is_empty() { "" } else { "; " };
+            note = format!("{note}{sep}candidates {}", c.join(" "));
+        }
+        println!(
+            "{:<24} {:>3} {} {:>4} {:<10} {}",
+            t.id,
+            t.attempt.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            output::paint(color, output::state_color(&t.state), &state),
+            t.runs,
+            t.merge_sha.as_deref().map(short).unwrap_or("-"),
+            note
+        );
+    }
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for t in &report.tasks {
+        match counts.iter_mut().find(|(s, _)| *s == t.state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((t.state.clone(), 1)),
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!("{}{}", summary.join(", "), if report.interrupted { " (stopped before the plan finished)" } else { "" });
 }
