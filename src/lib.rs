@@ -13,10 +13,16 @@
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
 //! | [`status`] | the status report |
+//! | [`plan`] | the dispatch plan (`[[task]]`) and its validation |
+//! | [`schedule`] | which task attempts may start now (pure) |
+//! | [`agent`] | launching one agent run: env, files, timeout, process group |
+//! | [`dispatch`] | the dispatcher loop, crash resume, best-of-K |
+//! | [`demo`] | the sample repository and plan of `git hybrid demo` |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
 pub mod agent;
 pub mod config;
+pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod fsutil;

@@ -3,7 +3,8 @@
 //! Contract: [`collect`] reads the ledger plus cheap live facts (branch's last commit subject,
 //! last line of the agent's `progress.md`, its `blocked.md` reason) and never writes anything.
 //! The JSON form is stable: every ledger key is present (`null` when unknown) and the live
-//! facts are added as `elapsed_secs`, `last_commit`, `progress`, `blocked`.
+//! facts are added as `elapsed_secs`, `last_commit`, `progress`, `blocked`; `dispatcher` is the
+//! live dispatcher (`{"pid", "log"}`) or `null`.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -27,10 +28,20 @@ pub struct StatusRow {
     pub blocked: Option<String>,
 }
 
-/// The whole report, `{"tasks": [...]}` in JSON.
+/// The whole report, `{"tasks": [...], "dispatcher": {"pid": N} | null}` in JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub tasks: Vec<StatusRow>,
+    /// The live dispatcher of this repository, if one runs.
+    pub dispatcher: Option<DispatcherInfo>,
+}
+
+/// A running dispatcher (it holds `<git-common-dir>/hybrid/dispatch.pid`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatcherInfo {
+    pub pid: u32,
+    /// Its log when it runs in the background.
+    pub log: std::path::PathBuf,
 }
 
 /// Builds the status report, optionally for one task.
@@ -44,7 +55,9 @@ pub fn collect(project: &Project, only: Option<&str>) -> Result<StatusReport> {
         None => ledger.list()?,
     };
     let tasks = records.into_iter().map(|rec| row(project, rec)).collect();
-    Ok(StatusReport { tasks })
+    let dispatcher = crate::dispatch::running_dispatcher(project)
+        .map(|pid| DispatcherInfo { pid, log: crate::dispatch::log_path(project) });
+    Ok(StatusReport { tasks, dispatcher })
 }
 
 fn row(project: &Project, record: TaskRecord) -> StatusRow {
@@ -58,7 +71,13 @@ fn row(project: &Project, record: TaskRecord) -> StatusRow {
         .revparse_single(&format!("refs/heads/{}", record.branch))
         .ok()
         .and_then(|o| o.peel_to_commit().ok())
-        .and_then(|c| c.summary().map(str::to_string));
+        .and_then(|c| c.summary().map(str::to_string))
+        // A landed task's branch is gone: its squash commit says what landed.
+        .or_else(|| {
+            let sha = record.merge_sha.as_deref()?;
+            let commit = project.repo.find_commit(git2::Oid::from_str(sha).ok()?).ok()?;
+            commit.summary().map(str::to_string)
+        });
     let (progress, blocked) = match &record.run_dir {
         Some(dir) => (last_line(&dir.join("progress.md")), last_line(&dir.join("blocked.md"))),
         None => (None, None),

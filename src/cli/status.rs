@@ -31,7 +31,7 @@ pub fn handle_status(a: StatusArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
             if a.watch {
                 print!("\x1b[2J\x1b[H");
             }
-            print_table(&report, output::use_color(g));
+            print_table(&report, output::use_color(g), a.watch);
         }
         if !a.watch {
             return Ok(0);
@@ -40,33 +40,48 @@ pub fn handle_status(a: StatusArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn print_table(report: &StatusReport, color: bool) {
+fn print_table(report: &StatusReport, color: bool, watch: bool) {
+    if let Some(d) = &report.dispatcher {
+        println!("dispatcher: running (pid {}), log {}", d.pid, d.log.display());
+    } else if watch {
+        println!("dispatcher: not running");
+    }
     if report.tasks.is_empty() {
-        println!("no tasks yet (start one with `git hybrid start <task>`)");
+        println!("no tasks yet (start one with `git hybrid start <task>` or `git hybrid dispatch`)");
         return;
     }
-    println!("{:<24} {:>3} {:<10} {:>7} {:<10} {:<10} NOTE", "TASK", "ATT", "STATE", "ELAPSED", "BASE", "MERGE");
+    if watch {
+        let done = report.tasks.iter().filter(|r| r.record.state.is_done()).count();
+        let total = report.tasks.iter().filter(|r| r.record.state.as_str() != "candidate").count().max(1);
+        let width = 30;
+        let filled = done * width / total;
+        println!("[{}{}] {done}/{total} landed", "=".repeat(filled), " ".repeat(width - filled));
+    }
+    println!("{:<24} {:>3} {:<10} {:>4} {:>7} {:<10} LAST COMMIT", "TASK", "ATT", "STATE", "RUNS", "ELAPSED", "MERGE");
     for row in &report.tasks {
         let r = &row.record;
         let state = format!("{:<10}", r.state.as_str());
-        let note = row
-            .blocked
-            .as_ref()
-            .map(|b| format!("blocked: {b}"))
-            .or_else(|| row.progress.clone())
-            .or_else(|| r.failure.clone())
-            .or_else(|| row.last_commit.clone())
-            .unwrap_or_default();
         println!(
-            "{:<24} {:>3} {} {:>7} {:<10} {:<10} {}",
+            "{:<24} {:>3} {} {:>4} {:>7} {:<10} {}",
             r.id,
             r.attempt,
             output::paint(color, output::state_color(r.state.as_str()), &state),
+            r.runs,
             row.elapsed_secs.map(fmt_secs).unwrap_or_else(|| "-".into()),
-            short(&r.base),
             r.merge_sha.as_deref().map(short).unwrap_or("-"),
-            note
+            row.last_commit.as_deref().unwrap_or("-")
         );
+        if let Some(b) = &row.blocked {
+            println!("{:<28}blocked: {b}", "");
+        }
+        if let Some(p) = &row.progress {
+            println!("{:<28}progress: {p}", "");
+        }
+        if !r.state.is_done() {
+            if let Some(f) = &r.failure {
+                println!("{:<28}{}", "", f.lines().next().unwrap_or(""));
+            }
+        }
     }
 }
 
