@@ -398,7 +398,23 @@ fn run_attempt(ctx: &Ctx, task: &PlanTask, attempt: u32, picked_ns: u128, emit: 
     let finished = |state: &str, detail: String| {
         emit(Event::Finished { task: task.id.clone(), attempt, state: state.to_string(), detail });
     };
-    match attempt_inner(ctx, task, attempt, picked_ns, &phase) {
+    let result = attempt_inner(ctx, task, attempt, picked_ns, &phase);
+    // An attempt that ends without landing while another attempt of its task has landed is a
+    // candidate. Decided under the task's landing mutex, so it cannot race with that landing
+    // (which marks the attempts that are not running any more).
+    let result = match result {
+        Ok(AttemptEnd::NotLanded { state, reason }) if state != "candidate" && task.attempts > 1 => {
+            let _guard = ctx.land_locks[task.index].lock().unwrap_or_else(|p| p.into_inner());
+            match Project::open(&ctx.root).map(|p| p.ledger()) {
+                Ok(ledger) if other_attempt_landed(&ledger, &task.id, attempt).unwrap_or(false) => {
+                    become_candidate(&ledger, &task.id, attempt)
+                }
+                _ => Ok(AttemptEnd::NotLanded { state, reason }),
+            }
+        }
+        other => other,
+    };
+    match result {
         Ok(AttemptEnd::Landed { state, merge_sha }) => {
             finished(&state, merge_sha.unwrap_or_default());
             UnitEnd::Landed
@@ -557,6 +573,7 @@ fn attempt_inner(
         if let Err(e) = checkpointed {
             let why = format!("cannot commit what run {run} left in the worktree: {e:#}");
             mark_failed(&ledger, id, attempt, &why)?;
+            phase("failed", first_line(&why).to_string());
             previous_failure = Some(why);
             continue;
         }
@@ -566,6 +583,7 @@ fn attempt_inner(
         if !exit.success() {
             let why = with_tail(exit.describe(), &run_dir.join(agent::STDERR_FILE));
             mark_failed(&ledger, id, attempt, &why)?;
+            phase("failed", first_line(&why).to_string());
             previous_failure = Some(why);
             continue;
         }
@@ -590,6 +608,7 @@ fn attempt_inner(
                 }
                 let why = with_tail(v.describe("verify", task.timeout), &log);
                 mark_failed(&ledger, id, attempt, &why)?;
+                phase("failed", first_line(&why).to_string());
                 previous_failure = Some(why);
                 continue;
             }
@@ -691,6 +710,10 @@ fn become_candidate(ledger: &Ledger, id: &str, attempt: u32) -> Result<AttemptEn
     not_landed(TaskState::Candidate, "another attempt landed; kept as a candidate")
 }
 
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
 /// A failure description with the last lines of a log.
 fn with_tail(what: String, log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -755,7 +778,7 @@ pub fn preamble(project: &Project, rec: &TaskRecord, previous_failure: Option<&s
          check what is committed, then continue from where it stopped.\n\n",
         rec.id, rec.attempt
     ));
-    s.push_str("## Commits already on the branch\n\n");
+    s.push_str("## Commits already on the branch (merges of the target left out)\n\n");
     let commits = branch_commits(project, rec).unwrap_or_default();
     if commits.is_empty() {
         s.push_str("(none)\n");
@@ -803,6 +826,9 @@ fn branch_commits(project: &Project, rec: &TaskRecord) -> Result<Vec<String>> {
     for oid in walk.take(50) {
         let oid = oid?;
         let c = repo.find_commit(oid)?;
+        if c.parent_count() > 1 {
+            continue; // sync merges of the target say nothing about the task's own work
+        }
         let sha = oid.to_string();
         out.push(format!("{} {}", &sha[..10], c.summary().unwrap_or("")));
     }

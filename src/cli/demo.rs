@@ -49,11 +49,13 @@ pub fn handle_demo(a: DemoArgs, g: &GlobalArgs) -> Result<i32> {
         print_report(&report, output::use_color(g));
         println!();
         println!("What happened:");
-        println!("  - plugin-greet, plugin-clock and plugin-dice ran in parallel (disjoint plugin folders);");
+        println!("  - plugin tasks ran side by side: each claims only src/plugins/<name>/**;");
         println!("  - core-logging and core-config ran one after the other (core tasks are single-flight);");
         println!("  - plugin-index waited for the three plugins to land, release-notes for plugin-index;");
-        println!("  - plugin-dice failed verify on run 1 and passed on run 2, resumed with its own notes;");
-        println!("  - tagline-b's branch conflicts with tagline-a on README.md: reported, nothing launched.");
+        println!("  - plugin-dice failed verify on run 1, then resumed with its own notes and passed on run 2;");
+        println!("  - tagline-a and tagline-b both claim README.md, so they never ran together; tagline-b's");
+        println!("    branch held an older edit of the same line: the sync before launch found the conflict,");
+        println!("    so no agent was started for it.");
         println!();
         println!("Look around:");
         println!("  cd {}", dir.display());

@@ -257,8 +257,10 @@ fn plain(e: &Event) {
             eprintln!("[{t}] plan: {tasks} tasks ({already_landed} already landed), -j {jobs}")
         }
         Event::Picked { task, attempt } => eprintln!("[{t}] {} started", label(task, *attempt)),
+        // Worktree and sync steps are quick and many: plain output keeps the meaningful ones.
+        Event::Phase { phase, .. } if phase == "worktree" || phase == "sync" => {}
         Event::Phase { task, attempt, phase, detail } => {
-            eprintln!("[{t}] {} {phase} {detail}", label(task, *attempt))
+            eprintln!("[{t}] {} {phase} {detail}", label(task, *attempt).trim_end())
         }
         Event::Finished { task, attempt, state, detail } => {
             eprintln!("[{t}] {} {state} {}", label(task, *attempt), first_line(detail))
