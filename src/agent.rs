@@ -12,9 +12,11 @@
 //! Process lifetime: the agent runs in a process group of its own. On timeout or a stop
 //! request the whole group gets SIGTERM, then SIGKILL after a grace period; when the agent
 //! exits, whatever it left running in its group is killed too (nothing keeps writing to a
-//! worktree that is about to be verified and landed). On Linux the agent also dies with the
-//! dispatcher (`PR_SET_PDEATHSIG`), and [`kill_orphan`] ends, on resume, any process of an
-//! interrupted run's group that is still alive (identified by its `HYBRID_RUN_DIR`).
+//! worktree that is about to be verified and landed). An agent survives a `kill -9` of its
+//! dispatcher (it is not in the dispatcher's group, so a Ctrl-C on the terminal reaches only
+//! the dispatcher, which then stops its agents itself); the next dispatch ends whatever is
+//! left of that run with [`kill_orphan`] before resuming it, so two agents never share a
+//! worktree. On Linux, processes are recognised by the `HYBRID_RUN_DIR` in their environment.
 //!
 //! Built-ins: `["builtin:script", "<path>", args...]` runs `sh <path> args...` (the path is
 //! looked up in the worktree, then in the main checkout); `["builtin:patch"]` applies the task's
@@ -78,6 +80,12 @@ pub struct Timing {
     pub worktree_begin_ns: Option<u128>,
     /// The worktree existed.
     pub worktree_ready_ns: Option<u128>,
+    /// The pre-dispatch sync was done.
+    #[serde(default)]
+    pub synced_ns: Option<u128>,
+    /// The prompt and the ledger's `running` record were written.
+    #[serde(default)]
+    pub prepared_ns: Option<u128>,
     /// Just before the agent process was spawned.
     pub spawn_ns: Option<u128>,
     /// The agent process existed (spawn returned).
@@ -119,10 +127,16 @@ impl RunMeta {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Replaces `meta.json` atomically (temp file + rename). Not fsynced: it is a record of
+    /// the run, not state the dispatcher recovers from (the ledger is), and it is written on
+    /// the launch path, where a sync would cost a disk flush per task.
     fn write(&self, run_dir: &Path) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        crate::fsutil::write_atomic(&run_dir.join(META_FILE), &json)
+        let tmp = run_dir.join(format!(".{META_FILE}.tmp"));
+        std::fs::write(&tmp, &json).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, run_dir.join(META_FILE)).context("cannot rename meta.json into place")?;
+        Ok(())
     }
 }
 
@@ -479,24 +493,16 @@ pub fn group_alive(pgid: u32) -> bool {
     unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
 }
 
-/// Own process group, and (Linux) death with the dispatcher thread that spawned it.
+/// Puts the child in a process group of its own (so the whole group can be ended).
+///
+/// Deliberately no `pre_exec` hook (such as `PR_SET_PDEATHSIG`): any hook makes the standard
+/// library fork the whole dispatcher instead of using `posix_spawn`, and forking a busy
+/// multi-threaded process cost more than all other launch steps together (benches/dispatch.py).
+/// An agent whose dispatcher was killed keeps running until the next dispatch ends it
+/// ([`kill_orphan`]).
 fn configure_child(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: getpid is async-signal-safe; the closure only calls prctl/getppid/_exit.
-        let parent = unsafe { libc::getpid() };
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() != parent {
-                    libc::_exit(137);
-                }
-                Ok(())
-            });
-        }
-    }
 }
 
 /// `GIT_AUTHOR_*`/`GIT_COMMITTER_*` names and emails the way git would resolve them, with

@@ -62,7 +62,7 @@ pub fn request_stop() {
 
 extern "C" fn on_stop_signal(_sig: libc::c_int) {
     if STOP.swap(true, Ordering::SeqCst) {
-        // Second signal: leave now (agents die with the dispatcher on Linux).
+        // Second signal: leave now; the next dispatch ends the agents left behind.
         unsafe { libc::_exit(130) };
     }
 }
@@ -260,6 +260,9 @@ pub fn dispatch(project: &Project, opts: &DispatchOptions, on_event: &mut dyn Fn
     let _lock = acquire_dispatcher_lock(project)?;
     let ledger = project.ledger();
 
+    // libgit2 creates `<git dir>/worktrees` on the first worktree add and fails when two adds
+    // race to create it: make it once, up front.
+    std::fs::create_dir_all(project.common_dir.join("worktrees")).context("cannot create the worktrees folder")?;
     let (mut sched, already) = initial_scheduler(project, &plan, jobs)?;
     retire_attempts_of_landed_tasks(&ledger, &plan)?;
     on_event(&Event::Plan { tasks: plan.tasks.len(), already_landed: already, jobs });
@@ -461,34 +464,48 @@ fn attempt_inner(
     let id = task.id.as_str();
     let mut timing = Timing { picked_ns: Some(picked_ns), ..Timing::default() };
 
-    // What an earlier dispatch left behind.
+    // What an earlier dispatch left behind. The run directories are the record of what was
+    // launched: a run without an end in its meta.json was cut short by a crash, whatever the
+    // ledger had time to say.
+    let attempt_dir = project.state_dir().join("runs").join(id).join(attempt.to_string());
     let mut previous_failure: Option<String> = None;
     if let Some(rec) = ledger.get(id, attempt)? {
-        match rec.state {
-            TaskState::Running => {
-                let killed = rec.run_dir.as_deref().map(agent::kill_orphan).unwrap_or(false);
-                previous_failure = Some(format!(
-                    "the dispatcher was interrupted (crash or kill) while run {} was running{}",
-                    rec.runs,
-                    if killed { "; its leftover processes were stopped" } else { "" }
-                ));
+        let last = latest_run(&attempt_dir);
+        let cut_short = last.as_ref().and_then(|(_, dir)| {
+            let meta = RunMeta::read(dir);
+            match &meta {
+                Some(m) if m.ended.is_some() => None,
+                _ => Some(meta),
             }
-            TaskState::Failed | TaskState::Conflict => previous_failure = rec.failure.clone(),
-            _ => {}
+        });
+        if !rec.state.is_done() && (rec.state == TaskState::Running || cut_short.is_some()) {
+            let (n, dir) = last.clone().unwrap_or((rec.runs, attempt_dir.join(rec.runs.to_string())));
+            let killed = agent::kill_orphan(&dir);
+            if killed {
+                remove_stale_index_lock(&rec);
+            }
+            let ended = RunMeta::read(&dir).and_then(|m| m.ended.map(|_| m.exit_code));
+            previous_failure = Some(match ended {
+                Some(code) => format!(
+                    "the dispatcher was interrupted (crash or kill) after run {n} ended (exit code {}) and before \
+                     its result was checked",
+                    code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into())
+                ),
+                None => format!(
+                    "the dispatcher was interrupted (crash or kill) while run {n} was running{}",
+                    if killed { "; its leftover processes were stopped" } else { "" }
+                ),
+            });
+        } else if matches!(rec.state, TaskState::Failed | TaskState::Conflict) {
+            previous_failure = rec.failure.clone();
         }
     }
 
     phase("worktree", String::new());
     timing.worktree_begin_ns = Some(agent::now_ns());
-    let started = worktree::start(
-        &project,
-        &StartOptions {
-            id: id.to_string(),
-            base: task.base.clone(),
-            attempt: Some(attempt),
-            title: task.title.clone(),
-        },
-    )?;
+    let opts =
+        StartOptions { id: id.to_string(), base: task.base.clone(), attempt: Some(attempt), title: task.title.clone() };
+    let started = start_worktree(&project, &opts)?;
     timing.worktree_ready_ns = Some(agent::now_ns());
     let rec = started.record;
     if rec.state.is_done() {
@@ -517,15 +534,18 @@ fn attempt_inner(
         if let Some(end) = sync_or_conflict(&project, id, attempt)? {
             return Ok(end);
         }
+        timing.synced_ns = Some(agent::now_ns());
 
         // Prompt and run files.
         let rec = ledger.get(id, attempt)?.context("the task record vanished")?;
-        let run = rec.runs + 1;
-        let run_dir = project.state_dir().join("runs").join(id).join(attempt.to_string()).join(run.to_string());
+        let last = latest_run(&attempt_dir);
+        let run = rec.runs.max(last.as_ref().map(|(n, _)| *n).unwrap_or(0)) + 1;
+        let run_dir = attempt_dir.join(run.to_string());
         std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+        let last_dir = last.map(|(_, d)| d);
         let mut prompt = String::new();
-        if rec.runs > 0 || previous_failure.is_some() {
-            prompt.push_str(&preamble(&project, &rec, previous_failure.as_deref(), run));
+        if run > 1 || previous_failure.is_some() {
+            prompt.push_str(&preamble(&project, &rec, last_dir.as_deref(), previous_failure.as_deref(), run));
         }
         prompt.push_str(&task.prompt);
         if !prompt.ends_with('\n') {
@@ -533,20 +553,12 @@ fn attempt_inner(
         }
         std::fs::write(run_dir.join(agent::PROMPT_FILE), &prompt).context("cannot write prompt.md")?;
         // The agent's notebook carries over between runs of one attempt.
-        if let Some(prev) = &rec.run_dir {
+        if let Some(prev) = &last_dir {
             if let Ok(notes) = std::fs::read(prev.join(agent::PROGRESS_FILE)) {
                 std::fs::write(run_dir.join(agent::PROGRESS_FILE), notes).context("cannot copy progress.md")?;
             }
         }
-        ledger.update(id, attempt, |r| {
-            r.state = TaskState::Running;
-            r.runs = run;
-            r.run_dir = Some(run_dir.clone());
-            r.agent = Some(task.agent.clone());
-            r.failure = None;
-            r.conflicts.clear();
-        })?;
-
+        timing.prepared_ns = Some(agent::now_ns());
         phase("agent", format!("run {run}"));
         let launch = Launch {
             task: id.to_string(),
@@ -562,7 +574,27 @@ fn attempt_inner(
             title: task.title.clone().unwrap_or_else(|| id.to_string()),
             timing: timing.clone(),
         };
-        let exit = agent::launch(&launch, &STOP)?;
+        // The ledger's `running` record is written (and flushed to disk) while the agent starts,
+        // not before: the flush would otherwise sit on every launch. A crash in between is
+        // still recognised on resume, from the run directory (see above), and the run numbers
+        // never repeat because they also count the run directories.
+        let (exit, recorded) = std::thread::scope(|s| {
+            let recorder = s.spawn(|| {
+                ledger.update(id, attempt, |r| {
+                    r.state = TaskState::Running;
+                    r.runs = run;
+                    r.run_dir = Some(run_dir.clone());
+                    r.agent = Some(task.agent.clone());
+                    r.failure = None;
+                    r.conflicts.clear();
+                })
+            });
+            let exit = agent::launch(&launch, &STOP);
+            let recorded = recorder.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the ledger writer panicked")));
+            (exit, recorded)
+        });
+        recorded.context("cannot record the run in the ledger")?;
+        let exit = exit?;
         let checkpointed = checkpoint(&wt, &format!("hybrid: checkpoint after run {run} of {id}"));
 
         if exit.meta.interrupted || STOP.load(Ordering::SeqCst) {
@@ -673,6 +705,37 @@ fn attempt_inner(
     }
 }
 
+/// `worktree::start`, retried when libgit2 trips over another worktree being made or removed.
+///
+/// Also retried: a racing `mkdir` inside libgit2's worktree add ("failed to make directory").
+///
+/// Why: before adding a worktree libgit2 checks that the branch is not checked out elsewhere by
+/// opening every linked worktree, and a worktree whose admin folder is half made or half
+/// removed at that instant makes the check report "already checked out" for any branch (its
+/// `git_repository_foreach_worktree` turns the failed lookup into a "found"). Worktrees of
+/// other tasks are made and removed concurrently (here, by landings, by other processes), so
+/// the transient error is retried rather than serialized away. A failed start leaves a `starting` record that the next
+/// start repairs (see `worktree`).
+fn start_worktree(project: &Project, opts: &StartOptions) -> Result<worktree::StartOutcome> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..8 {
+        match worktree::start(project, opts) {
+            Err(e) if is_transient_worktree_error(&e) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+    worktree::start(project, opts)
+}
+
+/// libgit2 errors that come from another worktree being made or removed at the same moment.
+fn is_transient_worktree_error(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("is already checked out") || (text.contains("failed to make directory") && text.contains("exists"))
+}
+
 /// Syncs the task branch; `Some(end)` when it conflicts (state `conflict`, nothing launched).
 fn sync_or_conflict(project: &Project, id: &str, attempt: u32) -> Result<Option<AttemptEnd>> {
     match sync::sync_task(project, id, attempt) {
@@ -771,7 +834,13 @@ pub fn checkpoint(worktree: &Path, message: &str) -> Result<Option<String>> {
 }
 
 /// The resume preamble: what is already done, why the last run stopped, the agent's notes.
-pub fn preamble(project: &Project, rec: &TaskRecord, previous_failure: Option<&str>, run: u32) -> String {
+pub fn preamble(
+    project: &Project,
+    rec: &TaskRecord,
+    last_run: Option<&Path>,
+    previous_failure: Option<&str>,
+    run: u32,
+) -> String {
     let mut s = String::new();
     s.push_str(&format!(
         "# Resuming task {} (attempt {}, run {run})\n\nThis worktree already holds work from an earlier run. Do not start over: \
@@ -790,7 +859,7 @@ pub fn preamble(project: &Project, rec: &TaskRecord, previous_failure: Option<&s
     s.push_str("\n## Why the previous run did not finish\n\n");
     s.push_str(previous_failure.unwrap_or("(not recorded)"));
     s.push('\n');
-    if let Some(dir) = &rec.run_dir {
+    if let Some(dir) = last_run.or(rec.run_dir.as_deref()) {
         for (file, title) in
             [(agent::PROGRESS_FILE, "Your progress notes"), (agent::BLOCKED_FILE, "Your blocked notes")]
         {
@@ -803,6 +872,27 @@ pub fn preamble(project: &Project, rec: &TaskRecord, previous_failure: Option<&s
     }
     s.push_str("\n## The task\n\n");
     s
+}
+
+/// Removes the `index.lock` a killed agent may have left in its worktree's git folder (the
+/// whole process group is gone, so nobody holds it).
+fn remove_stale_index_lock(rec: &TaskRecord) {
+    let Some(wt) = rec.worktree.as_deref() else { return };
+    if let Ok(repo) = git2::Repository::open(wt) {
+        let lock = repo.path().join("index.lock");
+        if lock.exists() {
+            let _ = std::fs::remove_file(lock);
+        }
+    }
+}
+
+/// The highest-numbered run directory of an attempt.
+fn latest_run(attempt_dir: &Path) -> Option<(u32, PathBuf)> {
+    std::fs::read_dir(attempt_dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok().map(|n| (n, e.path())))
+        .max_by_key(|(n, _)| *n)
 }
 
 fn tail_lines(text: &str, n: usize) -> String {

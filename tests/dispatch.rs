@@ -139,6 +139,18 @@ fn jobs_limit_is_respected_and_all_land() {
 }
 
 #[test]
+fn many_tasks_start_at_once() {
+    let mut plan = HEAD.to_string();
+    for i in 0..10 {
+        plan += &script_task(&format!("m{i}"), "", &[&format!("m/{i}.txt")]);
+    }
+    let r = setup(&plan);
+    let out = dispatch(&r, &["-j", "10"]);
+    assert_ok(&out, &["dispatch -j 10"]);
+    assert!(stdout(&out).contains("10 landed"), "{}", stdout(&out));
+}
+
+#[test]
 fn parallel_plugins_really_run_together() {
     let r = TestRepo::new();
     let bar = barrier_dir(&r);
@@ -493,7 +505,7 @@ fn pid_running(pid: i32) -> bool {
     }
 }
 
-/// `hold.sh <file>`: records, then waits until `<base>/release` exists (at most 60 s).
+/// `hold.sh <file> <dir>`: records, then waits until `<dir>/release-<run>` exists (at most 60 s).
 const HOLD: &str = r#"#!/bin/sh
 cat > "$HYBRID_RUN_DIR/stdin.txt"
 pwd > "$HYBRID_RUN_DIR/pwd.txt"
@@ -501,7 +513,7 @@ echo "$$" > "$HYBRID_RUN_DIR/pid"
 echo "run $HYBRID_RUN" >> "$1.log"
 git add -A && git commit -q -m "hold: started run $HYBRID_RUN"
 i=0
-while [ ! -e "$2/release" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+while [ ! -e "$2/release-$HYBRID_RUN" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
 echo done > "$1"
 git add -A && git commit -q -m "hold: done"
 "#;
@@ -523,7 +535,7 @@ fn second_dispatcher_is_refused_with_pid() {
     assert!(stderr(&out).contains(&format!("pid {}", first.id())), "{}", stderr(&out));
     let st = r.hybrid_json(&["status"]);
     assert_eq!(st["dispatcher"]["pid"], first.id());
-    std::fs::write(r.base().join("release"), "").unwrap();
+    std::fs::write(r.base().join("release-1"), "").unwrap();
     assert!(first.wait().unwrap().success());
     assert_eq!(state(&r, "h", 1), "landed");
 }
@@ -568,8 +580,10 @@ fn kill_9_then_resume_finishes_the_plan() {
     let agent_pid: i32 = std::fs::read_to_string(run_dir(&r, "h", 1, 1).join("pid")).unwrap().trim().parse().unwrap();
     assert_eq!(state(&r, "h", 1), "running");
     let quick_merge = task(&r.tasks(), "quick", 1)["merge_sha"].clone();
-    // The orphaned agent does not survive its dispatcher (or is ended by the resume).
-    std::fs::write(r.base().join("release"), "").unwrap();
+    // The orphaned agent is still waiting (run 1 is never released): the resume must end it
+    // before it resumes the attempt in the same worktree.
+    assert!(pid_running(agent_pid));
+    std::fs::write(r.base().join("release-2"), "").unwrap();
     let out = dispatch(&r, &["-j", "2"]);
     assert_ok(&out, &["dispatch (resume)"]);
     assert!(!pid_running(agent_pid), "the first agent is still running");
@@ -587,6 +601,7 @@ fn kill_9_then_resume_finishes_the_plan() {
     assert_eq!(pwd1, pwd2);
     let prompt = std::fs::read_to_string(run_dir(&r, "h", 1, 2).join("prompt.md")).unwrap();
     assert!(prompt.contains("interrupted"), "{prompt}");
+    assert!(prompt.contains("leftover processes were stopped"), "{prompt}");
     assert!(prompt.contains("hold: started run 1"), "{prompt}");
     assert_eq!(r.read("h.txt.log"), "run 1\nrun 2\n");
 }
@@ -604,4 +619,38 @@ fn plan_file_option_is_used() {
     assert_ok(&again, &["dispatch --plan (again)"]);
     assert!(stdout(&again).contains("landed before this dispatch"), "{}", stdout(&again));
     assert!(!runs_root(&r).join("fromfile/1/2").exists());
+}
+
+#[test]
+fn sigint_stops_the_agents_and_the_next_dispatch_resumes() {
+    let r = TestRepo::new();
+    let base = r.base().to_string_lossy().into_owned();
+    let plan = format!(
+        "[[task]]\nid = \"h\"\nprompt = \"hold\"\nagent = [\"builtin:script\", \"hold.sh\", \"h.txt\", \"{base}\"]\n"
+    );
+    r.write("hybrid.toml", &plan);
+    r.write("hold.sh", HOLD);
+    r.commit_all("plan");
+    let mut first = r.hybrid_cmd(&r.root, &["dispatch"]).stdout(Stdio::piped()).stderr(log_file(&r)).spawn().unwrap();
+    wait_for(&r, "the agent to start", || run_dir(&r, "h", 1, 1).join("pid").exists());
+    let agent_pid: i32 = std::fs::read_to_string(run_dir(&r, "h", 1, 1).join("pid")).unwrap().trim().parse().unwrap();
+    // SAFETY: sending SIGINT to the dispatcher we started.
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let until = Instant::now() + Duration::from_secs(10);
+    while pid_running(agent_pid) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!pid_running(agent_pid), "the agent outlived the stop");
+    let rec = task(&r.tasks(), "h", 1).clone();
+    assert_eq!(rec["state"], "failed");
+    assert!(rec["failure"].as_str().unwrap().contains("stopped"), "{rec}");
+    std::fs::write(r.base().join("release-2"), "").unwrap();
+    assert_ok(&dispatch(&r, &[]), &["dispatch (resume)"]);
+    let rec = task(&r.tasks(), "h", 1).clone();
+    assert_eq!(rec["state"], "landed");
+    assert_eq!(rec["runs"], 2);
+    let prompt = std::fs::read_to_string(run_dir(&r, "h", 1, 2).join("prompt.md")).unwrap();
+    assert!(prompt.contains("stopped during run 1"), "{prompt}");
 }
