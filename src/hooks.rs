@@ -28,13 +28,13 @@
 //!   `ORIG_HEAD`) as landed in the ledger. It never fails the user's merge: callers turn errors
 //!   into warnings, and a task whose lock is busy is skipped (its lander records it anyway).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use git2::{Delta, DiffOptions, Index, Oid, Repository, Sort};
+use git2::{DiffOptions, Index, Oid, Repository, Sort};
 use serde::{Deserialize, Serialize};
 
 use crate::claims;
@@ -637,6 +637,7 @@ impl PreCommitReport {
 
 /// The pre-commit hook (see the module contract). `Err` means the checks could not run.
 pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
+    fast_object_access();
     let repo = open_here(cwd)?;
     let task = head_branch(&repo).and_then(|b| parse_task_branch(&b));
     let project = match Project::open(cwd) {
@@ -659,29 +660,19 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
     let mut index = open_index(&repo, cwd)?;
     let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
     let head_tree = head.as_ref().map(|c| c.tree()).transpose()?;
-    let mut opts = DiffOptions::new();
-    opts.context_lines(0).include_typechange(true).ignore_submodules(true);
-    let diff =
-        repo.diff_tree_to_index(head_tree.as_ref(), Some(&index), Some(&mut opts)).context("cannot diff the index")?;
-    let mut staged: BTreeSet<String> = BTreeSet::new();
-    for d in diff.deltas() {
-        for f in [d.old_file(), d.new_file()] {
-            if let Some(p) = f.path() {
-                staged.insert(p.to_string_lossy().replace('\\', "/"));
-            }
-        }
-    }
+    // The index as a tree: libgit2 reuses the index's cache of unchanged subtrees, and a
+    // tree-to-tree diff then skips every subtree whose id did not change, so the cost follows
+    // the size of the change rather than of the repository. The checkpoint reuses the tree.
+    let index_tree_id = index.write_tree_to(&repo).context("cannot write the index as a tree")?;
+    let index_tree = repo.find_tree(index_tree_id)?;
+    let mut changes = Vec::new();
+    tree_changes(&repo, head_tree.as_ref(), Some(&index_tree), "", &mut changes)?;
+    let mut staged: BTreeSet<String> = changes.iter().map(|c| c.path.clone()).collect();
     // Concluding a merge: paths taken unchanged from the other side are not this task's change.
     if let Ok(merge_head) = repo.revparse_single("MERGE_HEAD").and_then(|o| o.peel_to_tree()) {
-        let other = repo.diff_tree_to_index(Some(&merge_head), Some(&index), Some(&mut DiffOptions::new()))?;
-        let mut changed_vs_other = HashSet::new();
-        for d in other.deltas() {
-            for f in [d.old_file(), d.new_file()] {
-                if let Some(p) = f.path() {
-                    changed_vs_other.insert(p.to_string_lossy().replace('\\', "/"));
-                }
-            }
-        }
+        let mut other = Vec::new();
+        tree_changes(&repo, Some(&merge_head), Some(&index_tree), "", &mut other)?;
+        let changed_vs_other: BTreeSet<String> = other.into_iter().map(|c| c.path).collect();
         staged.retain(|p| changed_vs_other.contains(p));
     }
 
@@ -694,17 +685,25 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
         }
     }
 
-    report.secrets = scan_added_lines(&diff, &staged, &Allowlist::new(&hooks_cfg.allow_secrets))?;
+    report.secrets = scan_added_lines(&repo, &changes, &staged, &Allowlist::new(&hooks_cfg.allow_secrets))?;
     if report.refused() {
         return Ok(report);
     }
     if let Some((id, n)) = &task {
         let name = format!("refs/hybrid/checkpoints/{}", worktree::worktree_name(id, *n));
-        let oid = checkpoint(&repo, &mut index, head.as_ref(), &name, id, *n)?;
+        let oid = checkpoint(&repo, index_tree_id, head.as_ref(), &name, id, *n)?;
         report.checkpoint = Some(oid.to_string());
         report.checkpoint_ref = Some(name);
     }
     Ok(report)
+}
+
+/// Turns off libgit2's re-hashing of every object it reads and its existence checks on every
+/// object it writes, for this process. git itself does neither on ordinary reads and writes;
+/// in the hook they are most of the cost, and the hook only reads objects git just wrote.
+fn fast_object_access() {
+    git2::opts::strict_hash_verification(false);
+    git2::opts::strict_object_creation(false);
 }
 
 /// The index being committed: `$GIT_INDEX_FILE` (git points it at a temporary index for
@@ -719,45 +718,110 @@ fn open_index(repo: &Repository, cwd: &Path) -> Result<Index> {
     }
 }
 
-/// Added lines in staged files that look like secrets, minus allowed ones.
-fn scan_added_lines(diff: &git2::Diff<'_>, staged: &BTreeSet<String>, allow: &Allowlist) -> Result<Vec<SecretHit>> {
-    let mut hits = Vec::new();
-    let mut line_cb = |delta: git2::DiffDelta<'_>, _h: Option<git2::DiffHunk<'_>>, line: git2::DiffLine<'_>| {
-        if line.origin() != '+' || matches!(delta.status(), Delta::Deleted) {
-            return true;
+/// One path whose content differs between two trees (`None`: absent, or not a file, on that side).
+#[derive(Debug, Clone)]
+struct Change {
+    path: String,
+    old: Option<Oid>,
+    new: Option<Oid>,
+}
+
+/// A tree entry reduced to what comparing needs: id, kind, mode.
+type Entry = (Oid, Option<git2::ObjectType>, i32);
+
+fn entries(t: Option<&git2::Tree<'_>>) -> std::collections::BTreeMap<Vec<u8>, Entry> {
+    t.map(|t| t.iter().map(|e| (e.name_bytes().to_vec(), (e.id(), e.kind(), e.filemode()))).collect())
+        .unwrap_or_default()
+}
+
+/// Paths that differ between two trees. Subtrees with equal ids are skipped without being
+/// read, so the cost follows the size of the change, not of the repository. Submodules
+/// (commits in the tree) count as changed paths with no blob.
+fn tree_changes(
+    repo: &Repository,
+    a: Option<&git2::Tree<'_>>,
+    b: Option<&git2::Tree<'_>>,
+    prefix: &str,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    let (ea, eb) = (entries(a), entries(b));
+    let names: BTreeSet<&Vec<u8>> = ea.keys().chain(eb.keys()).collect();
+    let is_tree = |e: Option<&Entry>| e.is_some_and(|e| e.1 == Some(git2::ObjectType::Tree));
+    let blob = |e: Option<&Entry>| e.filter(|e| e.1 == Some(git2::ObjectType::Blob)).map(|e| e.0);
+    for name in names {
+        let (x, y) = (ea.get(name), eb.get(name));
+        if x == y {
+            continue;
         }
-        let Some(path) = delta.new_file().path().map(|p| p.to_string_lossy().replace('\\', "/")) else {
-            return true;
-        };
-        if !staged.contains(&path) {
-            return true;
-        }
-        let text = String::from_utf8_lossy(line.content());
-        if text.contains(ALLOW_MARKER) {
-            return true;
-        }
-        for f in secrets::scan(&text) {
-            if allow.allows(&text[f.start..f.end]) {
-                continue;
+        let path = format!("{prefix}{}", String::from_utf8_lossy(name));
+        if is_tree(x) || is_tree(y) {
+            let tx = if is_tree(x) { x.map(|e| repo.find_tree(e.0)).transpose()? } else { None };
+            let ty = if is_tree(y) { y.map(|e| repo.find_tree(e.0)).transpose()? } else { None };
+            tree_changes(repo, tx.as_ref(), ty.as_ref(), &format!("{path}/"), out)?;
+            // A file replaced by a folder (or the reverse) also changes the file's own path.
+            if (x.is_some() && !is_tree(x)) || (y.is_some() && !is_tree(y)) {
+                let old = if is_tree(x) { None } else { blob(x) };
+                let new = if is_tree(y) { None } else { blob(y) };
+                out.push(Change { path, old, new });
             }
-            hits.push(SecretHit { path: path.clone(), line: line.new_lineno().unwrap_or(0), kind: f.kind.to_string() });
+        } else {
+            out.push(Change { path, old: blob(x), new: blob(y) });
         }
-        true
-    };
-    diff.foreach(&mut |_, _| true, None, None, Some(&mut line_cb)).context("cannot read the staged changes")?;
+    }
+    Ok(())
+}
+
+/// Added lines in staged files that look like secrets, minus allowed ones.
+fn scan_added_lines(
+    repo: &Repository,
+    changes: &[Change],
+    staged: &BTreeSet<String>,
+    allow: &Allowlist,
+) -> Result<Vec<SecretHit>> {
+    let mut hits = Vec::new();
+    let mut opts = DiffOptions::new();
+    opts.context_lines(0);
+    for c in changes.iter().filter(|c| staged.contains(&c.path)) {
+        let Some(new) = c.new else { continue };
+        let new_blob = repo.find_blob(new)?;
+        if new_blob.is_binary() {
+            continue;
+        }
+        let old_blob = c.old.map(|o| repo.find_blob(o)).transpose()?;
+        let old_content = old_blob.as_ref().map(|b| b.content()).unwrap_or(&[]);
+        let patch = git2::Patch::from_buffers(old_content, None, new_blob.content(), None, Some(&mut opts))
+            .with_context(|| format!("cannot diff {}", c.path))?;
+        for h in 0..patch.num_hunks() {
+            for l in 0..patch.num_lines_in_hunk(h)? {
+                let line = patch.line_in_hunk(h, l)?;
+                if line.origin() != '+' {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(line.content());
+                if text.contains(ALLOW_MARKER) {
+                    continue;
+                }
+                for f in secrets::scan(&text) {
+                    if !allow.allows(&text[f.start..f.end]) {
+                        let line_no = line.new_lineno().unwrap_or(0);
+                        hits.push(SecretHit { path: c.path.clone(), line: line_no, kind: f.kind.to_string() });
+                    }
+                }
+            }
+        }
+    }
     Ok(hits)
 }
 
-/// Records the index as a commit at `name` (parents: HEAD, then the previous checkpoint).
+/// Records the index tree as a commit at `name` (parents: HEAD, then the previous checkpoint).
 fn checkpoint(
     repo: &Repository,
-    index: &mut Index,
+    tree_id: Oid,
     head: Option<&git2::Commit<'_>>,
     name: &str,
     id: &str,
     attempt: u32,
 ) -> Result<Oid> {
-    let tree_id = index.write_tree_to(repo).context("cannot write the index as a tree")?;
     let prev = repo.refname_to_id(name).ok();
     let prev_commit = prev.and_then(|p| repo.find_commit(p).ok());
     if let Some(pc) = &prev_commit {

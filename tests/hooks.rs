@@ -492,3 +492,30 @@ fn post_merge_with_a_forged_task_id_records_nothing() {
     );
     assert!(!clone.join(".git/escape").exists());
 }
+
+#[test]
+fn concluding_a_merge_only_checks_what_the_task_changed() {
+    let r = TestRepo::new();
+    r.write("src/a/x.txt", "base\n");
+    r.commit_all("base");
+    r.hybrid_ok(&["hooks", "install"]);
+    config(&r, "[[task]]\nid = \"t1\"\ntouches = [\"src/a/**\"]\n");
+    let wt = start(&r, "t1");
+    write_file(&wt.join("src/a/x.txt"), "task\n");
+    r.git_in(&wt, &["add", "-A"]);
+    assert_ok(&commit_h(&r, &wt, "task change"), &["commit"]);
+
+    // The target moves on: an unrelated path and the task's own file.
+    r.write("README.md", "target changed\n");
+    r.write("src/a/x.txt", "target\n");
+    r.git(&["add", "README.md", "src/a/x.txt"]);
+    r.git(&["commit", "-q", "-m", "target moves"]);
+
+    let out = git_h(&r, &wt, &["merge", "-q", "main"]);
+    assert!(!out.status.success(), "expected a conflict");
+    write_file(&wt.join("src/a/x.txt"), "resolved\n");
+    r.git_in(&wt, &["add", "src/a/x.txt"]);
+    let out = git_h(&r, &wt, &["commit", "-q", "--no-edit"]);
+    assert_ok(&out, &["commit", "(concluding the merge)"]);
+    assert_eq!(r.git_in(&wt, &["rev-list", "--count", "--merges", "HEAD"]), "1");
+}
