@@ -7,6 +7,8 @@ additions and the checkpoint all run), then times --n commits each way, interlea
 machine noise hits both sides alike:
 
   * anchor:  git -c core.hooksPath=<empty dir> commit   (git CLI, no hook at all)
+  * no-op:   git -c core.hooksPath=<dir> commit with a `#!/bin/sh exit 0` pre-commit hook
+             (what any hook costs: git forks it and re-reads the index afterwards)
   * hybrid:  git commit                                 (wrapper -> git-hybrid hooks run pre-commit)
 
 Each commit stages a one-line change to one file. Prints p50/p95 wall time of both, the p50
@@ -56,6 +58,11 @@ def main():
     open(empty_cfg, "w").close()
     no_hooks = os.path.join(tmp, "no-hooks")
     os.makedirs(no_hooks)
+    noop_hooks = os.path.join(tmp, "noop-hooks")
+    os.makedirs(noop_hooks)
+    with open(os.path.join(noop_hooks, "pre-commit"), "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(os.path.join(noop_hooks, "pre-commit"), 0o755)
     env = dict(os.environ)
     for k in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         env.pop(k, None)
@@ -87,14 +94,16 @@ def main():
     run(repo, binary, "hooks", "install")
     wt = run(repo, binary, "start", "bench")
 
-    def commit(i, hooked):
+    def commit(i, side):
         path = os.path.join(wt, "src", f"mod{(i * 7) % (args.files // per_dir):03d}", f"file{i % per_dir:03d}.txt")
         with open(path, "a") as f:
-            f.write(f"change {i} {'hooked' if hooked else 'plain'}\n")
+            f.write(f"change {i} {side}\n")
         run(wt, "git", "add", path)
         cmd = ["git", "commit", "-q", "-m", f"commit {i}"]
-        if not hooked:
+        if side == "plain":
             cmd[1:1] = ["-c", f"core.hooksPath={no_hooks}"]
+        elif side == "noop":
+            cmd[1:1] = ["-c", f"core.hooksPath={noop_hooks}"]
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         p = subprocess.run(cmd, cwd=wt, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -106,34 +115,36 @@ def main():
         cpu = ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) * 1000.0
         return dt, cpu
 
-    for i in range(3):  # warm the page cache and both code paths
-        commit(10_000 + 2 * i, False)
-        commit(10_001 + 2 * i, True)
-    plain, hooked = [], []
+    sides = ["plain", "noop", "hybrid"]
+    for i in range(3):  # warm the page cache and every code path
+        for k, side in enumerate(sides):
+            commit(100_000 + 3 * i + k, side)
+    results = {side: [] for side in sides}
     for i in range(args.n):
-        # Alternate which side goes first to cancel drift.
-        if i % 2 == 0:
-            plain.append(commit(2 * i, False))
-            hooked.append(commit(2 * i + 1, True))
-        else:
-            hooked.append(commit(2 * i + 1, True))
-            plain.append(commit(2 * i, False))
-    plain_cpu, hooked_cpu = [c for _, c in plain], [c for _, c in hooked]
-    plain, hooked = [w for w, _ in plain], [w for w, _ in hooked]
+        # Rotate which side goes first to cancel drift.
+        order = sides[i % 3:] + sides[:i % 3]
+        for side in order:
+            results[side].append(commit(3 * i + sides.index(side), side))
+    wall = {side: [w for w, _ in results[side]] for side in sides}
+    cpu = {side: [c for _, c in results[side]] for side in sides}
+    plain, hooked = wall["plain"], wall["hybrid"]
     checkpoints = run(repo, "git", "rev-list", "--count", "refs/hybrid/checkpoints/bench")
 
-    p50a, p95a = statistics.median(plain), pct(plain, 95)
-    p50h, p95h = statistics.median(hooked), pct(hooked, 95)
+    med = statistics.median
+    p50a, p95a = med(plain), pct(plain, 95)
+    p50h, p95h = med(hooked), pct(hooked, 95)
+    p50n, p95n = med(wall["noop"]), pct(wall["noop"], 95)
     print(f"repository: {tracked} tracked files; {args.n} commits per side; task worktree with claims")
-    print(f"{'side':<32} {'p50 ms':>8} {'p95 ms':>8}")
-    print(f"{'git commit, no hook (anchor)':<32} {p50a:>8.2f} {p95a:>8.2f}")
-    print(f"{'git commit + git-hybrid hooks':<32} {p50h:>8.2f} {p95h:>8.2f}")
-    print(f"overhead p50: {p50h - p50a:+.2f} ms (target <= 15 ms); p95: {p95h - p95a:+.2f} ms; "
-          f"ratio p50: {p50h / p50a:.2f}x")
-    c50a, c50h = statistics.median(plain_cpu), statistics.median(hooked_cpu)
-    print(f"CPU time per commit (git + hook + git-hybrid; unaffected by other load): "
-          f"anchor p50 {c50a:.2f} ms, hooked p50 {c50h:.2f} ms, overhead {c50h - c50a:+.2f} ms, ratio {c50h / c50a:.2f}x")
-    print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{'side':<34} {'p50 ms':>8} {'p95 ms':>8} {'CPU p50 ms':>11}")
+    print(f"{'git commit, no hook (anchor)':<34} {p50a:>8.2f} {p95a:>8.2f} {med(cpu['plain']):>11.2f}")
+    print(f"{'git commit, no-op sh hook':<34} {p50n:>8.2f} {p95n:>8.2f} {med(cpu['noop']):>11.2f}")
+    print(f"{'git commit + git-hybrid hooks':<34} {p50h:>8.2f} {p95h:>8.2f} {med(cpu['hybrid']):>11.2f}")
+    print(f"overhead p50 (hybrid - anchor): {p50h - p50a:+.2f} ms wall (target <= 15 ms), "
+          f"{med(cpu['hybrid']) - med(cpu['plain']):+.2f} ms CPU; ratio p50 {p50h / p50a:.2f}x")
+    print(f"of which any hook costs (no-op - anchor): {p50n - p50a:+.2f} ms wall, "
+          f"{med(cpu['noop']) - med(cpu['plain']):+.2f} ms CPU")
+    print("CPU = user+sys of git and everything it waited for (hook, git-hybrid); other load barely moves it")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"checkpoint commits recorded: {checkpoints}")
     print(f"(work dir {tmp}; remove it when done)")
 

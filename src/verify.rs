@@ -104,7 +104,11 @@ pub struct VerifyReport {
 pub fn verify(project: &Project, opts: &VerifyOptions) -> Result<VerifyReport> {
     let repo = &project.repo;
     project.require_commits()?;
-    let target = project.target_branch()?;
+    // With an explicit range the target only names the report (CI checkouts are often detached).
+    let target = match (&opts.range, project.target_branch()) {
+        (Some(_), Err(_)) => "HEAD".to_string(),
+        (_, t) => t?,
+    };
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
     let range = match (&opts.range, opts.all) {
