@@ -645,7 +645,11 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
         Err(e) if task.is_some() => return Err(e),
         Err(_) => return Ok(PreCommitReport::default()),
     };
-    let task = task.filter(|(id, n)| project.ledger().get(id, *n).ok().flatten().is_some());
+    // A task branch counts only with a ledger record; an unreadable record is an error (warned).
+    let task = match task {
+        Some((id, n)) => project.ledger().get(&id, n)?.map(|_| (id, n)),
+        None => None,
+    };
     let hooks_cfg = &project.config.config.hooks;
     let mut report = PreCommitReport::default();
     if task.is_none() && !hooks_cfg.everywhere {
