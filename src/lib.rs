@@ -13,19 +13,27 @@
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
 //! | [`status`] | the status report |
+//! | [`hooks`] | installing git hooks; the pre-commit and post-merge checks |
+//! | [`secrets`] | secret-looking patterns (pre-commit scan, export redaction) |
+//! | [`claims`] | the paths a task may change |
+//! | [`verify`] | checking squash landings on the target (the CI job) |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
+pub mod claims;
 pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod git;
+pub mod hooks;
 pub mod land;
 pub mod ledger;
 pub mod lock;
 pub mod repo;
+pub mod secrets;
 pub mod status;
 pub mod sync;
 pub mod task_id;
+pub mod verify;
 pub mod worktree;
 
 /// The version stamped into provenance and `--version`.
