@@ -18,24 +18,32 @@
 //! | [`agent`] | launching one agent run: env, files, timeout, process group |
 //! | [`dispatch`] | the dispatcher loop, crash resume, best-of-K |
 //! | [`demo`] | the sample repository and plan of `git hybrid demo` |
+//! | [`hooks`] | installing git hooks; the pre-commit and post-merge checks |
+//! | [`secrets`] | secret-looking patterns (pre-commit scan, export redaction) |
+//! | [`claims`] | the paths a task may change |
+//! | [`verify`] | checking squash landings on the target (the CI job) |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
 pub mod agent;
+pub mod claims;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod fsutil;
 pub mod git;
+pub mod hooks;
 pub mod land;
 pub mod ledger;
 pub mod lock;
 pub mod plan;
 pub mod repo;
 pub mod schedule;
+pub mod secrets;
 pub mod status;
 pub mod sync;
 pub mod task_id;
+pub mod verify;
 pub mod worktree;
 
 /// The version stamped into provenance and `--version`.

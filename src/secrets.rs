@@ -1,0 +1,272 @@
+//! Patterns for credentials that must not be committed or exported.
+//!
+//! Contract: [`scan`] finds every non-overlapping match of the built-in patterns in a text and
+//! returns its kind and byte range; it never copies the secret anywhere. Kinds are stable,
+//! kebab-case names (`aws-access-key`, `github-token`, ...) that messages, JSON and the export
+//! redaction use. [`redact`] replaces each finding with `[REDACTED:<kind>]`. The pre-commit hook
+//! scans only staged *added* lines; the export helper may scan whole texts.
+//!
+//! The patterns follow the issuers' documented token formats (prefixes such as `AKIA`, `ghp_`,
+//! `glpat-`, `sk-ant-`, `xoxb-`, `sk_live_`), so they fire on real credentials and rarely on
+//! prose. A line containing [`ALLOW_MARKER`] is never reported by the hook (known false positives).
+
+use std::sync::OnceLock;
+
+use regex::{Regex, RegexSet};
+
+/// Text that, anywhere on a line, lets the pre-commit hook pass a finding on that line.
+pub const ALLOW_MARKER: &str = "hybrid: allow-secret";
+
+/// One built-in pattern: its kind and regex (ASCII word boundaries keep the fast DFA usable).
+struct Pattern {
+    kind: &'static str,
+    regex: &'static str,
+}
+
+const PATTERNS: &[Pattern] = &[
+    Pattern { kind: "private-key", regex: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----" },
+    Pattern { kind: "aws-access-key", regex: r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?-u:\b)" },
+    Pattern {
+        kind: "aws-secret-key",
+        regex: r#"(?i:aws_?secret_?(?:access_?)?key)["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}(?-u:\b)"#,
+    },
+    Pattern { kind: "github-token", regex: r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,255}(?-u:\b)" },
+    Pattern { kind: "github-token", regex: r"(?-u:\b)github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}(?-u:\b)" },
+    Pattern {
+        kind: "gitlab-token",
+        regex: r"(?-u:\b)(?:gl(?:pat|dt|rt|cbt|oas|soat|ft|imt|agent)-[A-Za-z0-9_-]{20,}|glptt-[0-9a-f]{40})",
+    },
+    Pattern { kind: "anthropic-api-key", regex: r"(?-u:\b)sk-ant-[a-z]{3,8}\d{2}-[A-Za-z0-9_-]{32,}" },
+    Pattern {
+        kind: "openai-api-key",
+        regex: r"(?-u:\b)sk-(?:(?:proj|svcacct|admin)-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,}",
+    },
+    Pattern { kind: "openai-api-key", regex: r"(?-u:\b)sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}" },
+    Pattern { kind: "slack-token", regex: r"(?-u:\b)xox[abposr]-(?:[0-9]+-)?[A-Za-z0-9-]{10,}" },
+    Pattern {
+        kind: "slack-webhook",
+        regex: r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9_]+/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
+    },
+    Pattern { kind: "stripe-key", regex: r"(?-u:\b)(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{16,}(?-u:\b)" },
+    Pattern { kind: "google-api-key", regex: r"(?-u:\b)AIza[0-9A-Za-z_-]{35}(?-u:\b)" },
+    Pattern { kind: "npm-token", regex: r"(?-u:\b)npm_[A-Za-z0-9]{36}(?-u:\b)" },
+];
+
+/// Every kind [`scan`] can report, without duplicates, in pattern order.
+pub fn kinds() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for p in PATTERNS {
+        if !out.contains(&p.kind) {
+            out.push(p.kind);
+        }
+    }
+    out
+}
+
+/// One secret-looking match.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// Stable kind name, e.g. `aws-access-key`.
+    pub kind: &'static str,
+    /// Byte range of the match in the scanned text.
+    pub start: usize,
+    pub end: usize,
+}
+
+struct Compiled {
+    set: RegexSet,
+    each: Vec<Regex>,
+}
+
+fn compiled() -> &'static Compiled {
+    static C: OnceLock<Compiled> = OnceLock::new();
+    C.get_or_init(|| {
+        // The patterns are constants tested below; a failure here is a programming error.
+        // ASCII mode: tokens are ASCII, and Unicode classes would make the automata far larger.
+        let ascii = |r: &str| format!("(?-u){r}");
+        let set = RegexSet::new(PATTERNS.iter().map(|p| ascii(p.regex))).expect("built-in secret patterns compile");
+        let each =
+            PATTERNS.iter().map(|p| Regex::new(&ascii(p.regex)).expect("built-in secret pattern compiles")).collect();
+        Compiled { set, each }
+    })
+}
+
+/// Lower-case literals at least one of which every pattern's match contains. Checking them is
+/// far cheaper than compiling the regexes, which most commits then never need.
+const NEEDLES: &[&str] = &[
+    "private key",
+    "akia",
+    "asia",
+    "abia",
+    "acca",
+    "a3t",
+    "secret",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "gldt-",
+    "glrt-",
+    "glcbt-",
+    "gloas-",
+    "glsoat-",
+    "glft-",
+    "glimt-",
+    "glagent-",
+    "glptt-",
+    "sk-",
+    "xoxa-",
+    "xoxb-",
+    "xoxp-",
+    "xoxo-",
+    "xoxs-",
+    "xoxr-",
+    "hooks.slack.com",
+    "sk_live_",
+    "sk_test_",
+    "sk_prod_",
+    "rk_live_",
+    "rk_test_",
+    "rk_prod_",
+    "aiza",
+    "npm_",
+];
+
+/// Whether `text` may hold a secret (no false negatives: every pattern needs one needle).
+pub fn might_contain_secret(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    NEEDLES.iter().any(|n| lower.contains(n))
+}
+
+/// Finds secret-looking matches in `text`, sorted by position, overlaps removed (first wins).
+pub fn scan(text: &str) -> Vec<Finding> {
+    if !might_contain_secret(text) {
+        return Vec::new();
+    }
+    let c = compiled();
+    let hits = c.set.matches(text);
+    if !hits.matched_any() {
+        return Vec::new();
+    }
+    let mut found: Vec<Finding> = Vec::new();
+    for i in hits.iter() {
+        for m in c.each[i].find_iter(text) {
+            found.push(Finding { kind: PATTERNS[i].kind, start: m.start(), end: m.end() });
+        }
+    }
+    found.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    let mut out: Vec<Finding> = Vec::with_capacity(found.len());
+    for f in found {
+        if out.last().is_some_and(|l| f.start < l.end) {
+            continue;
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// `text` with every finding replaced by `[REDACTED:<kind>]`.
+pub fn redact(text: &str) -> String {
+    let findings = scan(text);
+    if findings.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in findings {
+        out.push_str(&text[at..f.start]);
+        out.push_str("[REDACTED:");
+        out.push_str(f.kind);
+        out.push(']');
+        at = f.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// Known false positives from `[hooks] allow_secrets`: each entry is matched as literal text
+/// contained in the secret, or (when it compiles) as a regex that matches inside the secret.
+#[derive(Debug, Default)]
+pub struct Allowlist {
+    literals: Vec<String>,
+    regexes: Vec<Regex>,
+}
+
+impl Allowlist {
+    pub fn new(entries: &[String]) -> Allowlist {
+        let mut a = Allowlist::default();
+        for e in entries.iter().filter(|e| !e.is_empty()) {
+            a.literals.push(e.clone());
+            if let Ok(r) = Regex::new(e) {
+                a.regexes.push(r);
+            }
+        }
+        a
+    }
+
+    /// Whether the matched text is a listed false positive.
+    pub fn allows(&self, secret: &str) -> bool {
+        self.literals.iter().any(|l| secret.contains(l.as_str())) || self.regexes.iter().any(|r| r.is_match(secret))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Fake credentials are assembled at run time so that this file holds no secret-looking text.
+    fn fake(prefix: &str, body: &str, n: usize) -> String {
+        format!("{prefix}{}", body.repeat(n))
+    }
+
+    #[test]
+    fn finds_each_kind() {
+        let cases = [
+            ("private-key", format!("-----BEGIN {}PRIVATE KEY-----", "RSA ")),
+            ("aws-access-key", fake("AKI", "A", 1) + &"Q".repeat(16)),
+            ("github-token", fake("gh", "p_", 1) + &"a1".repeat(18)),
+            ("gitlab-token", fake("glp", "at-", 1) + &"x".repeat(20)),
+            ("anthropic-api-key", fake("sk-", "ant-api03-", 1) + &"Z".repeat(40)),
+            ("openai-api-key", fake("sk-", "proj-", 1) + &"b".repeat(48)),
+            ("slack-token", fake("xo", "xb-", 1) + "1234-" + &"c".repeat(20)),
+            ("stripe-key", fake("sk_", "live_", 1) + &"d".repeat(24)),
+        ];
+        for (kind, secret) in cases {
+            let text = format!("let k = \"{secret}\";");
+            let f = scan(&text);
+            assert_eq!(f.len(), 1, "{kind}: {f:?}");
+            assert_eq!(f[0].kind, kind);
+            assert_eq!(&text[f[0].start..f[0].end], secret);
+            assert!(!redact(&text).contains(&secret), "{kind}");
+        }
+    }
+
+    #[test]
+    fn prose_is_clean() {
+        assert!(scan("the task skips AKIA because it is short; sk-ant is a prefix").is_empty());
+    }
+
+    #[test]
+    fn allowlist_literal_and_regex() {
+        let secret = fake("AKI", "A", 1) + "EXAMPLEEXAMPLE12";
+        assert!(Allowlist::new(&["EXAMPLE".into()]).allows(&secret));
+        assert!(Allowlist::new(&["^AKIA.*12$".into()]).allows(&secret));
+        assert!(!Allowlist::new(&["nope".into()]).allows(&secret));
+    }
+
+    #[test]
+    fn every_pattern_needs_a_needle() {
+        // Each pattern's fake from finds_each_kind passes the prefilter; prose does not.
+        assert!(!might_contain_secret("fn main() { println!(\"hello\"); }"));
+        assert!(might_contain_secret(&(fake("AKI", "A", 1) + &"Q".repeat(16))));
+    }
+
+    #[test]
+    fn kinds_are_unique() {
+        let k = kinds();
+        assert!(k.contains(&"slack-token") && k.contains(&"stripe-key"));
+    }
+}
