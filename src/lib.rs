@@ -12,9 +12,11 @@
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
+//! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
 //! | [`status`] | the status report |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
+pub mod checkout;
 pub mod config;
 pub mod error;
 pub mod fsutil;
