@@ -12,6 +12,7 @@
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
+//! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
 //! | [`status`] | the status report |
 //! | [`plan`] | the dispatch plan (`[[task]]`) and its validation |
 //! | [`schedule`] | which task attempts may start now (pure) |
@@ -25,6 +26,7 @@
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
 pub mod agent;
+pub mod checkout;
 pub mod claims;
 pub mod config;
 pub mod demo;

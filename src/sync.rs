@@ -1,16 +1,33 @@
-//! Bringing the target branch into a task branch (placeholder until the land issue).
+//! Bringing the target branch into a task branch.
 //!
-//! Contract (to be built): [`sync_task`] merges the target into the task branch inside its
-//! worktree as a real merge commit, or does nothing when up to date. Uncommitted changes in the
-//! worktree refuse with [`crate::error::HybridError::LocalChanges`]; a conflict leaves worktree,
-//! index and branch untouched, marks the ledger state `conflict` and returns
-//! [`crate::error::HybridError::Conflict`] with the paths.
+//! Contract: [`sync_task`] merges the target into the task branch as a real merge commit
+//! (parents: task tip, target tip), or does nothing when the task already contains the target.
+//! The merge is computed in memory with libgit2; then every checkout of the task branch (its
+//! git-hybrid worktree; none for a branch an agent pushed) moves to the merge, and the branch
+//! moves by compare-and-swap while locked (see [`crate::checkout`] for the order and why).
+//!
+//! - Uncommitted changes (modified, staged, untracked) in a checkout of the task branch refuse
+//!   with [`HybridError::LocalChanges`] (exit 3), listing them; nothing changes.
+//! - A conflict changes nothing (worktree, index, branch), marks the ledger state `conflict` with
+//!   the paths, and returns [`HybridError::Conflict`] (exit 3).
+//! - A branch `hybrid/<id>` without a ledger record is adopted (record created, base = its
+//!   merge base with the target), so work pushed by a remote agent can be synced and landed.
+//!
+//! Crash window: after the worktree moved to the merge and before the branch ref did, the
+//! worktree's index holds the merge's content. The next sync recomputes the same merge tree,
+//! recognises that state as "already moved" (not as local changes) and finishes the move.
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use git2::{MergeOptions, Oid};
 use serde::Serialize;
 
+use crate::checkout::{self, RefLock, Scope};
 use crate::error::HybridError;
+use crate::ledger::{TaskRecord, TaskState};
 use crate::repo::Project;
+use crate::{git, task_id, worktree};
 
 /// The result of a successful sync.
 #[derive(Debug, Clone, Serialize)]
@@ -23,9 +40,194 @@ pub struct SyncReport {
     pub commit: Option<String>,
     /// The task branch tip after the sync.
     pub tip: String,
+    /// The target branch merged in.
+    pub target: String,
 }
 
 /// Merges the target into the task branch (see the module contract).
-pub fn sync_task(_project: &Project, _id: &str, _attempt: u32) -> Result<SyncReport> {
-    Err(HybridError::NotBuilt("sync").into())
+pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport> {
+    task_id::validate(id)?;
+    project.require_commits()?;
+    let ledger = project.ledger();
+    let _task_lock = ledger.lock_task(id)?;
+    let rec = load_or_adopt(project, id, attempt, None)?;
+    let repo = &project.repo;
+    let target_ref = branch_ref_checked(project, &rec.target)?;
+    let target_tip = repo.refname_to_id(&target_ref)?;
+    let branch_ref = format!("refs/heads/{}", rec.branch);
+    let tip = task_tip(project, &rec)?;
+    let report = |status: &str, commit: Option<Oid>, tip: Oid| SyncReport {
+        task: id.to_string(),
+        attempt,
+        status: status.to_string(),
+        commit: commit.map(|c| c.to_string()),
+        tip: tip.to_string(),
+        target: rec.target.clone(),
+    };
+    if contains(repo, tip, target_tip)? {
+        clear_conflict(project, &rec)?;
+        return Ok(report("up-to-date", None, tip));
+    }
+    let merge = match merge_commit(project, tip, target_tip, &rec.target, &rec.branch)? {
+        Ok(m) => m,
+        Err(paths) => {
+            record_conflict(project, &rec, &format!("merging {} into {}", rec.target, rec.branch), &paths)?;
+            return Err(
+                HybridError::Conflict { what: format!("merging {} into {}", rec.target, rec.branch), paths }.into()
+            );
+        }
+    };
+    move_task_branch(project, &branch_ref, tip, merge, &format!("git-hybrid sync: merge {}", rec.target))?;
+    clear_conflict(project, &rec)?;
+    Ok(report("merged", Some(merge), merge))
+}
+
+/// `refs/heads/<name>`, checked to be a valid, existing branch (exit 2 otherwise).
+pub(crate) fn branch_ref_checked(project: &Project, name: &str) -> Result<String> {
+    let full = format!("refs/heads/{name}");
+    if !git2::Reference::is_valid_name(&full) {
+        return Err(HybridError::Usage(format!("{name:?} is not a valid branch name")).into());
+    }
+    if project.repo.refname_to_id(&full).is_err() {
+        return Err(HybridError::Repo(format!("the branch {name:?} does not exist")).into());
+    }
+    Ok(full)
+}
+
+/// The task branch's tip; a missing branch is exit 2.
+pub(crate) fn task_tip(project: &Project, rec: &TaskRecord) -> Result<Oid> {
+    project.repo.refname_to_id(&format!("refs/heads/{}", rec.branch)).map_err(|_| {
+        HybridError::Repo(format!("the task branch {} does not exist (was the task cleaned?)", rec.branch)).into()
+    })
+}
+
+/// True when `tip` already contains `target` (equal or descends from it).
+pub(crate) fn contains(repo: &git2::Repository, tip: Oid, target: Oid) -> Result<bool> {
+    Ok(tip == target || repo.graph_descendant_of(tip, target)?)
+}
+
+/// The task's ledger record; a branch `hybrid/<id>` without one is adopted. Caller holds the task lock.
+pub(crate) fn load_or_adopt(project: &Project, id: &str, attempt: u32, target: Option<&str>) -> Result<TaskRecord> {
+    if attempt == 0 {
+        return Err(HybridError::Usage("--attempt starts at 1".into()).into());
+    }
+    let ledger = project.ledger();
+    if let Some(rec) = ledger.get(id, attempt)? {
+        return Ok(rec);
+    }
+    let branch = worktree::branch_name(id, attempt);
+    let Ok(tip) = project.repo.refname_to_id(&format!("refs/heads/{branch}")) else {
+        return Err(HybridError::UnknownTask(id.to_string()).into());
+    };
+    let target = match target {
+        Some(t) => t.to_string(),
+        None => project.target_branch()?,
+    };
+    let target_tip = project.repo.refname_to_id(&branch_ref_checked(project, &target)?)?;
+    let base = project.repo.merge_base(tip, target_tip).map_err(|_| {
+        HybridError::Repo(format!("{branch} shares no history with {target}; cannot adopt it as a task"))
+    })?;
+    let mut rec = TaskRecord::new(id, attempt, &branch, Path::new(""), &base.to_string(), &target);
+    rec.worktree = None;
+    rec.state = TaskState::Ready;
+    ledger.put(&rec)?;
+    Ok(rec)
+}
+
+/// Merges `target_tip` into `tip` in memory and writes the merge commit (no ref moves).
+/// `Ok(Err(paths))` when the merge conflicts.
+pub(crate) fn merge_commit(
+    project: &Project,
+    tip: Oid,
+    target_tip: Oid,
+    target: &str,
+    branch: &str,
+) -> Result<std::result::Result<Oid, Vec<String>>> {
+    let repo = &project.repo;
+    let ours = repo.find_commit(tip)?;
+    let theirs = repo.find_commit(target_tip)?;
+    let mut opts = MergeOptions::new();
+    opts.find_renames(true);
+    let mut index = repo.merge_commits(&ours, &theirs, Some(&opts)).context("cannot merge in memory")?;
+    if index.has_conflicts() {
+        let mut paths: Vec<String> = index
+            .conflicts()?
+            .flatten()
+            .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        return Ok(Err(paths));
+    }
+    let tree_id = index.write_tree_to(repo).context("cannot write the merged tree")?;
+    let tree = repo.find_tree(tree_id)?;
+    let author = git::signature(repo, git::Role::Author)?;
+    let committer = git::signature(repo, git::Role::Committer)?;
+    let msg = format!("Merge branch '{target}' into {branch}\n");
+    let id = repo.commit(None, &author, &committer, &msg, &tree, &[&ours, &theirs])?;
+    Ok(Ok(id))
+}
+
+/// Moves a task branch from `old` to `new`, carrying every checkout of it along. Every such
+/// checkout must be clean (a task worktree; its agent commits what it wants kept). Caller holds
+/// the task lock.
+pub(crate) fn move_task_branch(project: &Project, branch_ref: &str, old: Oid, new: Oid, message: &str) -> Result<()> {
+    let repo = &project.repo;
+    let lock = RefLock::acquire(project, branch_ref)?;
+    if lock.current != Some(old) {
+        return Err(HybridError::Repo(format!(
+            "{} moved while git-hybrid was working on it; nothing was changed, re-run",
+            branch_ref.trim_start_matches("refs/heads/")
+        ))
+        .into());
+    }
+    let checkouts = checkout::checkouts_of(project, branch_ref)?;
+    if !checkouts.is_empty() {
+        let old_tree = repo.find_commit(old)?.tree()?;
+        let new_tree = repo.find_commit(new)?.tree()?;
+        let changed = checkout::changed_paths(repo, &old_tree, &new_tree)?;
+        for co in &checkouts {
+            let blocked = checkout::blocking_paths(co, &new_tree, &changed, Scope::Whole)?;
+            if !blocked.is_empty() {
+                return Err(HybridError::LocalChanges {
+                    message: format!(
+                        "the task worktree {} has uncommitted changes; commit or stash them there, then re-run \
+                         (nothing was changed)",
+                        co.dir.display()
+                    ),
+                    paths: blocked,
+                }
+                .into());
+            }
+        }
+        checkout::read_tree_all(&checkouts, old, new)?;
+    }
+    if let Err(e) = lock.commit(repo, new, message) {
+        checkout::undo(&checkouts, old, new);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Marks a task `conflict` with its paths.
+pub(crate) fn record_conflict(project: &Project, rec: &TaskRecord, what: &str, paths: &[String]) -> Result<()> {
+    project.ledger().update_locked(&rec.id, rec.attempt, |r| {
+        r.state = TaskState::Conflict;
+        r.conflicts = paths.to_vec();
+        r.failure = Some(format!("{what} conflicts in {}", paths.join(", ")));
+    })?;
+    Ok(())
+}
+
+/// A task that merges cleanly again is no longer in conflict.
+fn clear_conflict(project: &Project, rec: &TaskRecord) -> Result<()> {
+    if rec.state == TaskState::Conflict {
+        project.ledger().update_locked(&rec.id, rec.attempt, |r| {
+            r.state = TaskState::Ready;
+            r.conflicts.clear();
+            r.failure = None;
+        })?;
+    }
+    Ok(())
 }

@@ -1,4 +1,5 @@
 use clap::Args;
+use git_hybrid::error::{find_hybrid_error, HybridError, EXIT_CONFLICT};
 
 use super::{output, GlobalArgs};
 
@@ -14,11 +15,35 @@ pub struct SyncArgs {
 pub fn handle_sync(a: SyncArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     git_hybrid::task_id::validate(&a.task)?;
     let project = output::project(g)?;
-    let report = git_hybrid::sync::sync_task(&project, &a.task, a.attempt)?;
+    let report = match git_hybrid::sync::sync_task(&project, &a.task, a.attempt) {
+        Ok(r) => r,
+        Err(e) => return report_conflict(&a.task, e, g, "git hybrid sync"),
+    };
     if g.json {
         output::print_json(&report)?;
+    } else if let Some(c) = &report.commit {
+        println!("{}: merged {} ({})", report.task, report.target, git_hybrid::repo::short(c));
     } else {
-        println!("{}: {}", report.task, report.status);
+        println!("{}: up to date with {}", report.task, report.target);
     }
     Ok(0)
+}
+
+/// A conflict is an answer, not a crash: `--json` prints `{"task","status":"conflict","conflicts"}`
+/// on stdout, text mode lists the paths; exit 3. Other errors go back to `main`.
+pub fn report_conflict(task: &str, e: anyhow::Error, g: &GlobalArgs, retry: &str) -> anyhow::Result<i32> {
+    let Some(HybridError::Conflict { what, paths }) = find_hybrid_error(&e) else { return Err(e) };
+    if g.json {
+        output::print_json(&serde_json::json!({ "task": task, "status": "conflict", "conflicts": paths }))?;
+    } else {
+        println!("{task}: conflict ({what})");
+        for p in paths {
+            println!("  conflict: {p}");
+        }
+        eprintln!(
+            "git-hybrid: nothing was changed; the task is marked `conflict`. Merge the target into the task branch \
+             in its worktree, resolve and commit, then re-run `{retry} {task}`."
+        );
+    }
+    Ok(EXIT_CONFLICT)
 }

@@ -1,0 +1,379 @@
+//! Moving a branch that may be checked out, without ever leaving a checkout behind its ref.
+//!
+//! Contract:
+//! - [`checkouts_of`] finds every checkout (the main one and linked worktrees) whose `HEAD` is
+//!   the given branch, reading only the small `HEAD`/`gitdir` files.
+//! - [`blocking_paths`] says which local changes in a checkout sit on the paths a move changes
+//!   (or, for a git-hybrid-owned task worktree, anywhere). A path the move changes is fine only
+//!   when it is clean (index and file equal the old commit) or already moved (index equals the
+//!   new commit and the file equals the index: a move a killed run started, or a change the user
+//!   staged that is byte-for-byte the incoming one, which git keeps too).
+//! - [`read_tree`] moves a checkout's index and files from one commit to another with
+//!   `git read-tree -m -u <old> <new>`: exactly git's two-tree checkout, which carries local
+//!   changes on other paths along, never deletes untracked files, and refuses as a whole (writing
+//!   nothing) when a change would be overwritten.
+//! - [`RefLock`] holds a branch the way git does (`<ref>.lock`), so no other git process can move
+//!   it while a checkout is being moved, and compares-and-swaps it. Because a `kill -9` would
+//!   leave that lock file behind, the holder writes a note naming the lock file's identity; the
+//!   next holder of the same git-hybrid flock (landing lock or task lock) removes a lock file the
+//!   note proves was left by a dead git-hybrid process, and nothing else.
+//!
+//! The order is always: lock the ref, check, move the checkouts, move the ref. A crash after the
+//! checkouts moved but before the ref did leaves each checkout "already moved" (its index holds
+//! the new commit's content on the changed paths), which the next run recognises and finishes.
+//! The opposite order would leave a ref ahead of a stale index, and the user's next
+//! `git commit -a` would silently revert the change.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use git2::{ErrorCode, Oid, Repository, Status, StatusOptions, Tree};
+
+use crate::error::HybridError;
+use crate::repo::Project;
+
+/// One checkout of a branch.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    /// Its working directory.
+    pub dir: PathBuf,
+    /// Its private git directory (holds `index` and `index.lock`).
+    pub git_dir: PathBuf,
+}
+
+/// Every checkout whose `HEAD` is the branch `refname` (`refs/heads/...`).
+pub fn checkouts_of(project: &Project, refname: &str) -> Result<Vec<Checkout>> {
+    let mut out = Vec::new();
+    if head_is(&project.common_dir.join("HEAD"), refname) {
+        out.push(Checkout { dir: project.root.clone(), git_dir: project.common_dir.clone() });
+    }
+    let admin_root = project.common_dir.join("worktrees");
+    let entries = match std::fs::read_dir(&admin_root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", admin_root.display())),
+    };
+    for entry in entries.flatten() {
+        let admin = entry.path();
+        if !head_is(&admin.join("HEAD"), refname) {
+            continue;
+        }
+        let Ok(gitdir) = std::fs::read_to_string(admin.join("gitdir")) else { continue };
+        let dotgit = PathBuf::from(gitdir.trim());
+        let Some(dir) = dotgit.parent() else { continue };
+        if dir.exists() {
+            out.push(Checkout { dir: dir.to_path_buf(), git_dir: admin });
+        }
+    }
+    Ok(out)
+}
+
+fn head_is(head_file: &Path, refname: &str) -> bool {
+    std::fs::read_to_string(head_file)
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("ref:").map(|r| r.trim() == refname))
+        .unwrap_or(false)
+}
+
+/// Paths that differ between two trees (both sides of renames, which are not paired).
+pub fn changed_paths(repo: &Repository, old: &Tree, new: &Tree) -> Result<BTreeSet<String>> {
+    let diff = repo.diff_tree_to_tree(Some(old), Some(new), None).context("cannot diff the trees")?;
+    let mut out = BTreeSet::new();
+    for d in diff.deltas() {
+        for f in [d.old_file(), d.new_file()] {
+            if let Some(p) = f.path() {
+                out.insert(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How much of a checkout must be clean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only the paths the move changes (the user's checkout of the target).
+    ChangedPaths,
+    /// The whole checkout (a task worktree before a sync or catch-up).
+    Whole,
+}
+
+/// Waits briefly for a running git command to release the checkout's `index.lock`, then
+/// reports the checkout busy (exit 4) if it is still held.
+pub fn wait_index_unlocked(co: &Checkout) -> Result<()> {
+    let lock = co.git_dir.join("index.lock");
+    let start = Instant::now();
+    while lock.exists() {
+        if start.elapsed() > Duration::from_secs(3) {
+            return Err(HybridError::Busy(format!(
+                "another git command is using the checkout {} ({} exists); nothing was changed. Retry when it \
+                 finishes, or remove that file if no git process is running",
+                co.dir.display(),
+                lock.display()
+            ))
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Local changes in `co` that a move from `old` to `new` (changing `changed`) would run into.
+pub fn blocking_paths(co: &Checkout, new: &Tree, changed: &BTreeSet<String>, scope: Scope) -> Result<Vec<String>> {
+    if scope == Scope::ChangedPaths && changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    wait_index_unlocked(co)?;
+    let repo = Repository::open(&co.dir).with_context(|| format!("cannot open the checkout {}", co.dir.display()))?;
+    let index = repo.index().with_context(|| format!("cannot read the index of {}", co.dir.display()))?;
+    let mut blocked = BTreeSet::new();
+    if index.has_conflicts() {
+        // An unfinished merge: git refuses any two-tree move until it is resolved.
+        for c in index.conflicts()?.flatten() {
+            if let Some(e) = c.our.or(c.their).or(c.ancestor) {
+                blocked.insert(String::from_utf8_lossy(&e.path).into_owned());
+            }
+        }
+    }
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true).recurse_untracked_dirs(true).exclude_submodules(true);
+    match scope {
+        Scope::ChangedPaths => {
+            // Ignored files count too: git would refuse to overwrite them as well.
+            opts.include_ignored(true).recurse_ignored_dirs(true).disable_pathspec_match(true);
+            for p in changed {
+                opts.pathspec(p);
+            }
+        }
+        Scope::Whole => {
+            opts.include_ignored(false);
+        }
+    }
+    let statuses =
+        repo.statuses(Some(&mut opts)).with_context(|| format!("cannot read the status of {}", co.dir.display()))?;
+    let wt_flags = Status::WT_NEW
+        | Status::WT_MODIFIED
+        | Status::WT_DELETED
+        | Status::WT_TYPECHANGE
+        | Status::WT_RENAMED
+        | Status::WT_UNREADABLE
+        | Status::IGNORED
+        | Status::CONFLICTED;
+    for s in statuses.iter() {
+        let Some(path) = s.path().map(str::to_string) else { continue };
+        let st = s.status();
+        if st == Status::CURRENT {
+            continue;
+        }
+        let on_changed = changed.contains(&path);
+        if !on_changed && scope == Scope::ChangedPaths {
+            continue;
+        }
+        // Index holds the new content and the file matches it: already moved, nothing to lose.
+        let already_moved = on_changed && !st.intersects(wt_flags) && index_matches_tree(&index, new, &path);
+        if !already_moved {
+            blocked.insert(path);
+        }
+    }
+    Ok(blocked.into_iter().collect())
+}
+
+fn index_matches_tree(index: &git2::Index, tree: &Tree, path: &str) -> bool {
+    let in_index = index.get_path(Path::new(path), 0).map(|e| (e.id, e.mode));
+    let in_tree = tree.get_path(Path::new(path)).ok().map(|e| (e.id(), e.filemode() as u32));
+    in_index == in_tree
+}
+
+/// Moves a checkout's index and files from commit `old` to commit `new`.
+///
+/// Why the `git` CLI: this must behave exactly like git on a working tree (its two-tree merge
+/// rules, filters and smudge drivers, sparse checkout, index extensions, stat cache). libgit2's
+/// checkout differs on several of those. `read-tree` checks every path before writing any, so a
+/// refusal leaves the checkout untouched; the error carries git's message.
+pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
+    wait_index_unlocked(co)?;
+    let out = Command::new("git")
+        .args(["read-tree", "-m", "-u"])
+        .arg(old.to_string())
+        .arg(new.to_string())
+        .current_dir(&co.dir)
+        // git-hybrid locates repositories itself; a GIT_DIR inherited from a hook must not redirect this.
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_COMMON_DIR")
+        .env_remove("GIT_PREFIX")
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run git read-tree")?;
+    if !out.status.success() {
+        return Err(HybridError::LocalChanges {
+            message: format!(
+                "git refused to update the checkout {} ({}); nothing was changed there. Commit, stash or move \
+                 the local changes, then retry",
+                co.dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim().replace('\n', " ")
+            ),
+            paths: Vec::new(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Moves several checkouts from `old` to `new`; if one refuses, moves the others back.
+pub fn read_tree_all(cos: &[Checkout], old: Oid, new: Oid) -> Result<()> {
+    for (i, co) in cos.iter().enumerate() {
+        if let Err(e) = read_tree(co, old, new) {
+            undo(&cos[..i], old, new);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Moves checkouts back from `new` to `old` after the ref could not move (best effort: a
+/// failure leaves the documented "already moved" state, which the next run finishes).
+pub fn undo(cos: &[Checkout], old: Oid, new: Oid) {
+    for co in cos {
+        if let Err(e) = read_tree(co, new, old) {
+            eprintln!("git-hybrid: warning: could not move {} back: {e:#}", co.dir.display());
+        }
+    }
+}
+
+/// A branch locked git's way (`<ref>.lock`) for a compare-and-swap.
+pub struct RefLock<'r> {
+    tx: Option<git2::Transaction<'r>>,
+    refname: String,
+    note: PathBuf,
+    /// The ref's value while locked (`None` when it does not exist).
+    pub current: Option<Oid>,
+}
+
+impl<'r> RefLock<'r> {
+    /// Locks `refname`. The caller holds the git-hybrid flock that guards this ref (the landing
+    /// lock for a target, the task lock for a task branch), which makes the stale-lock repair safe.
+    pub fn acquire(project: &'r Project, refname: &str) -> Result<RefLock<'r>> {
+        let repo = &project.repo;
+        let note = project.state_dir().join("locks").join(format!("ref-{}.note", refname.replace('/', "%")));
+        let lock_file = project.common_dir.join(format!("{refname}.lock"));
+        remove_stale_lock(&note, &lock_file);
+        write_pending_note(&note);
+        let locked = (|| -> Result<git2::Transaction<'r>> {
+            let start = Instant::now();
+            loop {
+                let mut tx = repo.transaction()?;
+                match tx.lock_ref(refname) {
+                    Ok(()) => return Ok(tx),
+                    Err(e) if e.code() == ErrorCode::Locked && start.elapsed() < Duration::from_secs(3) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) if e.code() == ErrorCode::Locked => {
+                        return Err(HybridError::Busy(format!(
+                            "{refname} is locked by another git process ({} exists); nothing was changed. Retry, \
+                             or remove that file if no git process is running",
+                            lock_file.display()
+                        ))
+                        .into())
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("cannot lock {refname}")),
+                }
+            }
+        })();
+        let tx = match locked {
+            Ok(tx) => tx,
+            Err(e) => {
+                let _ = std::fs::remove_file(&note);
+                return Err(e);
+            }
+        };
+        write_note(&note, &lock_file);
+        let current = repo.refname_to_id(refname).ok();
+        Ok(RefLock { tx: Some(tx), refname: refname.to_string(), note, current })
+    }
+
+    /// Points the ref at `new` and releases it.
+    pub fn commit(mut self, repo: &Repository, new: Oid, message: &str) -> Result<()> {
+        let mut tx = self.tx.take().context("ref lock already used")?;
+        let sig = crate::git::signature(repo, crate::git::Role::Committer)?;
+        tx.set_target(&self.refname, new, Some(&sig), message)?;
+        tx.commit().with_context(|| format!("cannot update {}", self.refname))?;
+        let _ = std::fs::remove_file(&self.note);
+        Ok(())
+    }
+}
+
+impl Drop for RefLock<'_> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            drop(tx); // libgit2 removes the .lock file
+        }
+        let _ = std::fs::remove_file(&self.note);
+    }
+}
+
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+}
+
+#[cfg(not(unix))]
+fn identity(_path: &Path) -> Option<(u64, u64, i64, i64, u64)> {
+    None
+}
+
+/// Writes a note by rename, so a reader sees the whole note or none.
+fn put_note(note: &Path, text: &str) {
+    if let Some(dir) = note.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = note.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, note).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// Before locking: "pending" (the note file's own mtime says when).
+fn write_pending_note(note: &Path) {
+    put_note(note, "pending\n");
+}
+
+/// After locking: "held <dev> <ino> <secs> <nanos>" of the lock file.
+fn write_note(note: &Path, lock_file: &Path) {
+    if let Some((dev, ino, s, ns, _)) = identity(lock_file) {
+        put_note(note, &format!("held {dev} {ino} {s} {ns}\n"));
+    }
+}
+
+/// Removes `<ref>.lock` only when the note left by a dead git-hybrid holder (the caller holds
+/// the flock that holder had) proves it is that holder's:
+/// - "held": same device and inode, not older than noted (libgit2 writes the new value into the
+///   lock file just before renaming it, so a holder killed inside its commit leaves a newer mtime);
+/// - "pending" (killed between taking the lock and noting it): an empty lock file created after
+///   the note. git writes a lock file's content right after creating it, so an empty one is not a
+///   live git command's.
+fn remove_stale_lock(note: &Path, lock_file: &Path) {
+    let Ok(recorded) = std::fs::read_to_string(note) else { return };
+    let fields: Vec<&str> = recorded.split_whitespace().collect();
+    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<i64>().ok());
+    let stale = match (fields.first().copied(), identity(lock_file)) {
+        (Some("held"), Some((dev, ino, s, ns, _))) => {
+            num(1) == Some(dev as i64) && num(2) == Some(ino as i64) && Some((s, ns)) >= num(3).zip(num(4))
+        }
+        // Compare file times with file times: the kernel's file clock is coarser than SystemTime.
+        (Some("pending"), Some((_, _, s, ns, len))) => {
+            len == 0 && identity(note).is_some_and(|(_, _, ns_s, ns_ns, _)| (s, ns) >= (ns_s, ns_ns))
+        }
+        _ => false,
+    };
+    if stale {
+        let _ = std::fs::remove_file(lock_file);
+    }
+    let _ = std::fs::remove_file(note);
+}

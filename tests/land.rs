@@ -1,0 +1,482 @@
+//! `git hybrid merge`: squash landing with catch-up, the checked-out target kept coherent,
+//! concurrency, empty tasks and crash recovery. Every test drives the real binary.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{assert_code, assert_ok, stderr, stdout, write_file, TestRepo};
+
+/// Starts a task, writes `files` in its worktree and commits them there.
+fn task(repo: &TestRepo, id: &str, files: &[(&str, &str)], msg: &str) -> PathBuf {
+    assert_ok(&repo.hybrid(&["start", id]), &["start", id]);
+    let dir = repo.task_dir(id);
+    for (p, c) in files {
+        write_file(&dir.join(p), c);
+    }
+    repo.commit_all_in(&dir, msg);
+    dir
+}
+
+/// The ledger record of attempt 1, read from disk.
+fn record(repo: &TestRepo, id: &str) -> serde_json::Value {
+    let p = repo.root.join(".git/hybrid/ledger").join(id).join("1.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn merge_json(repo: &TestRepo, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json", "merge"];
+    all.extend_from_slice(args);
+    let out = repo.hybrid(&all);
+    assert_ok(&out, &all);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Commits on `main` whose message carries `Hybrid-Task: <id>`.
+fn landings_of(repo: &TestRepo, id: &str) -> usize {
+    let log = repo.git(&["log", "main", "--format=%H%n%(trailers:key=Hybrid-Task,valueonly)%x00", "--"]);
+    log.split('\0').filter(|e| e.lines().skip(1).any(|l| l.trim() == id)).count()
+}
+
+fn trailer(repo: &TestRepo, rev: &str, key: &str) -> String {
+    repo.git(&["log", "-1", &format!("--format=%(trailers:key={key},valueonly)"), rev]).trim().to_string()
+}
+
+fn fsck_clean(repo: &TestRepo) {
+    let out = repo.git_out(&repo.root, &["fsck", "--no-progress"]);
+    assert!(out.status.success(), "git fsck: {}", stderr(&out));
+}
+
+#[test]
+fn lands_one_squash_commit_records_it_and_cleans_up() {
+    let repo = TestRepo::new();
+    let before = repo.rev("main");
+    let dir = task(&repo, "t1", &[("a.txt", "a\n")], "add a");
+    write_file(&dir.join("b.txt"), "b\n");
+    repo.commit_all_in(&dir, "add b");
+    let tip = repo.git_in(&dir, &["rev-parse", "HEAD"]);
+
+    let r = merge_json(&repo, &["t1"]);
+    assert_eq!(r["status"], "landed");
+    let sha = r["merge_sha"].as_str().unwrap().to_string();
+    assert_eq!(repo.rev("main"), sha);
+    assert_eq!(repo.rev("main^"), before, "single parent is the old target tip");
+    assert_eq!(repo.git(&["rev-list", "--parents", "-n1", "main"]).split(' ').count(), 2);
+    assert_eq!(repo.rev("main^{tree}"), repo.rev(&format!("{tip}^{{tree}}")));
+    let msg = repo.git(&["log", "-1", "--format=%B", "main"]);
+    assert!(msg.starts_with("add a; add b\n"), "{msg}");
+    assert!(msg.contains("- add a\n- add b\n"), "{msg}");
+    assert_eq!(trailer(&repo, "main", "Hybrid-Task"), "t1");
+    assert_eq!(trailer(&repo, "main", "Hybrid-Base"), before);
+    assert_eq!(trailer(&repo, "main", "Hybrid-Tip"), tip);
+    assert_eq!(trailer(&repo, "main", "Hybrid-Attempt"), "");
+
+    let rec = record(&repo, "t1");
+    assert_eq!(rec["state"], "landed");
+    assert_eq!(rec["merge_sha"], sha.as_str());
+    assert_eq!(rec["merge_base"], before.as_str());
+    assert_eq!(rec["tip"], tip.as_str());
+    assert!(rec["landed_at"].is_string());
+    assert!(rec["worktree"].is_null());
+    assert!(rec.get("landing").is_none());
+    assert_eq!(repo.rev("refs/hybrid/tips/t1"), tip);
+    assert!(!dir.exists(), "clean worktree removed");
+    assert!(repo.git_out(&repo.root, &["rev-parse", "--verify", "-q", "refs/heads/hybrid/t1"]).stdout.is_empty());
+    // The main checkout (main checked out) moved with the ref.
+    assert_eq!(repo.read("a.txt"), "a\n");
+    assert_eq!(repo.porcelain(&repo.root), "");
+    fsck_clean(&repo);
+
+    // A second run is a no-op that reports the recorded landing.
+    let again = merge_json(&repo, &["t1"]);
+    assert_eq!(again["already"], true);
+    assert_eq!(again["merge_sha"], sha.as_str());
+    assert_eq!(repo.rev("main"), sha);
+}
+
+#[test]
+fn message_flag_and_title_and_keep() {
+    let repo = TestRepo::new();
+    assert_ok(&repo.hybrid(&["start", "t1", "--title", "Add the a file"]), &["start"]);
+    let dir = repo.task_dir("t1");
+    write_file(&dir.join("a.txt"), "a\n");
+    repo.commit_all_in(&dir, "wip");
+    let r = merge_json(&repo, &["t1", "--keep"]);
+    assert_eq!(r["cleaned"], false);
+    assert!(dir.exists());
+    assert_eq!(repo.git(&["log", "-1", "--format=%s", "main"]), "Add the a file");
+
+    let d2 = task(&repo, "t2", &[("b.txt", "b\n")], "wip 2");
+    merge_json(&repo, &["t2", "-m", "Custom summary"]);
+    assert_eq!(repo.git(&["log", "-1", "--format=%s", "main"]), "Custom summary");
+    assert!(!d2.exists());
+}
+
+#[test]
+fn target_moved_on_a_disjoint_file_catches_up_cleanly() {
+    let repo = TestRepo::new();
+    let dir = task(&repo, "t1", &[("task.txt", "task\n")], "task work");
+    repo.write("other.txt", "main moved\n");
+    let moved = repo.commit_all("main moves");
+
+    let r = merge_json(&repo, &["t1", "--keep"]);
+    assert_eq!(r["status"], "landed");
+    assert_eq!(r["caught_up"], true);
+    assert_eq!(repo.rev("main^"), moved);
+    assert_eq!(trailer(&repo, "main", "Hybrid-Base"), moved);
+    let tip = trailer(&repo, "main", "Hybrid-Tip");
+    // The caught-up tip is a merge of main into the task branch, and descends from the base.
+    assert_eq!(repo.rev("hybrid/t1"), tip);
+    assert_eq!(repo.git(&["rev-list", "--parents", "-n1", &tip]).split(' ').count(), 3);
+    assert!(repo.git_out(&repo.root, &["merge-base", "--is-ancestor", &moved, &tip]).status.success());
+    assert_eq!(repo.rev("main^{tree}"), repo.rev(&format!("{tip}^{{tree}}")));
+    assert_eq!(repo.read("task.txt"), "task\n");
+    assert_eq!(repo.read("other.txt"), "main moved\n");
+    // The task worktree moved with its branch.
+    assert_eq!(std::fs::read_to_string(dir.join("other.txt")).unwrap(), "main moved\n");
+    assert_eq!(repo.porcelain(&dir), "");
+    assert_eq!(repo.porcelain(&repo.root), "");
+    // Only the task's own commit is listed in the body.
+    let msg = repo.git(&["log", "-1", "--format=%B", "main"]);
+    assert!(msg.contains("- task work\n") && !msg.contains("main moves"), "{msg}");
+}
+
+#[test]
+fn both_sides_edit_the_same_lines_conflict_and_change_nothing() {
+    let repo = TestRepo::new();
+    repo.write("f.txt", "one\ntwo\nthree\n");
+    repo.commit_all("add f");
+    let dir = task(&repo, "t1", &[("f.txt", "one\nTASK\nthree\n")], "task edits f");
+    repo.write("f.txt", "one\nMAIN\nthree\n");
+    repo.commit_all("main edits f");
+
+    let refs = repo.refs_snapshot();
+    let main_status = repo.porcelain(&repo.root);
+    let task_status = repo.porcelain(&dir);
+    let out = repo.hybrid(&["--json", "merge", "t1"]);
+    assert_code(&out, 3);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j, serde_json::json!({"task": "t1", "status": "conflict", "conflicts": ["f.txt"]}));
+    assert_eq!(repo.refs_snapshot(), refs);
+    assert_eq!(repo.porcelain(&repo.root), main_status);
+    assert_eq!(repo.porcelain(&dir), task_status);
+    assert_eq!(std::fs::read_to_string(dir.join("f.txt")).unwrap(), "one\nTASK\nthree\n");
+    assert_eq!(repo.read("f.txt"), "one\nMAIN\nthree\n");
+    let rec = record(&repo, "t1");
+    assert_eq!(rec["state"], "conflict");
+    assert_eq!(rec["conflicts"], serde_json::json!(["f.txt"]));
+
+    // Text mode names the file too.
+    let out = repo.hybrid(&["merge", "t1"]);
+    assert_code(&out, 3);
+    assert!(stdout(&out).contains("f.txt"), "{}", stdout(&out));
+}
+
+#[test]
+fn uncommitted_edit_on_a_path_the_landing_changes_is_refused_and_preserved() {
+    let repo = TestRepo::new();
+    task(&repo, "t1", &[("README.md", "hello from the task\n")], "task edits readme");
+    let edit = "my own edit\r\nwith odd bytes \u{1F600}\n";
+    repo.write("README.md", edit);
+    let refs = repo.refs_snapshot();
+    let status = repo.porcelain(&repo.root);
+
+    let out = repo.hybrid(&["merge", "t1"]);
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("README.md"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stash"), "says how to proceed: {}", stderr(&out));
+    assert_eq!(std::fs::read(repo.root.join("README.md")).unwrap(), edit.as_bytes());
+    assert_eq!(repo.refs_snapshot(), refs);
+    assert_eq!(repo.porcelain(&repo.root), status);
+    assert!(repo.task_dir("t1").exists());
+    assert!(record(&repo, "t1").get("landing").is_none());
+}
+
+#[test]
+fn uncommitted_edit_elsewhere_is_carried_along_byte_for_byte() {
+    let repo = TestRepo::new();
+    repo.write("mine.txt", "committed\n");
+    repo.commit_all("add mine");
+    task(&repo, "t1", &[("a.txt", "task\n")], "task adds a");
+    let edit = "uncommitted\nno newline at end";
+    repo.write("mine.txt", edit);
+
+    let r = merge_json(&repo, &["t1"]);
+    assert_eq!(r["status"], "landed");
+    assert_eq!(std::fs::read(repo.root.join("mine.txt")).unwrap(), edit.as_bytes());
+    assert_eq!(repo.read("a.txt"), "task\n");
+    assert_eq!(repo.porcelain(&repo.root), " M mine.txt");
+    assert_eq!(repo.git(&["diff", "--cached", "--name-only"]), "");
+    assert_eq!(repo.git(&["show", "--format=", "--name-only", "main"]), "a.txt");
+}
+
+#[test]
+fn staged_changes_stay_staged_and_never_enter_the_squash() {
+    let repo = TestRepo::new();
+    task(&repo, "t1", &[("a.txt", "task\n")], "task adds a");
+    repo.write("staged.txt", "staged by the user\n");
+    repo.write("README.md", "staged edit\n");
+    repo.git(&["add", "staged.txt", "README.md"]);
+
+    merge_json(&repo, &["t1"]);
+    assert_eq!(repo.git(&["show", "--format=", "--name-only", "main"]), "a.txt");
+    assert_eq!(repo.git(&["diff", "--cached", "--name-only"]), "README.md\nstaged.txt");
+    assert_eq!(repo.git(&["diff", "--name-only"]), "");
+    assert_eq!(repo.read("staged.txt"), "staged by the user\n");
+    assert_eq!(repo.git(&["show", "main:README.md"]), "hello");
+}
+
+#[test]
+fn untracked_file_at_a_path_the_task_adds_is_refused_and_preserved() {
+    let repo = TestRepo::new();
+    task(&repo, "t1", &[("new/file.txt", "from the task\n")], "task adds a file");
+    repo.write("new/file.txt", "the user's untracked file\n");
+    let refs = repo.refs_snapshot();
+    let out = repo.hybrid(&["merge", "t1"]);
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("new/file.txt"), "{}", stderr(&out));
+    assert_eq!(repo.read("new/file.txt"), "the user's untracked file\n");
+    assert_eq!(repo.refs_snapshot(), refs);
+    assert_eq!(repo.porcelain(&repo.root), "?? new/file.txt");
+}
+
+#[test]
+fn rename_on_one_side_edit_on_the_other() {
+    let repo = TestRepo::new();
+    let body: String = (0..40).map(|i| format!("line {i}\n")).collect();
+    repo.write("old_name.txt", &body);
+    repo.commit_all("add file");
+    let edited = body.replace("line 20\n", "line 20 edited by the task\n");
+    task(&repo, "t1", &[("old_name.txt", &edited)], "task edits the file");
+    repo.git(&["mv", "old_name.txt", "new_name.txt"]);
+    repo.git(&["commit", "-q", "-m", "main renames the file"]);
+
+    merge_json(&repo, &["t1"]);
+    assert_eq!(repo.read("new_name.txt"), edited);
+    assert!(!repo.root.join("old_name.txt").exists());
+    assert_eq!(repo.porcelain(&repo.root), "");
+
+    // And the other way round: the task renames, the target edits.
+    let repo = TestRepo::new();
+    repo.write("old_name.txt", &body);
+    repo.commit_all("add file");
+    assert_ok(&repo.hybrid(&["start", "t2"]), &["start"]);
+    let dir = repo.task_dir("t2");
+    repo.git_in(&dir, &["mv", "old_name.txt", "new_name.txt"]);
+    repo.git_in(&dir, &["commit", "-q", "-m", "task renames"]);
+    repo.write("old_name.txt", &edited);
+    repo.commit_all("main edits");
+    merge_json(&repo, &["t2"]);
+    assert_eq!(repo.read("new_name.txt"), edited);
+    assert!(!repo.root.join("old_name.txt").exists());
+    assert_eq!(repo.porcelain(&repo.root), "");
+}
+
+#[test]
+fn sixteen_concurrent_landings_all_land_and_are_recorded() {
+    let repo = TestRepo::new();
+    let ids: Vec<String> = (0..16).map(|i| format!("c{i:02}")).collect();
+    for id in &ids {
+        task(&repo, id, &[(&format!("files/{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
+    }
+    repo.write("user-notes.txt", "not committed\n");
+    let children: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            repo.hybrid_cmd(&repo.root, &["--json", "merge", id])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (id, child) in ids.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert_ok(&out, &["merge", id]);
+    }
+    assert_eq!(repo.git(&["rev-list", "--count", "main"]), "17");
+    assert_eq!(repo.git(&["rev-list", "--merges", "--count", "main"]), "0");
+    for id in &ids {
+        assert_eq!(landings_of(&repo, id), 1, "{id}");
+        let rec = record(&repo, id);
+        assert_eq!(rec["state"], "landed", "{id}");
+        let sha = rec["merge_sha"].as_str().unwrap();
+        assert_eq!(trailer(&repo, sha, "Hybrid-Task"), *id);
+        assert_eq!(repo.read(&format!("files/{id}.txt")), format!("{id}\n"));
+    }
+    assert_eq!(repo.porcelain(&repo.root), "?? user-notes.txt");
+    fsck_clean(&repo);
+}
+
+#[test]
+fn two_truly_conflicting_tasks_one_lands_the_other_reports_conflict() {
+    let repo = TestRepo::new();
+    repo.write("shared.txt", "a\nb\nc\n");
+    repo.commit_all("shared");
+    task(&repo, "x", &[("shared.txt", "a\nX\nc\n")], "x edits");
+    task(&repo, "y", &[("shared.txt", "a\nY\nc\n")], "y edits");
+    let spawn = |id: &str| {
+        repo.hybrid_cmd(&repo.root, &["--json", "merge", id])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (cx, cy) = (spawn("x"), spawn("y"));
+    let (ox, oy) = (cx.wait_with_output().unwrap(), cy.wait_with_output().unwrap());
+    let mut codes = [ox.status.code().unwrap(), oy.status.code().unwrap()];
+    codes.sort();
+    assert_eq!(codes, [0, 3], "x: {} y: {}", stderr(&ox), stderr(&oy));
+    let (loser, lout) = if ox.status.code() == Some(3) { ("x", &ox) } else { ("y", &oy) };
+    let j: serde_json::Value = serde_json::from_slice(&lout.stdout).unwrap();
+    assert_eq!(j["status"], "conflict");
+    assert_eq!(j["conflicts"], serde_json::json!(["shared.txt"]));
+    assert_eq!(record(&repo, loser)["state"], "conflict");
+    assert_eq!(repo.git(&["rev-list", "--count", "main"]), "3");
+    assert_eq!(repo.porcelain(&repo.root), "");
+}
+
+#[test]
+fn already_merged_branch_lands_as_empty() {
+    let repo = TestRepo::new();
+    let dir = task(&repo, "t1", &[("a.txt", "same change\n")], "task adds a");
+    // The same change reaches main another way.
+    repo.write("a.txt", "same change\n");
+    let main = repo.commit_all("someone else adds a");
+
+    let r = merge_json(&repo, &["t1"]);
+    assert_eq!(r["status"], "empty");
+    assert!(r["merge_sha"].is_null());
+    assert_eq!(repo.rev("main"), main, "no commit");
+    let rec = record(&repo, "t1");
+    assert_eq!(rec["state"], "empty");
+    assert!(rec["merge_sha"].is_null());
+    assert!(!dir.exists());
+    let out = repo.hybrid(&["merge", "t1"]);
+    assert_ok(&out, &["merge"]);
+    assert!(stdout(&out).contains("empty"), "{}", stdout(&out));
+
+    // A task with no commits at all is empty too.
+    assert_ok(&repo.hybrid(&["start", "t2"]), &["start"]);
+    assert_eq!(merge_json(&repo, &["t2"])["status"], "empty");
+    assert_eq!(repo.rev("main"), main);
+}
+
+#[test]
+fn adopts_a_branch_without_a_ledger_record() {
+    let repo = TestRepo::new();
+    repo.git(&["branch", "hybrid/remote1"]);
+    let wt = repo.base().join("elsewhere");
+    repo.git(&["worktree", "add", "-q", wt.to_str().unwrap(), "hybrid/remote1"]);
+    write_file(&wt.join("r.txt"), "remote\n");
+    repo.commit_all_in(&wt, "remote agent work");
+    repo.git(&["worktree", "remove", wt.to_str().unwrap()]);
+
+    let r = merge_json(&repo, &["remote1"]);
+    assert_eq!(r["status"], "landed");
+    assert_eq!(repo.read("r.txt"), "remote\n");
+    assert_eq!(record(&repo, "remote1")["state"], "landed");
+    assert_eq!(trailer(&repo, "main", "Hybrid-Task"), "remote1");
+}
+
+#[test]
+fn bad_input_exits_2_and_changes_nothing() {
+    let repo = TestRepo::new();
+    let refs = repo.refs_snapshot();
+    assert_code(&repo.hybrid(&["merge", "nope"]), 2);
+    assert_code(&repo.hybrid(&["merge", "../x"]), 2);
+    task(&repo, "t1", &[("a.txt", "a\n")], "a");
+    let refs2 = repo.refs_snapshot();
+    assert_code(&repo.hybrid(&["merge", "t1", "--target", "no-such-branch"]), 2);
+    assert_code(&repo.hybrid(&["merge", "t1", "--target", "bad..name"]), 2);
+    assert_eq!(repo.refs_snapshot(), refs2);
+    assert_ne!(refs, refs2);
+}
+
+#[test]
+fn attempt_two_gets_its_own_trailer() {
+    let repo = TestRepo::new();
+    assert_ok(&repo.hybrid(&["start", "t1", "--attempt", "2"]), &["start"]);
+    let dir = repo.base().join("repo.hybrid").join("t1@2");
+    write_file(&dir.join("a.txt"), "a\n");
+    repo.commit_all_in(&dir, "attempt two");
+    let r = merge_json(&repo, &["t1", "--attempt", "2"]);
+    assert_eq!(r["status"], "landed");
+    assert_eq!(trailer(&repo, "main", "Hybrid-Attempt"), "2");
+    assert!(repo.git_out(&repo.root, &["rev-parse", "--verify", "refs/hybrid/tips/t1@2"]).status.success());
+}
+
+#[test]
+fn a_held_index_lock_in_the_main_checkout_refuses_without_moving() {
+    let repo = TestRepo::new();
+    task(&repo, "t1", &[("a.txt", "a\n")], "a");
+    std::fs::write(repo.root.join(".git/index.lock"), "").unwrap();
+    let refs = repo.refs_snapshot();
+    let out = repo.hybrid(&["merge", "t1"]);
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("index.lock"), "{}", stderr(&out));
+    assert_eq!(repo.refs_snapshot(), refs);
+    std::fs::remove_file(repo.root.join(".git/index.lock")).unwrap();
+    merge_json(&repo, &["t1"]);
+    assert_eq!(repo.porcelain(&repo.root), "");
+}
+
+#[test]
+fn target_not_checked_out_anywhere_lands_without_touching_files() {
+    let repo = TestRepo::new();
+    task(&repo, "t1", &[("a.txt", "a\n")], "a");
+    repo.git(&["checkout", "-q", "-b", "side"]);
+    repo.write("scratch.txt", "x\n");
+    merge_json(&repo, &["t1"]);
+    assert!(!repo.root.join("a.txt").exists());
+    assert_eq!(repo.git(&["show", "main:a.txt"]), "a");
+    assert_eq!(repo.porcelain(&repo.root), "?? scratch.txt");
+}
+
+#[test]
+fn kill_9_at_many_points_then_rerun_lands_exactly_once() {
+    let repo = TestRepo::new();
+    let n = 10;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    for i in 0..n {
+        let id = format!("k{i}");
+        // Every other task also needs a catch-up, so the kill can land inside it.
+        task(&repo, &id, &[(&format!("k/{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
+        if i % 2 == 0 {
+            repo.write(&format!("moved/{i}.txt"), "moved\n");
+            repo.commit_all(&format!("main moves {i}"));
+        }
+    }
+    for i in 0..n {
+        let id = format!("k{i}");
+        // A pseudo-random kill point across the landing's ~9 paused steps of 25 ms.
+        let delay = (seed.wrapping_mul(6364136223846793005).wrapping_add(i as u64 * 1442695040888963407) >> 33) % 240;
+        let mut child = repo.hybrid_cmd(&repo.root, &["merge", &id]);
+        child.env("HYBRID_TEST_PAUSE_MS", "25").stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = child.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // A git child (read-tree) the kill orphaned may still be finishing; the re-run waits for it.
+        let mut out = repo.hybrid(&["--json", "merge", &id]);
+        for _ in 0..20 {
+            if out.status.code() != Some(4) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            out = repo.hybrid(&["--json", "merge", &id]);
+        }
+        assert_ok(&out, &["merge", &id, &format!("(killed after {delay} ms)")]);
+        assert_eq!(landings_of(&repo, &id), 1, "{id} killed after {delay} ms");
+        let rec = record(&repo, &id);
+        assert_eq!(rec["state"], "landed", "{id}");
+        assert_eq!(trailer(&repo, rec["merge_sha"].as_str().unwrap(), "Hybrid-Task"), id);
+        assert!(rec.get("landing").is_none());
+        assert_eq!(repo.porcelain(&repo.root), "", "{id} killed after {delay} ms: main checkout coherent");
+        assert!(!repo.task_dir(&id).exists(), "{id}: worktree cleaned on re-run");
+    }
+    fsck_clean(&repo);
+    assert!(!repo.root.join(".git/refs/heads/main.lock").exists());
+}
