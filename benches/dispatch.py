@@ -106,7 +106,8 @@ def main():
                 (tm["worktree_begin_ns"] - tm["picked_ns"]) / 1e6,
                 (tm["synced_ns"] - tm["worktree_ready_ns"]) / 1e6,
                 (tm["prepared_ns"] - tm["synced_ns"]) / 1e6,
-                (tm["spawned_ns"] - tm["prepared_ns"]) / 1e6,
+                (tm["spawn_ns"] - tm["prepared_ns"]) / 1e6,
+                (tm["spawned_ns"] - tm["spawn_ns"]) / 1e6,
                 (agent_start - tm["spawned_ns"]) / 1e6,
             ))
 
@@ -143,7 +144,8 @@ def main():
         print(f"  git-hybrid: pick -> agent running, excl. checkout  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms")
         print(f"    of which pick -> process spawned (excl. checkout) p50 {pct(to_spawn, 50):7.2f} ms  p95 {pct(to_spawn, 95):7.2f} ms")
         print(f"    worktree checkout (excluded)                      p50 {pct(checkout, 50):7.2f} ms  p95 {pct(checkout, 95):7.2f} ms")
-        names = ["pick -> checkout starts", "sync", "prompt + ledger", "spawn", "process start -> agent's first command"]
+        names = ["pick -> checkout starts", "sync", "prompt + run files", "launch setup (files, env)",
+                 "spawn call", "process start -> agent's first command"]
         for k, name in enumerate(names):
             col = [s[k] for s in steps]
             print(f"      {name:<45} p50 {pct(col, 50):7.2f} ms  p95 {pct(col, 95):7.2f} ms")

@@ -295,11 +295,13 @@ pub fn launch(l: &Launch, stop: &AtomicBool) -> Result<RunExit> {
     if l.argv.first().map(String::as_str) == Some(BUILTIN_PATCH) {
         extra.extend(identity_env(&l.worktree));
     }
-    let mut cmd = Command::new(&exec[0]);
+    let env = scrubbed_env(&l.env_pass, &extra);
+    let mut cmd = Command::new(resolve_program(&exec[0], &env));
+    std::os::unix::process::CommandExt::arg0(&mut cmd, &exec[0]);
     cmd.args(&exec[1..])
         .current_dir(&l.worktree)
         .env_clear()
-        .envs(scrubbed_env(&l.env_pass, &extra))
+        .envs(env)
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr));
@@ -423,7 +425,7 @@ pub fn run_command(
         .open(log)
         .with_context(|| format!("cannot open {}", log.display()))?;
     let err = out.try_clone()?;
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::new(resolve_program(program, &env));
     cmd.args(&argv[1..])
         .current_dir(cwd)
         .env_clear()
@@ -491,6 +493,34 @@ pub fn group_alive(pgid: u32) -> bool {
     }
     // SAFETY: signal 0 only checks for existence and permission.
     unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
+}
+
+/// The program to execute: a bare name is looked up in the `PATH` the child gets.
+///
+/// Why here: given a bare name and a changed `PATH`, the standard library must search the
+/// child's `PATH` itself and falls back from `posix_spawn` to `fork`, which is far slower for a
+/// busy multi-threaded dispatcher. A name that is not found is passed on unchanged, so the
+/// spawn reports it as usual.
+fn resolve_program(name: &str, env: &[(OsString, OsString)]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') {
+        return PathBuf::from(name);
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    if let Some(path) = path {
+        for dir in std::env::split_paths(&path) {
+            if dir.as_os_str().is_empty() || !dir.is_absolute() {
+                continue; // relative PATH entries would depend on the agent's cwd
+            }
+            let candidate = dir.join(name);
+            if let Ok(meta) = std::fs::metadata(&candidate) {
+                if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                    return candidate;
+                }
+            }
+        }
+    }
+    PathBuf::from(name)
 }
 
 /// Puts the child in a process group of its own (so the whole group can be ended).

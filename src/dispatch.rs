@@ -512,7 +512,13 @@ fn attempt_inner(
         return Ok(AttemptEnd::Landed { state: rec.state.as_str().into(), merge_sha: rec.merge_sha });
     }
     let wt = rec.worktree.clone().context("the task record has no worktree")?;
-    checkpoint(&wt, &format!("hybrid: checkpoint of {id} (work left in the worktree by an earlier run)"))?;
+    // A worktree made just now from the target tip holds nothing to checkpoint and nothing to
+    // sync: it cannot conflict, and the sync before verify catches it up anyway.
+    let branch_tip = project.repo.refname_to_id(&format!("refs/heads/{}", rec.branch)).ok().map(|o| o.to_string());
+    let mut fresh = started.created && task.base.is_none() && branch_tip.as_deref() == Some(rec.base.as_str());
+    if !started.created {
+        checkpoint(&wt, &format!("hybrid: checkpoint of {id} (work left in the worktree by an earlier run)"))?;
+    }
 
     let mut verified = rec.state == TaskState::Passed;
     let max_runs = 1 + task.retries;
@@ -530,9 +536,11 @@ fn attempt_inner(
         }
         runs_here += 1;
 
-        phase("sync", String::new());
-        if let Some(end) = sync_or_conflict(&project, id, attempt)? {
-            return Ok(end);
+        if !std::mem::take(&mut fresh) {
+            phase("sync", String::new());
+            if let Some(end) = sync_or_conflict(&project, id, attempt)? {
+                return Ok(end);
+            }
         }
         timing.synced_ns = Some(agent::now_ns());
 
