@@ -932,8 +932,3 @@ fn branch_commits(project: &Project, rec: &TaskRecord) -> Result<Vec<String>> {
     }
     Ok(out)
 }
-
-/// Reads a run's `meta.json` (for status and benchmarks).
-pub fn run_meta(run_dir: &Path) -> Option<RunMeta> {
-    RunMeta::read(run_dir)
-}

@@ -654,3 +654,24 @@ fn sigint_stops_the_agents_and_the_next_dispatch_resumes() {
     let prompt = std::fs::read_to_string(run_dir(&r, "h", 1, 2).join("prompt.md")).unwrap();
     assert!(prompt.contains("stopped during run 1"), "{prompt}");
 }
+
+#[test]
+fn landing_refused_by_local_changes_waits_as_passed_then_lands() {
+    let plan = format!("{HEAD}{}", script_task("lc", "", &["shared.txt"]));
+    let r = setup(&plan);
+    // The user has an uncommitted shared.txt in the main checkout (where main is checked out).
+    r.write("shared.txt", "my own work\n");
+    let out = dispatch(&r, &[]);
+    assert_code(&out, 1);
+    let rec = task(&r.tasks(), "lc", 1).clone();
+    assert_eq!(rec["state"], "passed", "{rec}");
+    assert!(rec["failure"].as_str().unwrap().contains("landing failed"), "{rec}");
+    assert_eq!(r.read("shared.txt"), "my own work\n");
+    // Once the user moved their file away, the next dispatch lands without a new agent run.
+    std::fs::remove_file(r.root.join("shared.txt")).unwrap();
+    assert_ok(&dispatch(&r, &[]), &["dispatch (again)"]);
+    let rec = task(&r.tasks(), "lc", 1).clone();
+    assert_eq!(rec["state"], "landed");
+    assert_eq!(rec["runs"], 1);
+    assert_eq!(r.read("shared.txt"), "lc 1\n");
+}
