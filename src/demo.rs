@@ -86,6 +86,10 @@ pub fn create(dir: &Path) -> Result<()> {
     git(&["config", "user.name", "git-hybrid demo"])?;
     git(&["config", "user.email", "demo@git-hybrid.invalid"])?;
     git(&["config", "commit.gpgsign", "false"])?;
+    // Hooks from a global `core.hooksPath` or template must not judge the sample's commits.
+    let no_hooks = dir.join(".git").join("demo-no-hooks");
+    std::fs::create_dir_all(&no_hooks)?;
+    git(&["config", "core.hooksPath", &no_hooks.to_string_lossy()])?;
     git(&["add", "-A"])?;
     git(&["commit", "-q", "--no-verify", "-m", "tiny-app: a core and one plugin"])?;
     git(&["tag", "demo-start"])?;

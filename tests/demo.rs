@@ -110,3 +110,35 @@ fn demo_without_a_folder_uses_a_new_temporary_one() {
     assert!(path.join("hybrid.toml").exists());
     assert!(text.contains("8 landed, 1 conflict"), "{text}");
 }
+
+#[test]
+fn demo_is_not_bothered_by_the_users_global_git_config() {
+    let r = TestRepo::new();
+    // Signing on, hooks that reject every commit, no identity allowed from guessing.
+    let hooks = r.base().join("global-hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(hooks.join("pre-commit"), "#!/bin/sh\necho 'global hook says no' >&2\nexit 1\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(hooks.join("pre-commit"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // In $HOME/.gitconfig, so the agents (which get HOME, not GIT_CONFIG_GLOBAL) see it too.
+    let global = r.home.join(".gitconfig");
+    std::fs::write(
+        &global,
+        format!(
+            "[commit]\n\tgpgsign = true\n[core]\n\thooksPath = {}\n[user]\n\tuseConfigOnly = true\n",
+            hooks.display()
+        ),
+    )
+    .unwrap();
+    let dir = r.base().join("demo");
+    let mut cmd = r.hybrid_cmd(&r.base(), &["demo", dir.to_str().unwrap()]);
+    for k in ["GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"] {
+        cmd.env_remove(k);
+    }
+    cmd.env_remove("GIT_CONFIG_GLOBAL");
+    let out = cmd.output().unwrap();
+    assert_ok(&out, &["demo (hostile global config)"]);
+    assert!(stdout(&out).contains("8 landed, 1 conflict"), "{}", stdout(&out));
+}
