@@ -13,15 +13,20 @@
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
 //! | [`status`] | the status report |
+//! | [`labels`] | diff-similarity labels (Jaccard + difflib-exact ratio), `label --pairs` |
+//! | [`export`], [`redact`] | opt-in training-record export, export-time redaction |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod fsutil;
 pub mod git;
+pub mod labels;
 pub mod land;
 pub mod ledger;
 pub mod lock;
+pub mod redact;
 pub mod repo;
 pub mod status;
 pub mod sync;
