@@ -11,7 +11,8 @@
 //!   attempt's own patch (see [`crate::labels::landed`]); labels are the ledger's, or computed
 //!   on the fly for a landed task that was not labelled yet.
 //! - **Dedupe** on (prompt, final_diff) before anything else is filtered: of the attempts that
-//!   share both, the landed one (else the first) is kept.
+//!   share both, the landed one (else the first) is kept. Attempts without a captured prompt
+//!   are never merged.
 //! - **Split**: `train`/`val`/`test` from SHA-256 of the task id (first 8 bytes, big-endian,
 //!   mod 100: < 80 train, < 90 val, else test), so all attempts of a task share a split and the
 //!   partition never changes between exports.
@@ -210,10 +211,12 @@ pub fn export(project: &Project, opts: &ExportOptions) -> Result<(Vec<String>, E
         }
     }
 
-    // Dedupe on (prompt, final_diff): the landed attempt wins, else the first.
-    let mut winner: HashMap<(Option<&str>, Option<&str>), usize> = HashMap::new();
+    // Dedupe on (prompt, final_diff): the landed attempt wins, else the first. Attempts with
+    // no captured prompt are not trajectories of a known task and are never merged.
+    let mut winner: HashMap<(&str, Option<&str>), usize> = HashMap::new();
     for (i, s) in sources.iter().enumerate() {
-        let key = (s.prompt.as_deref(), s.final_diff.as_deref());
+        let Some(prompt) = s.prompt.as_deref() else { continue };
+        let key = (prompt, s.final_diff.as_deref());
         match winner.get(&key) {
             Some(&w) if !(sources[i].rec.state == TaskState::Landed && sources[w].rec.state != TaskState::Landed) => {}
             _ => {
@@ -222,7 +225,7 @@ pub fn export(project: &Project, opts: &ExportOptions) -> Result<(Vec<String>, E
         }
     }
     let keep: Vec<bool> = if opts.dedupe {
-        let mut keep = vec![false; sources.len()];
+        let mut keep: Vec<bool> = sources.iter().map(|s| s.prompt.is_none()).collect();
         winner.values().for_each(|&i| keep[i] = true);
         keep
     } else {
