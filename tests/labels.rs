@@ -214,6 +214,19 @@ fn assert_parity(repo: &TestRepo, pairs: &[(String, String, String)], jobs: &str
     let out = repo.hybrid(&["label", "--pairs", file.to_str().unwrap(), "--jobs", jobs]);
     assert_ok(&out, &["label", "--pairs"]);
     let ours = parse_jsonl(&stdout(&out));
+    // The same pairs as Python writes JSON (every non-ASCII character, `/`-free but \uXXXX
+    // escaped): the labels must not depend on how the JSON strings are escaped.
+    let ascii = repo.base().join(format!("pairs-{jobs}-ascii.jsonl"));
+    let enc = Command::new("python3")
+        .args(["-c", "import json,sys\nfor l in sys.stdin: print(json.dumps(json.loads(l)))"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .stdout(std::fs::File::create(&ascii).unwrap())
+        .status()
+        .unwrap();
+    assert!(enc.success());
+    let out = repo.hybrid(&["label", "--pairs", ascii.to_str().unwrap(), "--jobs", jobs]);
+    assert_ok(&out, &["label", "--pairs", "ascii"]);
+    assert_eq!(parse_jsonl(&stdout(&out)), ours, "labels depend on the JSON escaping");
     let py = Command::new("python3")
         .arg(reference_script())
         .stdin(std::fs::File::open(&file).unwrap())

@@ -10,13 +10,15 @@
 //! Python's (the arithmetic is the same; `benches/labels_ref.py` is the reference and
 //! `tests/labels.rs` checks parity). Keys are interned to integers once per pair.
 //!
-//! Sub-modules: [`diffparse`] (the parsing rule), [`difflib`] (the SequenceMatcher port),
+//! Sub-modules: [`diffparse`] (the parsing rule), [`jsonstr`] (diff lines read straight from
+//! JSON string literals), [`difflib`] (the SequenceMatcher port),
 //! [`gitdiff`] (unified diffs from git objects), [`pairs`] (`label --pairs` JSONL streaming),
 //! [`landed`] (labelling the attempts of landed tasks in the ledger).
 
 pub mod difflib;
 pub mod diffparse;
 pub mod gitdiff;
+pub mod jsonstr;
 pub mod landed;
 pub mod pairs;
 
@@ -24,20 +26,58 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 pub use crate::ledger::Labels;
+use diffparse::{parse, LineSource, Span, TextSource};
+use jsonstr::JsonStrSource;
 
 /// Labels of a candidate diff against a final diff (see the module contract).
 pub fn score(candidate: &str, final_diff: &str) -> Labels {
-    let mut ids: HashMap<diffparse::Key<'_>, u32, BuildHasherDefault<FxHasher>> = HashMap::default();
-    let mut intern = |k| {
+    score_sources(&mut TextSource::new(candidate), &mut TextSource::new(final_diff))
+}
+
+/// [`score`] of two diffs given as JSON string bodies (the text between the quotes of a JSON
+/// string literal that a JSON parser accepted), without decoding lines that cannot matter.
+pub fn score_json(candidate_body: &str, final_body: &str) -> Labels {
+    score_sources(&mut JsonStrSource::new(candidate_body), &mut JsonStrSource::new(final_body))
+}
+
+/// Parses both diffs, interns their keys to integers and computes the labels.
+pub fn score_sources<A: LineSource, B: LineSource>(a: &mut A, b: &mut B) -> Labels {
+    let mut ka: Vec<(Span, Span)> = Vec::new();
+    parse(a, |_, p, l| ka.push((p, l)));
+    let mut kb: Vec<(Span, Span)> = Vec::new();
+    parse(b, |_, p, l| kb.push((p, l)));
+    let mut paths: FxMap<&str, u32> = FxMap::default();
+    let mut ids: FxMap<(u32, &str), u32> = FxMap::with_capacity_and_hasher(ka.len() + kb.len(), Default::default());
+    let seq_a = intern(&*a, &ka, &mut paths, &mut ids);
+    let seq_b = intern(&*b, &kb, &mut paths, &mut ids);
+    labels_of(&seq_a, &seq_b, ids.len())
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Key ids of one diff: paths are interned once per header, lines with their path id.
+fn intern<'s, S: LineSource>(
+    src: &'s S,
+    keys: &[(Span, Span)],
+    paths: &mut FxMap<&'s str, u32>,
+    ids: &mut FxMap<(u32, &'s str), u32>,
+) -> Vec<u32> {
+    let mut out = Vec::with_capacity(keys.len());
+    let mut last: Option<(Span, u32)> = None;
+    for &(p, l) in keys {
+        let pid = match last {
+            Some((span, pid)) if span == p => pid,
+            _ => {
+                let next = paths.len() as u32;
+                let pid = *paths.entry(src.resolve(p)).or_insert(next);
+                last = Some((p, pid));
+                pid
+            }
+        };
         let next = ids.len() as u32;
-        *ids.entry(k).or_insert(next)
-    };
-    let mut a = Vec::new();
-    diffparse::for_each_changed_line(candidate, |k| a.push(intern(k)));
-    let mut b = Vec::new();
-    diffparse::for_each_changed_line(final_diff, |k| b.push(intern(k)));
-    let distinct = ids.len();
-    labels_of(&a, &b, distinct)
+        out.push(*ids.entry((pid, src.resolve(l))).or_insert(next));
+    }
+    out
 }
 
 /// Labels of two interned key sequences whose ids are all below `distinct`.

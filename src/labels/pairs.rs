@@ -14,6 +14,7 @@ use std::io::{BufRead, Write};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::error::HybridError;
 
@@ -44,12 +45,20 @@ pub struct PairsSummary {
     pub skipped_lines: Vec<usize>,
 }
 
+/// An input record; the diffs stay raw JSON and are read by [`super::score_json`].
 #[derive(Deserialize)]
-struct PairIn {
+struct PairIn<'a> {
     id: serde_json::Value,
-    candidate: String,
-    #[serde(rename = "final")]
-    final_diff: String,
+    #[serde(borrow)]
+    candidate: &'a RawValue,
+    #[serde(borrow, rename = "final")]
+    final_diff: &'a RawValue,
+}
+
+/// The body of a JSON string literal, or `None` for any other JSON value.
+fn string_body(raw: &RawValue) -> Option<&str> {
+    let s = raw.get();
+    (s.len() >= 2 && s.starts_with('"') && s.ends_with('"')).then(|| &s[1..s.len() - 1])
 }
 
 #[derive(Serialize)]
@@ -71,14 +80,21 @@ fn label_line(raw: &[u8]) -> Outcome {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Outcome::Blank;
     }
-    let pair: PairIn = match serde_json::from_slice(raw) {
+    let text = match std::str::from_utf8(raw) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Bad(format!("not UTF-8: {e}")),
+    };
+    let pair: PairIn = match serde_json::from_str(text) {
         Ok(p) => p,
         Err(e) => return Outcome::Bad(e.to_string()),
     };
     if !(pair.id.is_string() || pair.id.is_number()) {
         return Outcome::Bad("\"id\" must be a string or a number".into());
     }
-    let labels = super::score(&pair.candidate, &pair.final_diff);
+    let (Some(candidate), Some(final_diff)) = (string_body(pair.candidate), string_body(pair.final_diff)) else {
+        return Outcome::Bad("\"candidate\" and \"final\" must be strings".into());
+    };
+    let labels = super::score_json(candidate, final_diff);
     let out = PairOut { id: &pair.id, jaccard: labels.jaccard, ratio: labels.ratio, score: labels.score };
     match serde_json::to_vec(&out) {
         Ok(mut v) => {
