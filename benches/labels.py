@@ -54,16 +54,37 @@ def source_files(src):
     return files
 
 
+def block_size(rng):
+    """Lines in one edit: heavy-tailed like real commits (mostly small, some whole functions)."""
+    r = rng.random()
+    if r < 0.60:
+        return rng.randint(1, 6)
+    if r < 0.85:
+        return rng.randint(7, 30)
+    if r < 0.97:
+        return rng.randint(31, 120)
+    return rng.randint(121, 400)
+
+
+def code_block(rng, files, n):
+    """`n` consecutive lines of a real file (real code repeats `}`, blank lines and the like)."""
+    lines = files[rng.choice(sorted(files))]
+    at = rng.randrange(max(1, len(lines) - n))
+    return lines[at:at + n]
+
+
 def random_edit(rng, files, corpus):
     """An edit script: [(path, [(op, at, count, new_lines)])]."""
     edits = []
-    for path in rng.sample(sorted(files), k=min(len(files), rng.choice([1, 1, 2, 3]))):
+    r = rng.random()
+    nfiles = 1 if r < 0.5 else 2 if r < 0.8 else rng.randint(3, 5)
+    for path in rng.sample(sorted(files), k=min(len(files), nfiles)):
         ops = []
-        for _ in range(rng.randint(1, 6)):
+        for _ in range(rng.randint(1, 4)):
             op = rng.choice(['insert', 'delete', 'replace', 'replace'])
             at = rng.random()
-            count = rng.randint(1, 5)
-            new = [rng.choice(corpus) for _ in range(rng.randint(1, 8))]
+            count = min(block_size(rng), 40)
+            new = code_block(rng, files, block_size(rng))
             ops.append((op, at, count, new))
         edits.append((path, ops))
     return edits
@@ -80,9 +101,11 @@ def perturb(rng, edits, corpus):
                 continue
             if r < 0.45:
                 new = [line if rng.random() < 0.7 else rng.choice(corpus) for line in new]
+            elif r < 0.55:
+                at = min(1.0, max(0.0, at + rng.uniform(-0.02, 0.02)))
             new_ops.append((op, at, count, new))
         if rng.random() < 0.3:
-            new_ops.append(('insert', rng.random(), 0, [rng.choice(corpus) for _ in range(rng.randint(1, 4))]))
+            new_ops.append(('insert', rng.random(), 0, [rng.choice(corpus) for _ in range(rng.randint(1, 6))]))
         out.append((path, new_ops))
     return out
 
@@ -190,10 +213,20 @@ def build_pairs(args, work):
 
 
 def timed(cmd, stdin_path, out_path):
+    """(wall seconds, CPU seconds of the child: user + system, all threads)."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(stdin_path, 'rb') as fin, open(out_path, 'wb') as fout:
         t = time.perf_counter()
         subprocess.run(cmd, stdin=fin, stdout=fout, check=True)
-        return time.perf_counter() - t
+        wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def best_of(n, cmd, stdin_path, out_path):
+    runs = [timed(cmd, stdin_path, out_path) for _ in range(n)]
+    return min(r[0] for r in runs), min(r[1] for r in runs)
 
 
 def compare(a_path, b_path):
@@ -239,25 +272,50 @@ def main():
         print('pairs: %d (%.1f MB JSONL, ~%.0f changed lines per diff), built in %.1fs, %d cores'
               % (len(pairs), size / 1e6, keys[0] / keys[1], time.perf_counter() - t, os.cpu_count()))
 
+        with open('/proc/loadavg') if os.path.exists('/proc/loadavg') else open(os.devnull) as f:
+            load = f.read().split()[:1]
+        print('load average at start: %s (wall times on a busy machine are noisy; CPU times are not)'
+              % (load[0] if load else '?'))
+
         py_out = os.path.join(work, 'python.jsonl')
-        py_time = timed([sys.executable, os.path.join(HERE, 'labels_ref.py')], pairs_path, py_out)
-        print('python difflib (1 thread):        %8.3fs' % py_time)
+        py_wall, py_cpu = timed([sys.executable, os.path.join(HERE, 'labels_ref.py')], pairs_path, py_out)
+        print('%-34s %8.3fs wall %8.3fs CPU' % ('python difflib (1 thread)', py_wall, py_cpu))
 
         results = []
         for jobs in [int(j) for j in args.jobs.split(',')]:
             out = os.path.join(work, 'rust-%d.jsonl' % jobs)
-            best = min(timed([args.bin, 'label', '--pairs', '-', '--jobs', str(jobs)], pairs_path, out)
-                       for _ in range(args.repeat))
+            wall, cpu = best_of(args.repeat, [args.bin, 'label', '--pairs', '-', '--jobs', str(jobs)], pairs_path, out)
             n, worst = compare(out, py_out)
             if n != len(pairs) or worst > 1e-12:
                 print('MISMATCH: --jobs %d: %d of %d lines compared, max difference %g' % (jobs, n, len(pairs), worst))
                 sys.exit(1)
-            results.append((jobs, best, worst))
-            print('git-hybrid label --pairs --jobs %d: %8.3fs  %6.1fx python  (max |diff| %g)'
-                  % (jobs, best, py_time / best, worst))
+            results.append((jobs, wall, cpu))
+            print('%-34s %8.3fs wall %8.3fs CPU  %6.1fx python wall  %6.1fx python CPU'
+                  % ('git-hybrid label --jobs %d' % jobs, wall, cpu, py_wall / wall, py_cpu / cpu))
         base = results[0][1]
-        print('scaling: ' + ', '.join('--jobs %d %.2fx' % (j, base / t) for j, t, _ in results))
+        print('scaling of --jobs (wall): ' + ', '.join('%d: %.2fx' % (j, base / w) for j, w, _ in results))
         print('all %d labels agree with Python difflib within 1e-12' % len(pairs))
+
+        # Where the speed-up comes from: the same comparison by pair size (changed lines).
+        buckets = [('< 50 keys', 0, 50), ('50-499 keys', 50, 500), ('>= 500 keys', 500, 10**9)]
+        print('by pair size (single thread):')
+        for name, lo, hi in buckets:
+            path = os.path.join(work, 'bucket.jsonl')
+            count = 0
+            with open(path, 'w') as f:
+                for p in pairs:
+                    n = len(labels_ref.keys(p['candidate'])) + len(labels_ref.keys(p['final']))
+                    if lo <= n < hi:
+                        f.write(json.dumps(p) + '\n')
+                        count += 1
+            if not count:
+                continue
+            pw, pc = timed([sys.executable, os.path.join(HERE, 'labels_ref.py')], path, path + '.py')
+            rw, rc = best_of(args.repeat, [args.bin, 'label', '--pairs', '-', '--jobs', '1'], path, path + '.rs')
+            _, worst = compare(path + '.rs', path + '.py')
+            assert worst <= 1e-12
+            print('  %-12s %6d pairs: python %7.3fs CPU, git-hybrid %7.3fs CPU: %6.1fx'
+                  % (name, count, pc, rc, pc / rc))
 
 
 if __name__ == '__main__':

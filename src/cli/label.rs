@@ -1,6 +1,6 @@
 //! `git hybrid label`: labels for landed tasks, or for a JSONL stream of diff pairs.
 
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -47,13 +47,12 @@ fn label_pairs(path: &PathBuf, a: &LabelArgs) -> anyhow::Result<i32> {
     let out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let summary = if path.as_os_str() == "-" {
         let opts = pairs::PairsOptions { jobs, skip_bad: a.skip_bad, source: "stdin".into() };
-        pairs::run(std::io::stdin().lock(), out, &opts)?
+        pairs::run(std::io::stdin(), out, &opts)?
     } else {
         let file = std::fs::File::open(path)
             .map_err(|e| HybridError::Usage(format!("cannot read {}: {e}", path.display())))?;
         let opts = pairs::PairsOptions { jobs, skip_bad: a.skip_bad, source: path.display().to_string() };
-        pairs::run(BufReader::with_capacity(1 << 20, file), out, &opts)
-            .with_context(|| format!("labelling {}", path.display()))?
+        pairs::run(file, out, &opts).with_context(|| format!("labelling {}", path.display()))?
     };
     if a.skip_bad && summary.skipped > 0 {
         let lines: Vec<String> = summary.skipped_lines.iter().map(|n| n.to_string()).collect();

@@ -271,7 +271,8 @@ mod tests {
 
     #[test]
     fn no_newline_marker_counts_for_neither_side() {
-        let d = "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-old\n\\ No newline at end of file\n+new\n\\ No newline at end of file\n";
+        let d =
+            "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-old\n\\ No newline at end of file\n+new\n\\ No newline at end of file\n";
         assert_eq!(keys(d), vec!["f\t-old", "f\t+new"]);
     }
 

@@ -3,13 +3,13 @@
 //! Contract: every non-blank input line is a JSON object `{"id", "candidate", "final"}` (`id` a
 //! string or number, echoed back verbatim; `candidate` and `final` diff texts; other keys are
 //! ignored). For each, one line `{"id","jaccard","ratio","score"}` is written, in input order.
-//! Lines are read in bounded batches (at most [`BATCH_LINES`] lines or [`BATCH_BYTES`] bytes),
-//! each batch is labelled on a rayon pool of `jobs` threads and written before the next is read,
-//! so memory stays bounded by the batch. A malformed line is a [`HybridError::Usage`] naming its
+//! Input is read in batches of whole lines of about [`BATCH_BYTES`]; each batch is labelled on
+//! a rayon pool of `jobs` threads and written before the next one is labelled, so memory stays
+//! bounded by a few batches (with more than one job, the next batch is read meanwhile). A malformed line is a [`HybridError::Usage`] naming its
 //! line number (results of the lines before it are already written); with `skip_bad` it is
 //! skipped and counted instead. Blank lines are ignored.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
@@ -18,10 +18,8 @@ use serde_json::value::RawValue;
 
 use crate::error::HybridError;
 
-/// Most lines labelled per batch.
-pub const BATCH_LINES: usize = 4096;
-/// Most input bytes held per batch (a single longer line is still read whole).
-pub const BATCH_BYTES: usize = 64 << 20;
+/// Input bytes read per batch (a batch holds whole lines; a single longer line is read whole).
+pub const BATCH_BYTES: usize = 8 << 20;
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -105,8 +103,70 @@ fn label_line(raw: &[u8]) -> Outcome {
     }
 }
 
-/// Labels every pair of `input` into `output` (see the module contract).
-pub fn run<R: BufRead, W: Write>(mut input: R, mut output: W, opts: &PairsOptions) -> Result<PairsSummary> {
+/// A run of whole input lines: `data` ends after a `\n` (or at the end of the input).
+struct Chunk {
+    /// Line number of the first line in `data`.
+    first_line: usize,
+    data: Vec<u8>,
+}
+
+/// Reads the input in chunks of whole lines, reusing the buffers it is given back.
+struct ChunkReader<R> {
+    input: R,
+    /// Bytes read past the last complete line.
+    carry: Vec<u8>,
+    next_line: usize,
+    eof: bool,
+    source: String,
+    /// Bytes per batch and per read.
+    batch: usize,
+    read_size: usize,
+}
+
+impl<R: Read> ChunkReader<R> {
+    fn next(&mut self, mut buf: Vec<u8>) -> Result<Option<Chunk>> {
+        if self.eof && self.carry.is_empty() {
+            return Ok(None);
+        }
+        buf.clear();
+        buf.extend_from_slice(&self.carry);
+        self.carry.clear();
+        let mut scanned = 0;
+        loop {
+            if self.eof {
+                break;
+            }
+            if buf.len() >= self.batch && memchr::memrchr(b'\n', &buf[scanned..]).is_some() {
+                break;
+            }
+            scanned = buf.len();
+            // `read_to_end` fills spare capacity without zeroing it first.
+            let n = (&mut self.input)
+                .take(self.read_size as u64)
+                .read_to_end(&mut buf)
+                .with_context(|| format!("cannot read {} after line {}", self.source, self.next_line))?;
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+        let cut = if self.eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(buf.len(), |i| i + 1) };
+        self.carry.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let first_line = self.next_line;
+        self.next_line += memchr::memchr_iter(b'\n', &buf).count() + usize::from(!buf.ends_with(b"\n"));
+        Ok(Some(Chunk { first_line, data: buf }))
+    }
+}
+
+/// Bytes asked of the input per read.
+const READ_SIZE: usize = 1 << 20;
+
+/// Labels every pair of `input` into `output` (see the module contract). With more than one
+/// job, a reader thread reads the next chunk while the pool labels the current one.
+pub fn run<R: Read + Send, W: Write>(input: R, mut output: W, opts: &PairsOptions) -> Result<PairsSummary> {
     if opts.jobs == 0 {
         return Err(HybridError::Usage("--jobs must be at least 1".into()).into());
     }
@@ -115,53 +175,97 @@ pub fn run<R: BufRead, W: Write>(mut input: R, mut output: W, opts: &PairsOption
         .thread_name(|i| format!("label-{i}"))
         .build()
         .context("cannot start the labelling threads")?;
+    let mut reader = ChunkReader {
+        input,
+        carry: Vec::new(),
+        next_line: 1,
+        eof: false,
+        source: opts.source.clone(),
+        batch: BATCH_BYTES,
+        read_size: READ_SIZE,
+    };
     let mut summary = PairsSummary::default();
-    let mut line_no = 0usize;
-    let mut eof = false;
-    while !eof {
-        let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
-        let mut bytes = 0usize;
-        while batch.len() < BATCH_LINES && bytes < BATCH_BYTES {
-            let mut buf = Vec::new();
-            let n = input
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("cannot read {} after line {line_no}", opts.source))?;
-            if n == 0 {
-                eof = true;
-                break;
-            }
-            line_no += 1;
-            bytes += n;
-            batch.push((line_no, buf));
+    if opts.jobs == 1 {
+        let mut spare = Vec::new();
+        while let Some(chunk) = reader.next(std::mem::take(&mut spare))? {
+            label_chunk(&pool, &chunk, &mut output, opts, &mut summary)?;
+            spare = chunk.data;
         }
-        let results: Vec<Outcome> = pool.install(|| batch.par_iter().map(|(_, raw)| label_line(raw)).collect());
-        for ((no, _), outcome) in batch.iter().zip(results) {
-            match outcome {
-                Outcome::Line(v) => {
-                    output.write_all(&v).context("cannot write the labels")?;
-                    summary.written += 1;
-                }
-                Outcome::Blank => {}
-                Outcome::Bad(reason) if opts.skip_bad => {
-                    summary.skipped += 1;
-                    if summary.skipped_lines.len() < 20 {
-                        summary.skipped_lines.push(*no);
+    } else {
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            scope.spawn(move || loop {
+                let buf = back_rx.try_recv().unwrap_or_default();
+                match reader.next(buf) {
+                    Ok(Some(c)) => {
+                        if tx.send(Ok(c)).is_err() {
+                            return;
+                        }
                     }
-                    let _ = reason;
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
                 }
-                Outcome::Bad(reason) => {
-                    output.flush().context("cannot write the labels")?;
-                    return Err(HybridError::Usage(format!(
-                        "{}: line {no}: not a {{\"id\", \"candidate\", \"final\"}} record: {reason} (use --skip-bad to skip such lines)",
-                        opts.source
-                    ))
-                    .into());
-                }
+            });
+            for chunk in rx {
+                let chunk = chunk?;
+                label_chunk(&pool, &chunk, &mut output, opts, &mut summary)?;
+                let _ = back_tx.send(chunk.data);
             }
-        }
+            Ok(())
+        })?;
     }
     output.flush().context("cannot write the labels")?;
     Ok(summary)
+}
+
+/// Labels one chunk on the pool and writes its results in order.
+fn label_chunk<W: Write>(
+    pool: &rayon::ThreadPool,
+    chunk: &Chunk,
+    output: &mut W,
+    opts: &PairsOptions,
+    summary: &mut PairsSummary,
+) -> Result<()> {
+    let data = &chunk.data;
+    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', data) {
+        lines.push(&data[start..=end]);
+        start = end + 1;
+    }
+    if start < data.len() {
+        lines.push(&data[start..]);
+    }
+    let results: Vec<Outcome> = pool.install(|| lines.par_iter().with_min_len(8).map(|raw| label_line(raw)).collect());
+    for (i, outcome) in results.into_iter().enumerate() {
+        let no = chunk.first_line + i;
+        match outcome {
+            Outcome::Line(v) => {
+                output.write_all(&v).context("cannot write the labels")?;
+                summary.written += 1;
+            }
+            Outcome::Blank => {}
+            Outcome::Bad(_) if opts.skip_bad => {
+                summary.skipped += 1;
+                if summary.skipped_lines.len() < 20 {
+                    summary.skipped_lines.push(no);
+                }
+            }
+            Outcome::Bad(reason) => {
+                output.flush().context("cannot write the labels")?;
+                return Err(HybridError::Usage(format!(
+                    "{}: line {no}: not a {{\"id\", \"candidate\", \"final\"}} record: {reason} (use --skip-bad to skip such lines)",
+                    opts.source
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -184,6 +288,36 @@ mod tests {
         assert_eq!((s.written, s.skipped, s.skipped_lines.clone()), (2, 1, vec![4]));
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, "{\"id\":\"a\",\"jaccard\":1.0,\"ratio\":1.0,\"score\":1.0}\n{\"id\":2,\"jaccard\":1.0,\"ratio\":1.0,\"score\":1.0}\n");
+    }
+
+    #[test]
+    fn chunks_hold_whole_lines_and_count_them() {
+        let mut text = Vec::new();
+        for i in 0..500 {
+            text.extend_from_slice(format!("line {i} {}\n", "x".repeat(i % 37)).as_bytes());
+        }
+        text.extend_from_slice(b"last without newline");
+        for (batch, read_size) in [(1, 1), (100, 7), (1000, 4096), (1 << 20, 1 << 20)] {
+            let mut r = ChunkReader {
+                input: &text[..],
+                carry: Vec::new(),
+                next_line: 1,
+                eof: false,
+                source: "t".into(),
+                batch,
+                read_size,
+            };
+            let mut all = Vec::new();
+            let mut expect_line = 1;
+            while let Some(c) = r.next(Vec::new()).unwrap() {
+                assert_eq!(c.first_line, expect_line);
+                expect_line += c.data.split_inclusive(|&b| b == b'\n').count();
+                assert!(c.data.ends_with(b"\n") || c.data.ends_with(b"newline"));
+                all.extend_from_slice(&c.data);
+            }
+            assert_eq!(all, text);
+            assert_eq!(expect_line, 502);
+        }
     }
 
     #[test]
