@@ -214,8 +214,8 @@ fn assert_parity(repo: &TestRepo, pairs: &[(String, String, String)], jobs: &str
     let out = repo.hybrid(&["label", "--pairs", file.to_str().unwrap(), "--jobs", jobs]);
     assert_ok(&out, &["label", "--pairs"]);
     let ours = parse_jsonl(&stdout(&out));
-    // The same pairs as Python writes JSON (every non-ASCII character, `/`-free but \uXXXX
-    // escaped): the labels must not depend on how the JSON strings are escaped.
+    // The same pairs as Python writes JSON (every non-ASCII character as a \uXXXX escape):
+    // the labels must not depend on how the JSON strings are escaped.
     let ascii = repo.base().join(format!("pairs-{jobs}-ascii.jsonl"));
     let enc = Command::new("python3")
         .args(["-c", "import json,sys\nfor l in sys.stdin: print(json.dumps(json.loads(l)))"])
