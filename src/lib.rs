@@ -23,6 +23,8 @@
 //! | [`secrets`] | secret-looking patterns (pre-commit scan, export redaction) |
 //! | [`claims`] | the paths a task may change |
 //! | [`verify`] | checking squash landings on the target (the CI job) |
+//! | [`labels`] | diff-similarity labels (Jaccard + difflib-exact ratio), `label --pairs` |
+//! | [`export`], [`redact`] | opt-in training-record export, export-time redaction |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
 pub mod agent;
@@ -32,13 +34,16 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod error;
+pub mod export;
 pub mod fsutil;
 pub mod git;
 pub mod hooks;
+pub mod labels;
 pub mod land;
 pub mod ledger;
 pub mod lock;
 pub mod plan;
+pub mod redact;
 pub mod repo;
 pub mod schedule;
 pub mod secrets;
