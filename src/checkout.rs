@@ -334,7 +334,7 @@ impl<'r> RefLock<'r> {
         let tx = match locked {
             Ok(tx) => tx,
             Err(e) => {
-                let _ = std::fs::remove_file(&note);
+                clear_note(&note);
                 return Err(e);
             }
         };
@@ -349,7 +349,7 @@ impl<'r> RefLock<'r> {
         let sig = crate::git::signature(repo, crate::git::Role::Committer)?;
         tx.set_target(&self.refname, new, Some(&sig), message)?;
         tx.commit().with_context(|| format!("cannot update {}", self.refname))?;
-        let _ = std::fs::remove_file(&self.note);
+        clear_note(&self.note);
         Ok(())
     }
 }
@@ -359,7 +359,7 @@ impl Drop for RefLock<'_> {
         if let Some(tx) = self.tx.take() {
             drop(tx); // libgit2 removes the .lock file
         }
-        let _ = std::fs::remove_file(&self.note);
+        clear_note(&self.note);
     }
 }
 
@@ -375,26 +375,44 @@ fn identity(_path: &Path) -> Option<(u64, u64, i64, i64, u64)> {
     None
 }
 
-/// Writes a note by rename, so a reader sees the whole note or none.
+/// Writes a note as one fixed-size `pwrite` at offset 0 of a file that is never deleted: a
+/// killed writer leaves the old record or the new one, never a torn or empty one, and no file
+/// is created per landing (file creation dominates on busy file systems).
+#[cfg(unix)]
 fn put_note(note: &Path, text: &str) {
+    use std::os::unix::fs::FileExt;
     if let Some(dir) = note.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let tmp = note.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, note).is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut rec = format!("{text:<79}").into_bytes();
+    rec.truncate(79);
+    rec.push(b'\n');
+    if let Ok(f) = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(note) {
+        let _ = f.write_all_at(&rec, 0);
     }
 }
 
-/// Before locking: "pending" (the note file's own mtime says when).
+#[cfg(not(unix))]
+fn put_note(note: &Path, text: &str) {
+    let _ = std::fs::write(note, text);
+}
+
+/// Marks a note as holding nothing.
+fn clear_note(note: &Path) {
+    if note.exists() {
+        put_note(note, "none");
+    }
+}
+
+/// Before locking: "pending" (the note file's mtime, set by this write, says when).
 fn write_pending_note(note: &Path) {
-    put_note(note, "pending\n");
+    put_note(note, "pending");
 }
 
 /// After locking: "held <dev> <ino> <secs> <nanos>" of the lock file.
 fn write_note(note: &Path, lock_file: &Path) {
     if let Some((dev, ino, s, ns, _)) = identity(lock_file) {
-        put_note(note, &format!("held {dev} {ino} {s} {ns}\n"));
+        put_note(note, &format!("held {dev} {ino} {s} {ns}"));
     }
 }
 
@@ -408,6 +426,9 @@ fn write_note(note: &Path, lock_file: &Path) {
 fn remove_stale_lock(note: &Path, lock_file: &Path) {
     let Ok(recorded) = std::fs::read_to_string(note) else { return };
     let fields: Vec<&str> = recorded.split_whitespace().collect();
+    if fields.first().is_none_or(|f| *f == "none") {
+        return;
+    }
     let num = |i: usize| fields.get(i).and_then(|v| v.parse::<i64>().ok());
     let stale = match (fields.first().copied(), identity(lock_file)) {
         (Some("held"), Some((dev, ino, s, ns, _))) => {
@@ -422,7 +443,7 @@ fn remove_stale_lock(note: &Path, lock_file: &Path) {
     if stale {
         let _ = std::fs::remove_file(lock_file);
     }
-    let _ = std::fs::remove_file(note);
+    clear_note(note);
 }
 
 #[cfg(test)]
