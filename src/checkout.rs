@@ -79,17 +79,54 @@ fn head_is(head_file: &Path, refname: &str) -> bool {
 }
 
 /// Paths that differ between two trees (both sides of renames, which are not paired).
+/// Descends only into subtrees whose ids differ, so the cost follows the change, not the
+/// repository (libgit2's tree diff walks every entry).
 pub fn changed_paths(repo: &Repository, old: &Tree, new: &Tree) -> Result<BTreeSet<String>> {
-    let diff = repo.diff_tree_to_tree(Some(old), Some(new), None).context("cannot diff the trees")?;
     let mut out = BTreeSet::new();
-    for d in diff.deltas() {
-        for f in [d.old_file(), d.new_file()] {
-            if let Some(p) = f.path() {
-                out.insert(p.to_string_lossy().into_owned());
+    diff_into(repo, Some(old), Some(new), "", &mut out)?;
+    Ok(out)
+}
+
+fn diff_into(
+    repo: &Repository,
+    old: Option<&Tree>,
+    new: Option<&Tree>,
+    prefix: &str,
+    out: &mut BTreeSet<String>,
+) -> Result<()> {
+    if old.map(|t| t.id()) == new.map(|t| t.id()) {
+        return Ok(());
+    }
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for t in [old, new].into_iter().flatten() {
+        names.extend(t.iter().map(|e| e.name_bytes().to_vec()));
+    }
+    names.sort();
+    names.dedup();
+    const TREE: i32 = 0o040000;
+    for name in names {
+        let o = old.and_then(|t| t.get_name_bytes(&name)).map(|e| (e.id(), e.filemode()));
+        let n = new.and_then(|t| t.get_name_bytes(&name)).map(|e| (e.id(), e.filemode()));
+        if o == n {
+            continue;
+        }
+        let path = format!("{prefix}{}", String::from_utf8_lossy(&name));
+        let subtree = |e: Option<(Oid, i32)>| -> Result<Option<Tree<'_>>> {
+            match e {
+                Some((id, TREE)) => Ok(Some(repo.find_tree(id)?)),
+                _ => Ok(None),
             }
+        };
+        let (ot, nt) = (subtree(o)?, subtree(n)?);
+        if ot.is_some() || nt.is_some() {
+            diff_into(repo, ot.as_ref(), nt.as_ref(), &format!("{path}/"), out)?;
+        }
+        // A blob (or link) on either side is itself a changed path.
+        if o.is_some_and(|(_, m)| m != TREE) || n.is_some_and(|(_, m)| m != TREE) {
+            out.insert(path);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// How much of a checkout must be clean.
@@ -195,20 +232,15 @@ fn index_matches_tree(index: &git2::Index, tree: &Tree, path: &str) -> bool {
 /// refusal leaves the checkout untouched; the error carries git's message.
 pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
     wait_index_unlocked(co)?;
-    let out = Command::new("git")
-        .args(["read-tree", "-m", "-u"])
-        .arg(old.to_string())
-        .arg(new.to_string())
-        .current_dir(&co.dir)
-        // git-hybrid locates repositories itself; a GIT_DIR inherited from a hook must not redirect this.
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .env_remove("GIT_COMMON_DIR")
-        .env_remove("GIT_PREFIX")
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run git read-tree")?;
+    let (old, new) = (old.to_string(), new.to_string());
+    let mut out = git_in(co, &["read-tree", "-m", "-u", &old, &new])?;
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not uptodate") {
+        // read-tree trusts the index's stat data and, unlike `git checkout`, does not refresh it
+        // first (a copied or touched checkout looks modified). Refresh exactly as `git status`
+        // does (stat data only; exit status 1 just means "something is modified") and retry once.
+        git_in(co, &["update-index", "-q", "--refresh"])?;
+        out = git_in(co, &["read-tree", "-m", "-u", &old, &new])?;
+    }
     if !out.status.success() {
         return Err(HybridError::LocalChanges {
             message: format!(
@@ -222,6 +254,21 @@ pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+fn git_in(co: &Checkout, args: &[&str]) -> Result<std::process::Output> {
+    Command::new("git")
+        .args(args)
+        .current_dir(&co.dir)
+        // git-hybrid locates repositories itself; a GIT_DIR inherited from a hook must not redirect this.
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_COMMON_DIR")
+        .env_remove("GIT_PREFIX")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run git {}", args.join(" ")))
 }
 
 /// Moves several checkouts from `old` to `new`; if one refuses, moves the others back.
@@ -287,7 +334,7 @@ impl<'r> RefLock<'r> {
         let tx = match locked {
             Ok(tx) => tx,
             Err(e) => {
-                let _ = std::fs::remove_file(&note);
+                clear_note(&note);
                 return Err(e);
             }
         };
@@ -302,7 +349,7 @@ impl<'r> RefLock<'r> {
         let sig = crate::git::signature(repo, crate::git::Role::Committer)?;
         tx.set_target(&self.refname, new, Some(&sig), message)?;
         tx.commit().with_context(|| format!("cannot update {}", self.refname))?;
-        let _ = std::fs::remove_file(&self.note);
+        clear_note(&self.note);
         Ok(())
     }
 }
@@ -312,7 +359,7 @@ impl Drop for RefLock<'_> {
         if let Some(tx) = self.tx.take() {
             drop(tx); // libgit2 removes the .lock file
         }
-        let _ = std::fs::remove_file(&self.note);
+        clear_note(&self.note);
     }
 }
 
@@ -328,26 +375,44 @@ fn identity(_path: &Path) -> Option<(u64, u64, i64, i64, u64)> {
     None
 }
 
-/// Writes a note by rename, so a reader sees the whole note or none.
+/// Writes a note as one fixed-size `pwrite` at offset 0 of a file that is never deleted: a
+/// killed writer leaves the old record or the new one, never a torn or empty one, and no file
+/// is created per landing (file creation dominates on busy file systems).
+#[cfg(unix)]
 fn put_note(note: &Path, text: &str) {
+    use std::os::unix::fs::FileExt;
     if let Some(dir) = note.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let tmp = note.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, note).is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut rec = format!("{text:<79}").into_bytes();
+    rec.truncate(79);
+    rec.push(b'\n');
+    if let Ok(f) = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(note) {
+        let _ = f.write_all_at(&rec, 0);
     }
 }
 
-/// Before locking: "pending" (the note file's own mtime says when).
+#[cfg(not(unix))]
+fn put_note(note: &Path, text: &str) {
+    let _ = std::fs::write(note, text);
+}
+
+/// Marks a note as holding nothing.
+fn clear_note(note: &Path) {
+    if note.exists() {
+        put_note(note, "none");
+    }
+}
+
+/// Before locking: "pending" (the note file's mtime, set by this write, says when).
 fn write_pending_note(note: &Path) {
-    put_note(note, "pending\n");
+    put_note(note, "pending");
 }
 
 /// After locking: "held <dev> <ino> <secs> <nanos>" of the lock file.
 fn write_note(note: &Path, lock_file: &Path) {
     if let Some((dev, ino, s, ns, _)) = identity(lock_file) {
-        put_note(note, &format!("held {dev} {ino} {s} {ns}\n"));
+        put_note(note, &format!("held {dev} {ino} {s} {ns}"));
     }
 }
 
@@ -361,6 +426,9 @@ fn write_note(note: &Path, lock_file: &Path) {
 fn remove_stale_lock(note: &Path, lock_file: &Path) {
     let Ok(recorded) = std::fs::read_to_string(note) else { return };
     let fields: Vec<&str> = recorded.split_whitespace().collect();
+    if fields.first().is_none_or(|f| *f == "none") {
+        return;
+    }
     let num = |i: usize| fields.get(i).and_then(|v| v.parse::<i64>().ok());
     let stale = match (fields.first().copied(), identity(lock_file)) {
         (Some("held"), Some((dev, ino, s, ns, _))) => {
@@ -375,5 +443,58 @@ fn remove_stale_lock(note: &Path, lock_file: &Path) {
     if stale {
         let _ = std::fs::remove_file(lock_file);
     }
-    let _ = std::fs::remove_file(note);
+    clear_note(note);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use git2::Repository;
+
+    fn tree<'r>(repo: &'r Repository, files: &[(&str, &str)]) -> git2::Tree<'r> {
+        let mut index = git2::Index::new().unwrap();
+        for (p, c) in files {
+            let id = repo.blob(c.as_bytes()).unwrap();
+            let e = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: 0,
+                id,
+                flags: (p.len() as u16) & 0xfff,
+                flags_extended: 0,
+                path: p.as_bytes().to_vec(),
+            };
+            index.add(&e).unwrap();
+        }
+        repo.find_tree(index.write_tree_to(repo).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn changed_paths_matches_libgit2_diff() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(d.path()).unwrap();
+        let old = tree(&repo, &[("a/b/c.txt", "1"), ("a/d.txt", "2"), ("x", "3"), ("same/s.txt", "s"), ("f", "file")]);
+        let new = tree(
+            &repo,
+            &[("a/b/c.txt", "1"), ("a/d.txt", "22"), ("y/z.txt", "3"), ("same/s.txt", "s"), ("f/g", "dir")],
+        );
+        let ours = super::changed_paths(&repo, &old, &new).unwrap();
+        let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None).unwrap();
+        let mut theirs = BTreeSet::new();
+        for delta in diff.deltas() {
+            for f in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = f.path() {
+                    theirs.insert(p.to_string_lossy().into_owned());
+                }
+            }
+        }
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.into_iter().collect::<Vec<_>>(), ["a/d.txt", "f", "f/g", "x", "y/z.txt"]);
+    }
 }

@@ -85,6 +85,7 @@ pub struct LandReport {
 /// Lands a task attempt (see the module contract).
 pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) -> Result<LandReport> {
     task_id::validate(id)?;
+    sync::fast_reads();
     project.require_commits()?;
     if opts.message.as_deref().is_some_and(|m| m.trim().is_empty()) {
         return Err(HybridError::Usage("the -m message is empty".into()).into());
@@ -152,6 +153,9 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
             .context("the ledger record vanished")?;
         pause();
 
+        // Any failure from here until the target moves drops the note (best effort: a note left
+        // behind is harmless, the next run checks it against the target).
+        let mut intent_guard = IntentGuard { project, rec: &rec, armed: true };
         let target_lock = RefLock::acquire(project, &target_ref)?;
         if target_lock.current != Some(base) {
             continue; // someone else moved the target: recompute on its new tip
@@ -162,8 +166,6 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
             for co in &checkouts {
                 let blocked = checkout::blocking_paths(co, &tip_tree, &changed, Scope::ChangedPaths)?;
                 if !blocked.is_empty() {
-                    drop(target_lock);
-                    clear_intent(project, &rec)?;
                     return Err(HybridError::LocalChanges {
                         message: format!(
                             "landing {id} would change path(s) that have local changes in {} (where {target} is \
@@ -187,6 +189,7 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
             checkout::undo(&checkouts, base, squash);
             return Err(e);
         }
+        intent_guard.armed = false;
         pause();
         set_tip_ref(project, &rec, landed_tip)?;
         drop(land_lock);
@@ -261,6 +264,21 @@ fn mark_done(
             r.extra.remove("landing");
         })?
         .context("the ledger record vanished")
+}
+
+/// Drops the ledger's `landing` note when a landing fails before the target moved.
+struct IntentGuard<'a> {
+    project: &'a Project,
+    rec: &'a TaskRecord,
+    armed: bool,
+}
+
+impl Drop for IntentGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = clear_intent(self.project, self.rec);
+        }
+    }
 }
 
 fn clear_intent(project: &Project, rec: &TaskRecord) -> Result<()> {
@@ -469,7 +487,9 @@ fn try_cleanup(project: &Project, rec: &TaskRecord, expected: Option<Oid>) -> Re
         }
     }
     worktree::remove_worktree(project, rec)?;
-    project.ledger().update_locked(&rec.id, rec.attempt, |r| r.worktree = None)?;
+    if rec.worktree.is_some() {
+        project.ledger().update_locked(&rec.id, rec.attempt, |r| r.worktree = None)?;
+    }
     if let Some(expected) = expected {
         let now = repo.refname_to_id(&branch_ref).ok();
         if now == Some(expected) {

@@ -47,6 +47,7 @@ pub struct SyncReport {
 /// Merges the target into the task branch (see the module contract).
 pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport> {
     task_id::validate(id)?;
+    fast_reads();
     project.require_commits()?;
     let ledger = project.ledger();
     let _task_lock = ledger.lock_task(id)?;
@@ -80,6 +81,13 @@ pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport
     move_task_branch(project, &branch_ref, tip, merge, &format!("git-hybrid sync: merge {}", rec.target))?;
     clear_conflict(project, &rec)?;
     Ok(report("merged", Some(merge), merge))
+}
+
+/// Reads objects the way git does: without re-hashing each one on every read (libgit2's
+/// default "strict hash verification" costs a SHA-1 per object read; git verifies on fsck,
+/// transfer and gc instead). Process-wide and idempotent.
+pub(crate) fn fast_reads() {
+    git2::opts::strict_hash_verification(false);
 }
 
 /// `refs/heads/<name>`, checked to be a valid, existing branch (exit 2 otherwise).
@@ -146,6 +154,17 @@ pub(crate) fn merge_commit(
     let repo = &project.repo;
     let ours = repo.find_commit(tip)?;
     let theirs = repo.find_commit(target_tip)?;
+    let author = git::signature(repo, git::Role::Author)?;
+    let committer = git::signature(repo, git::Role::Committer)?;
+    let msg = format!("Merge branch '{target}' into {branch}\n");
+    let bases = repo.merge_bases(tip, target_tip)?;
+    if bases.len() == 1 {
+        let base_tree = repo.find_commit(bases[0])?.tree()?;
+        if let Some(tree_id) = tree_merge(repo, Some(&base_tree), &ours.tree()?, &theirs.tree()?)? {
+            let tree = repo.find_tree(tree_id)?;
+            return Ok(Ok(repo.commit(None, &author, &committer, &msg, &tree, &[&ours, &theirs])?));
+        }
+    }
     let mut opts = MergeOptions::new();
     opts.find_renames(true);
     let mut index = repo.merge_commits(&ours, &theirs, Some(&opts)).context("cannot merge in memory")?;
@@ -162,11 +181,83 @@ pub(crate) fn merge_commit(
     }
     let tree_id = index.write_tree_to(repo).context("cannot write the merged tree")?;
     let tree = repo.find_tree(tree_id)?;
-    let author = git::signature(repo, git::Role::Author)?;
-    let committer = git::signature(repo, git::Role::Committer)?;
-    let msg = format!("Merge branch '{target}' into {branch}\n");
     let id = repo.commit(None, &author, &committer, &msg, &tree, &[&ours, &theirs])?;
     Ok(Ok(id))
+}
+
+/// Three-way merge of trees that descends only into subtrees both sides changed, so its cost
+/// follows the size of the change, not of the repository. It decides only the cases where every
+/// path is "unchanged on one side, take the other" (or changed identically on both); anything
+/// else returns `None` and the caller uses libgit2's full merge (content merges, conflicts and
+/// rename detection). A path deleted on both sides also falls back, because rename detection can
+/// turn that into a rename/rename conflict. In the cases it decides, the result is the tree
+/// libgit2's merge produces: with no path changed on both sides, renames pair a deletion and an
+/// addition on the same side and move nothing.
+pub(crate) fn tree_merge(
+    repo: &git2::Repository,
+    base: Option<&git2::Tree>,
+    ours: &git2::Tree,
+    theirs: &git2::Tree,
+) -> Result<Option<Oid>> {
+    if ours.id() == theirs.id() || base.map(|b| b.id()) == Some(theirs.id()) {
+        return Ok(Some(ours.id()));
+    }
+    if base.map(|b| b.id()) == Some(ours.id()) {
+        return Ok(Some(theirs.id()));
+    }
+    type Entry = Option<(Oid, i32)>;
+    let entry = |t: Option<&git2::Tree>, name: &[u8]| -> Entry {
+        t.and_then(|t| t.get_name_bytes(name)).map(|e| (e.id(), e.filemode()))
+    };
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for t in [Some(ours), Some(theirs), base].into_iter().flatten() {
+        names.extend(t.iter().map(|e| e.name_bytes().to_vec()));
+    }
+    names.sort();
+    names.dedup();
+    let mut builder = repo.treebuilder(Some(ours))?;
+    const TREE: i32 = 0o040000;
+    for name in names {
+        let (b, o, t): (Entry, Entry, Entry) =
+            (entry(base, &name), entry(Some(ours), &name), entry(Some(theirs), &name));
+        let result = if o == t {
+            if o.is_none() && b.is_some() {
+                return Ok(None); // deleted on both sides
+            }
+            o
+        } else if o == b {
+            t
+        } else if t == b {
+            o
+        } else {
+            match (b, o, t) {
+                (b, Some((oi, TREE)), Some((ti, TREE))) if b.is_none_or(|(_, m)| m == TREE) => {
+                    let bt = match b {
+                        Some((bi, _)) => Some(repo.find_tree(bi)?),
+                        None => None,
+                    };
+                    let merged = tree_merge(repo, bt.as_ref(), &repo.find_tree(oi)?, &repo.find_tree(ti)?)?;
+                    match merged {
+                        Some(id) => Some((id, TREE)),
+                        None => return Ok(None),
+                    }
+                }
+                _ => return Ok(None),
+            }
+        };
+        if result == o {
+            continue;
+        }
+        let path = std::str::from_utf8(&name).ok();
+        match (result, path) {
+            (Some((id, mode)), Some(p)) => {
+                builder.insert(p, id, mode)?;
+            }
+            (None, Some(p)) => builder.remove(p)?,
+            (_, None) => return Ok(None), // a non-UTF-8 name: leave it to libgit2
+        }
+    }
+    Ok(Some(builder.write()?))
 }
 
 /// Moves a task branch from `old` to `new`, carrying every checkout of it along. Every such
@@ -230,4 +321,96 @@ fn clear_conflict(project: &Project, rec: &TaskRecord) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use git2::{Oid, Repository, Signature};
+
+    /// Commits `files` (path → Some(content) or None to delete) on top of `parent`.
+    fn commit(repo: &Repository, parent: Option<Oid>, files: &[(&str, Option<&str>)]) -> Oid {
+        let mut index = git2::Index::new().unwrap();
+        if let Some(p) = parent {
+            index.read_tree(&repo.find_commit(p).unwrap().tree().unwrap()).unwrap();
+        }
+        for (path, content) in files {
+            match content {
+                Some(c) => {
+                    let blob = repo.blob(c.as_bytes()).unwrap();
+                    let mut e = git2::IndexEntry {
+                        ctime: git2::IndexTime::new(0, 0),
+                        mtime: git2::IndexTime::new(0, 0),
+                        dev: 0,
+                        ino: 0,
+                        mode: 0o100644,
+                        uid: 0,
+                        gid: 0,
+                        file_size: c.len() as u32,
+                        id: blob,
+                        flags: 0,
+                        flags_extended: 0,
+                        path: path.as_bytes().to_vec(),
+                    };
+                    e.flags = (path.len() as u16) & 0xfff;
+                    index.add(&e).unwrap();
+                }
+                None => index.remove_path(std::path::Path::new(path)).unwrap(),
+            }
+        }
+        let tree = repo.find_tree(index.write_tree_to(repo).unwrap()).unwrap();
+        let sig = Signature::new("t", "t@e", &git2::Time::new(0, 0)).unwrap();
+        let parents: Vec<_> = parent.map(|p| repo.find_commit(p).unwrap()).into_iter().collect();
+        let refs: Vec<_> = parents.iter().collect();
+        repo.commit(None, &sig, &sig, "c", &tree, &refs).unwrap()
+    }
+
+    /// tree_merge, when it decides, gives libgit2's result; otherwise libgit2 must be needed.
+    fn check(ours_files: &[(&str, Option<&str>)], theirs_files: &[(&str, Option<&str>)]) -> bool {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(d.path()).unwrap();
+        let body: String = (0..30).map(|i| format!("l{i}\n")).collect();
+        let base = commit(
+            &repo,
+            None,
+            &[("a/x.txt", Some(&body)), ("a/y.txt", Some("y\n")), ("b/c/z.txt", Some("z\n")), ("top.txt", Some("t\n"))],
+        );
+        let ours = commit(&repo, Some(base), ours_files);
+        let theirs = commit(&repo, Some(base), theirs_files);
+        let (o, t) = (repo.find_commit(ours).unwrap(), repo.find_commit(theirs).unwrap());
+        let bt = repo.find_commit(base).unwrap().tree().unwrap();
+        let fast = super::tree_merge(&repo, Some(&bt), &o.tree().unwrap(), &t.tree().unwrap()).unwrap();
+        let mut opts = git2::MergeOptions::new();
+        opts.find_renames(true);
+        let mut idx = repo.merge_commits(&o, &t, Some(&opts)).unwrap();
+        if let Some(f) = fast {
+            assert!(!idx.has_conflicts(), "fast path decided a conflicting merge");
+            assert_eq!(f, idx.write_tree_to(&repo).unwrap(), "fast path differs from libgit2");
+        }
+        fast.is_some()
+    }
+
+    #[test]
+    fn tree_merge_matches_libgit2() {
+        // Disjoint edits, additions and deletions in nested folders: decided.
+        assert!(check(&[("a/y.txt", Some("Y\n")), ("new/n.txt", Some("n\n"))], &[("b/c/z.txt", Some("Z\n"))]));
+        assert!(check(&[("a/y.txt", None)], &[("b/c/w.txt", Some("w\n")), ("top.txt", Some("T\n"))]));
+        assert!(check(&[("a/x.txt", None), ("a/moved.txt", Some("l0\n"))], &[("b/c/z.txt", None)]));
+        // The same change on both sides: decided.
+        assert!(check(&[("a/y.txt", Some("same\n"))], &[("a/y.txt", Some("same\n")), ("top.txt", None)]));
+        // Both sides add in the same new folder: decided by recursing.
+        assert!(check(&[("n/1.txt", Some("1\n"))], &[("n/2.txt", Some("2\n"))]));
+        // Content merges, conflicts, renames against edits, deletes on both sides: left to libgit2.
+        let edited: String = (0..30).map(|i| if i == 3 { "x\n".into() } else { format!("l{i}\n") }).collect();
+        let edited2: String = (0..30).map(|i| if i == 25 { "y\n".into() } else { format!("l{i}\n") }).collect();
+        assert!(!check(&[("a/x.txt", Some(&edited))], &[("a/x.txt", Some(&edited2))]));
+        assert!(!check(&[("a/y.txt", Some("1\n"))], &[("a/y.txt", Some("2\n"))]));
+        let body: String = (0..30).map(|i| format!("l{i}\n")).collect();
+        assert!(!check(&[("a/x.txt", None), ("a/r.txt", Some(&body))], &[("a/x.txt", Some(&edited))]));
+        assert!(!check(
+            &[("a/x.txt", None), ("a/r1.txt", Some(&body))],
+            &[("a/x.txt", None), ("a/r2.txt", Some(&body))]
+        ));
+        // A file on one side where the other has a folder.
+        assert!(!check(&[("a/y.txt", None), ("a/y.txt/inner", Some("i\n"))], &[("a/y.txt", Some("changed\n"))]));
+    }
 }

@@ -480,3 +480,28 @@ fn kill_9_at_many_points_then_rerun_lands_exactly_once() {
     fsck_clean(&repo);
     assert!(!repo.root.join(".git/refs/heads/main.lock").exists());
 }
+
+#[test]
+fn a_checkout_left_already_moved_by_a_killed_landing_is_finished() {
+    let repo = TestRepo::new();
+    task(&repo, "t1", &[("a.txt", "a\n"), ("README.md", "changed by the task\n")], "task");
+    repo.write("mine.txt", "user's untracked file\n");
+    // What a landing killed between moving the checkout and moving the ref leaves behind.
+    repo.git(&["read-tree", "-m", "-u", "main", "hybrid/t1"]);
+    assert_eq!(repo.git(&["diff", "--cached", "--name-only"]), "README.md\na.txt");
+    let r = merge_json(&repo, &["t1"]);
+    assert_eq!(r["status"], "landed");
+    assert_eq!(repo.porcelain(&repo.root), "?? mine.txt");
+    assert_eq!(repo.read("README.md"), "changed by the task\n");
+}
+
+#[test]
+fn a_rewritten_but_identical_file_on_a_changed_path_does_not_block() {
+    let repo = TestRepo::new();
+    task(&repo, "t1", &[("README.md", "task\n")], "task edits readme");
+    std::thread::sleep(Duration::from_millis(1100));
+    repo.write("README.md", "hello\n"); // same bytes, new mtime: stale stat data in the index
+    merge_json(&repo, &["t1"]);
+    assert_eq!(repo.read("README.md"), "task\n");
+    assert_eq!(repo.porcelain(&repo.root), "");
+}

@@ -135,3 +135,21 @@ fn a_branch_without_worktree_is_merged_in_place() {
     assert_eq!(repo.rev("hybrid/r1^2"), main);
     assert_eq!(record(&repo, "r1")["state"], "ready");
 }
+
+#[test]
+fn a_worktree_left_already_moved_by_a_killed_sync_is_finished() {
+    let repo = TestRepo::new();
+    let dir = start(&repo, "t1");
+    write_file(&dir.join("a.txt"), "task\n");
+    let tip = repo.commit_all_in(&dir, "task work");
+    repo.write("b.txt", "main\n");
+    repo.commit_all("main moves");
+    // Index and files hold the merge, HEAD does not: what a sync killed before its ref move leaves.
+    repo.git_in(&dir, &["merge", "-q", "--no-commit", "--no-ff", "main"]);
+    repo.git_in(&dir, &["merge", "--quit"]);
+    assert_eq!(repo.git_in(&dir, &["diff", "--cached", "--name-only"]), "b.txt");
+    let j = repo.hybrid_json(&["sync", "t1"]);
+    assert_eq!(j["status"], "merged");
+    assert_eq!(repo.rev("hybrid/t1^1"), tip);
+    assert_eq!(repo.porcelain(&dir), "");
+}
