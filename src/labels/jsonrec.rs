@@ -275,7 +275,10 @@ mod tests {
         }
     }
 
-    fn ours(line: &[u8]) -> Result<(String, Vec<(Side, usize, usize)>), String> {
+    /// Each diff literal read: (side, first byte of the body, end).
+    type Diffs = Vec<(Side, usize, usize)>;
+
+    fn ours(line: &[u8]) -> Result<(String, Diffs), String> {
         let mut diffs = Vec::new();
         let id = read_record(line, |side, at| {
             let (end, _) = skip_string(line, at)?;

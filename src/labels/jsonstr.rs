@@ -118,32 +118,58 @@ fn utf8_char_len(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// What a scan step found at a special byte.
+#[derive(Clone, Copy)]
 enum Step {
     /// The closing quote at this index.
     Quote(usize),
     /// An escape: start index, code unit, length.
     Escape(usize, u32, usize),
+    /// A malformed literal: what is wrong, and where.
+    Bad(Flaw, usize),
+}
+
+#[derive(Clone, Copy)]
+enum Flaw {
+    Unterminated,
+    Escape,
+    Control,
+    Utf8,
+}
+
+impl Flaw {
+    fn message(self, at: usize) -> String {
+        match self {
+            Flaw::Unterminated => "unterminated string".into(),
+            Flaw::Escape => format!("invalid escape at column {}", at + 1),
+            Flaw::Control => format!("control character in a string at column {}", at + 1),
+            Flaw::Utf8 => format!("invalid UTF-8 at column {}", at + 1),
+        }
+    }
 }
 
 /// Scans from `i` past ordinary bytes and well-formed non-ASCII characters to the next quote or
-/// escape, or says why the literal is malformed.
-#[inline]
-fn step(b: &[u8], mut i: usize) -> Result<Step, String> {
+/// escape, or to the first flaw of the literal.
+#[inline(always)]
+fn step(b: &[u8], mut i: usize) -> Step {
     loop {
         i = next_special(b, i);
         match b.get(i) {
-            None => return Err("unterminated string".into()),
-            Some(b'"') => return Ok(Step::Quote(i)),
+            None => return Step::Bad(Flaw::Unterminated, i),
+            Some(b'"') => return Step::Quote(i),
             Some(b'\\') => {
-                return match escape_at(b, i) {
-                    Some((v, len)) => Ok(Step::Escape(i, v, len)),
-                    None => Err(format!("invalid escape at column {}", i + 1)),
+                // Most escapes in a diff end a line: test for that before the general decoder.
+                if b.get(i + 1) == Some(&b'n') {
+                    return Step::Escape(i, 0x0a, 2);
                 }
+                return match escape_at(b, i) {
+                    Some((v, len)) => Step::Escape(i, v, len),
+                    None => Step::Bad(Flaw::Escape, i),
+                };
             }
-            Some(&c) if c < 0x20 => return Err(format!("control character in a string at column {}", i + 1)),
+            Some(&c) if c < 0x20 => return Step::Bad(Flaw::Control, i),
             Some(_) => match utf8_char_len(b, i) {
                 Some(len) => i += len,
-                None => return Err(format!("invalid UTF-8 at column {}", i + 1)),
+                None => return Step::Bad(Flaw::Utf8, i),
             },
         }
     }
@@ -155,12 +181,13 @@ pub fn skip_string(b: &[u8], at: usize) -> Result<(usize, bool), String> {
     let mut i = at;
     let mut escaped = false;
     loop {
-        match step(b, i)? {
+        match step(b, i) {
             Step::Quote(q) => return Ok((q + 1, escaped)),
             Step::Escape(e, _, len) => {
                 escaped = true;
                 i = e + len;
             }
+            Step::Bad(flaw, at) => return Err(flaw.message(at)),
         }
     }
 }
@@ -276,15 +303,15 @@ impl LineSource for JsonStrSource<'_, '_> {
         let mut last = (0, 0, 0);
         let end = loop {
             match step(b, i) {
-                Err(e) => {
-                    self.error = Some(e);
+                Step::Bad(flaw, at) => {
+                    self.error = Some(flaw.message(at));
                     return None;
                 }
-                Ok(Step::Quote(q)) => {
+                Step::Quote(q) => {
                     self.end = Some(q + 1);
                     break q;
                 }
-                Ok(Step::Escape(at, v, len)) => {
+                Step::Escape(at, v, len) => {
                     if v == 0x0a {
                         self.pos = at + len;
                         break at;

@@ -30,56 +30,62 @@ use diffparse::{parse, Span, TextSource};
 
 /// Labels of a candidate diff against a final diff (see the module contract).
 pub fn score(candidate: &str, final_diff: &str) -> Labels {
-    let mut work = Work::default();
-    for (side, text) in [candidate, final_diff].into_iter().enumerate() {
-        parse(&mut TextSource::new(text), |_, p, l| work.keys[side].push((p, l)));
-    }
     let texts = [candidate.as_bytes(), final_diff.as_bytes()];
-    work.labels(|side, span| match span {
+    let resolve = |side: usize, span: Span| match span {
         Span::Input(s, e) => &texts[side][s as usize..e as usize],
-        Span::Decoded(..) => b"",
-    })
+        Span::Decoded(..) => &b""[..],
+    };
+    let mut work = Work::default();
+    work.begin(candidate.len() + final_diff.len());
+    for (side, text) in [candidate, final_diff].into_iter().enumerate() {
+        parse(&mut TextSource::new(text), |_, p, l| work.add(side, p, l, &resolve));
+    }
+    work.labels()
 }
 
-/// Working memory for labelling pairs, reused from one pair to the next.
+/// Working memory for labelling pairs, reused from one pair to the next: keys are interned
+/// as the parser finds them ([`Work::add`]), while their bytes are still in cache.
 #[derive(Default)]
 pub struct Work {
-    /// The (path, key) spans of the changed lines of the candidate (0) and the final diff (1).
-    pub keys: [Vec<(Span, Span)>; 2],
     paths: Interner,
     lines: Interner,
+    /// The key ids of the candidate (0) and the final diff (1).
     seq: [Vec<u32>; 2],
+    /// The last path span added per side and its id (paths change once per file header).
+    last_path: [Option<(Span, u32)>; 2],
     seen: Vec<u8>,
     matcher: difflib::Buffers,
 }
 
 impl Work {
-    /// Forgets the keys of the previous pair.
-    pub fn clear(&mut self) {
-        self.keys.iter_mut().for_each(Vec::clear);
+    /// Starts a pair whose two diffs hold about `bytes` bytes.
+    pub fn begin(&mut self, bytes: usize) {
+        // About one changed line per 64 bytes; the table grows when there are more.
+        self.lines.reset(bytes / 64);
+        self.paths.reset(8);
+        self.seq.iter_mut().for_each(Vec::clear);
+        self.last_path = [None, None];
     }
 
-    /// The labels of the pair in [`Work::keys`]; `resolve(side, span)` gives a span's bytes.
-    pub fn labels<'t>(&mut self, resolve: impl Fn(usize, Span) -> &'t [u8]) -> Labels {
-        let Work { keys, paths, lines, seq, seen, matcher } = self;
-        lines.reset(keys[0].len() + keys[1].len());
-        paths.reset(8);
-        for side in 0..2 {
-            seq[side].clear();
-            // Paths change once per file header: intern each run of equal path spans once.
-            let mut last: Option<(Span, u32)> = None;
-            for &(p, l) in &keys[side] {
-                let pid = match last {
-                    Some((span, pid)) if span == p => pid,
-                    _ => {
-                        let pid = paths.intern(0, side, p, resolve(side, p), &resolve);
-                        last = Some((p, pid));
-                        pid
-                    }
-                };
-                seq[side].push(lines.intern(pid, side, l, resolve(side, l), &resolve));
+    /// Adds the next changed line of `side` (0: candidate, 1: final); `resolve(side, span)`
+    /// gives the bytes of this and every earlier span of the pair.
+    #[inline]
+    pub fn add<'t>(&mut self, side: usize, path: Span, key: Span, resolve: &impl Fn(usize, Span) -> &'t [u8]) {
+        let pid = match self.last_path[side] {
+            Some((span, pid)) if span == path => pid,
+            _ => {
+                let pid = self.paths.intern(0, side, path, resolve(side, path), resolve);
+                self.last_path[side] = Some((path, pid));
+                pid
             }
-        }
+        };
+        let id = self.lines.intern(pid, side, key, resolve(side, key), resolve);
+        self.seq[side].push(id);
+    }
+
+    /// The labels of the pair added since [`Work::begin`].
+    pub fn labels(&mut self) -> Labels {
+        let Work { lines, seq, seen, matcher, .. } = self;
         labels_of(&seq[0], &seq[1], lines.len(), seen, matcher)
     }
 }
@@ -204,8 +210,10 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     }
     let mut h = fold(seed ^ K[0], bytes.len() as u64 ^ K[1]);
     let mut rest = bytes;
+    // Blocks are folded independently (no multiply waits for the previous one) and combined
+    // with a rotation, so their order still matters.
     while rest.len() > 16 {
-        h = fold(word(rest) ^ K[2] ^ h, word(&rest[8..]) ^ K[3]);
+        h = h.rotate_left(23) ^ fold(word(rest) ^ K[2], word(&rest[8..]) ^ K[3]);
         rest = &rest[16..];
     }
     let (x, y) = match rest.len() {

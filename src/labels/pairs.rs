@@ -3,10 +3,11 @@
 //! Contract: every non-blank input line is a JSON object `{"id", "candidate", "final"}` (`id` a
 //! string or number, echoed back verbatim; `candidate` and `final` diff texts; other keys are
 //! ignored). For each, one line `{"id","jaccard","ratio","score"}` is written, in input order.
-//! Input is read in batches of whole lines of about [`BATCH_BYTES`]; each batch is labelled
-//! (with more than one job, in groups of lines on a rayon pool of `jobs` threads, while a reader
-//! thread reads the next batch) and written before the next one is labelled, so memory stays
-//! bounded by a few batches. A malformed line is a [`HybridError::Usage`] naming its line number
+//! Input is read in batches of whole lines of about [`BATCH_BYTES`] (small enough to stay in
+//! cache). With one job, each batch is labelled and written in turn on the calling thread. With
+//! more, a reader thread hands each batch whole to a rayon pool of `jobs` threads and the
+//! calling thread writes the labelled batches in input order; at most `4 * jobs` batches are in
+//! flight, so memory stays bounded. A malformed line is a [`HybridError::Usage`] naming its line number
 //! (results of the lines before it are already written); with `skip_bad` it is skipped and
 //! counted instead. Blank lines are ignored.
 //!
@@ -18,17 +19,16 @@ use std::cell::RefCell;
 use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
-use rayon::prelude::*;
 use serde::Serialize;
 
-use super::diffparse::{parse, Span};
+use super::diffparse::{parse, LineSource};
 use super::jsonrec::read_record;
 use super::jsonstr::JsonStrSource;
 use super::Work;
 use crate::error::HybridError;
 
 /// Input bytes read per batch (a batch holds whole lines; a single longer line is read whole).
-pub const BATCH_BYTES: usize = 8 << 20;
+pub const BATCH_BYTES: usize = 256 << 10;
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -66,19 +66,15 @@ fn label_line(line: &[u8], w: &mut LineWork, out: &mut Vec<u8>) -> Result<bool, 
         return Ok(false);
     }
     let LineWork { work, decoded } = w;
-    work.clear();
+    work.begin(line.len());
     decoded.clear();
     let id = read_record(line, |side, at| {
         let mut src = JsonStrSource::new(line, at, decoded);
-        let keys = &mut work.keys[side as usize];
-        parse(&mut src, |_, p, k| keys.push((p, k)));
+        // Both diffs' spans index the same line and decoded buffer, so `side` is not needed.
+        parse(&mut src, |s, p, k| work.add(side as usize, p, k, &|_, span| s.resolve(span)));
         src.finish()
     })?;
-    let decoded = &*decoded;
-    let labels = work.labels(|_, span| match span {
-        Span::Input(s, e) => &line[s as usize..e as usize],
-        Span::Decoded(s, e) => &decoded[s as usize..e as usize],
-    });
+    let labels = work.labels();
     out.extend_from_slice(b"{\"id\":");
     out.extend_from_slice(&line[id]);
     for (name, value) in
@@ -192,10 +188,7 @@ impl<R: Read> ChunkReader<R> {
 }
 
 /// Bytes asked of the input per read.
-const READ_SIZE: usize = 4 << 20;
-
-/// Lines per group of work handed to a pool thread.
-const GROUP_LINES: usize = 16;
+const READ_SIZE: usize = 64 << 10;
 
 thread_local! {
     /// The working memory of each pool thread, kept across batches.
@@ -237,41 +230,48 @@ pub fn run<R: Read + Send, W: Write>(input: R, mut output: W, opts: &PairsOption
             .thread_name(|i| format!("label-{i}"))
             .build()
             .context("cannot start the labelling threads")?;
+        // Batches in flight (read, being labelled, or waiting to be written): this bounds memory.
+        let in_flight = 4 * opts.jobs;
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
-            let (back_tx, back_rx) = std::sync::mpsc::channel::<Chunk>();
-            scope.spawn(move || loop {
-                match reader.next(back_rx.try_recv().ok()) {
-                    Ok(Some(c)) => {
-                        if tx.send(Ok(c)).is_err() {
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<(Chunk, GroupOut)>)>();
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Option<Chunk>>();
+            for _ in 0..in_flight {
+                let _ = back_tx.send(None);
+            }
+            let pool = &pool;
+            // The reader thread reads batches and hands each to the pool whole; the labelled
+            // batches come back in any order and are written in input order below.
+            scope.spawn(move || {
+                let mut seq = 0;
+                while let Ok(spare) = back_rx.recv() {
+                    match reader.next(spare) {
+                        Ok(Some(chunk)) => {
+                            let done = done_tx.clone();
+                            pool.spawn(move || {
+                                let mut g = GroupOut::default();
+                                LINE_WORK.with_borrow_mut(|w| label_group(&chunk.data, &chunk.lines, 0, w, &mut g));
+                                let _ = done.send((seq, Ok((chunk, g))));
+                            });
+                            seq += 1;
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = done_tx.send((seq, Err(e)));
                             return;
                         }
                     }
-                    Ok(None) => return,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
                 }
             });
-            for chunk in rx {
-                let chunk = chunk?;
-                let groups: Vec<GroupOut> = pool.install(|| {
-                    chunk
-                        .lines
-                        .par_chunks(GROUP_LINES)
-                        .enumerate()
-                        .map(|(k, lines)| {
-                            let mut g = GroupOut::default();
-                            LINE_WORK.with_borrow_mut(|w| label_group(&chunk.data, lines, k * GROUP_LINES, w, &mut g));
-                            g
-                        })
-                        .collect()
-                });
-                for g in &groups {
-                    write_group(g, chunk.first_line, &mut output, opts, &mut summary)?;
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0;
+            for (seq, batch) in done_rx {
+                waiting.insert(seq, batch);
+                while let Some(batch) = waiting.remove(&next) {
+                    let (chunk, g) = batch?;
+                    write_group(&g, chunk.first_line, &mut output, opts, &mut summary)?;
+                    let _ = back_tx.send(Some(chunk));
+                    next += 1;
                 }
-                let _ = back_tx.send(chunk);
             }
             Ok(())
         })?;
