@@ -208,7 +208,7 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     fn word(b: &[u8]) -> u64 {
         u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
     }
-    let mut h = fold(seed ^ K[0], bytes.len() as u64 ^ K[1]);
+    let mut h = seed.wrapping_mul(K[0]) ^ bytes.len() as u64;
     let mut rest = bytes;
     // Blocks are folded independently (no multiply waits for the previous one) and combined
     // with a rotation, so their order still matters.
