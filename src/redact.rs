@@ -1,50 +1,38 @@
 //! Export-time redaction: structured `<REDACTED:kind>` markers for secrets and user names.
 //!
-//! Contract: a [`Redactor`] applies its rules, in order, to every string of a JSON value (object
-//! keys and non-strings are left alone) and counts the replacements per kind. Rules are
-//! conservative (better to miss a secret than to mangle ordinary text):
-//! private keys (PEM blocks), AWS access key ids and `aws_secret_access_key = ...` values,
-//! GitHub and GitLab tokens, Anthropic and OpenAI keys, Slack tokens and webhooks, Stripe
-//! secret/restricted keys, Google API keys, `Authorization:` header credentials, the user name
-//! in `/home/<user>` and `/Users/<user>` (the rest of the path is kept: layout is signal), and
-//! the custom regexes of `[export] redact` (kind `custom`). When a rule's regex has a capture
-//! group named `secret`, only that group is replaced; otherwise the whole match is.
-//! Redaction never touches stored data: it is applied to the exported copy only.
+//! Contract: a [`Redactor`] redacts every string of a JSON value (object keys and non-strings
+//! are left alone) and counts the replacements per kind. First the credentials of
+//! [`crate::secrets`] — the same patterns and kebab-case kind names as the pre-commit hook
+//! (`aws-access-key`, `github-token`, `private-key`, ...; only a labelled value such as
+//! `aws_secret_access_key = <value>` loses just the value) — then, in order, the export-only
+//! rules under the same naming scheme: `authorization` (the credential of an `Authorization:`
+//! header: `Bearer`/`Basic`/`token`), `username` (the user name in `/home/<user>` and
+//! `/Users/<user>`; the rest of the path is kept: layout is signal), and the custom regexes of
+//! `[export] redact` (kind `custom`). When a rule's regex has a capture group named `secret`,
+//! only that group is replaced; otherwise the whole match is. Rules are conservative (better
+//! to miss a secret than to mangle ordinary text). Redaction never touches stored data: it is
+//! applied to the exported copy only.
 
 use std::collections::BTreeMap;
 
 use regex::Regex;
 
-/// The marker that replaces a redacted span.
-pub fn marker(kind: &str) -> String {
-    format!("<REDACTED:{kind}>")
-}
+use crate::secrets;
 
-/// One redaction rule.
+pub use crate::secrets::marker;
+
+/// One export-only redaction rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Kind written in the marker (`aws_access_key`, `username`, `custom`...).
+    /// Kind written in the marker (`username`, `custom`...).
     pub kind: String,
     /// Name recorded in provenance (`custom[0]` for custom rules).
     pub name: String,
     re: Regex,
 }
 
-/// The built-in rules: (kind, regex).
-const BUILTIN: &[(&str, &str)] = &[
-    ("private_key", r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?-----END [A-Z0-9 ]*PRIVATE KEY-----"),
-    ("aws_access_key", r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b"),
-    ("aws_secret_key", r#"(?i)aws_?secret_?(?:access_?)?key["']?\s*[:=]\s*["']?(?P<secret>[A-Za-z0-9/+=]{40})"#),
-    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b"),
-    ("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
-    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
-    (
-        "openai_key",
-        r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b|\bsk-[A-Za-z0-9]{48}\b",
-    ),
-    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9_/]+"),
-    ("stripe_key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-    ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}"),
+/// The export-only built-in rules, applied after the [`crate::secrets`] patterns: (kind, regex).
+const EXPORT_RULES: &[(&str, &str)] = &[
     (
         "authorization",
         r#"(?i)\bauthorization["']?\s*[:=]\s*["']?(?:bearer|basic|token)\s+(?P<secret>[A-Za-z0-9._~+/=-]{8,})"#,
@@ -52,9 +40,11 @@ const BUILTIN: &[(&str, &str)] = &[
     ("username", r"(?:^|[^A-Za-z0-9._/-])/(?:home|Users)/(?P<secret>[A-Za-z0-9._-]+)"),
 ];
 
-/// A set of rules applied in order.
+/// The credential patterns of [`crate::secrets`] and then a list of rules, applied in order.
 #[derive(Debug, Clone)]
 pub struct Redactor {
+    /// Whether the [`crate::secrets`] patterns apply.
+    secrets: bool,
     rules: Vec<Rule>,
 }
 
@@ -64,12 +54,13 @@ pub type Counts = BTreeMap<String, usize>;
 impl Redactor {
     /// No rules: a faithful copy.
     pub fn none() -> Redactor {
-        Redactor { rules: Vec::new() }
+        Redactor { secrets: false, rules: Vec::new() }
     }
 
-    /// The built-in rules plus `custom` regexes; a bad regex is `Err((index, message))`.
+    /// The secret patterns, the export-only rules, then `custom` regexes; a bad regex is
+    /// `Err((index, message))`.
     pub fn new(custom: &[String]) -> Result<Redactor, (usize, String)> {
-        let mut rules: Vec<Rule> = BUILTIN
+        let mut rules: Vec<Rule> = EXPORT_RULES
             .iter()
             .map(|(kind, re)| Rule {
                 kind: kind.to_string(),
@@ -84,17 +75,27 @@ impl Redactor {
             }
             rules.push(Rule { kind: "custom".into(), name: format!("custom[{i}]"), re });
         }
-        Ok(Redactor { rules })
+        Ok(Redactor { secrets: true, rules })
     }
 
-    /// The names of the rules, for provenance.
+    /// The names of the rules (secret kinds first), for provenance.
     pub fn rule_names(&self) -> Vec<String> {
-        self.rules.iter().map(|r| r.name.clone()).collect()
+        let secret_kinds = if self.secrets { secrets::kinds() } else { Vec::new() };
+        secret_kinds.into_iter().map(String::from).chain(self.rules.iter().map(|r| r.name.clone())).collect()
     }
 
     /// `text` with every rule applied.
     pub fn redact_str(&self, text: &str, counts: &mut Counts) -> String {
         let mut cur = std::borrow::Cow::Borrowed(text);
+        if self.secrets {
+            let findings = secrets::scan(text);
+            if !findings.is_empty() {
+                for f in &findings {
+                    *counts.entry(f.kind.to_string()).or_default() += 1;
+                }
+                cur = std::borrow::Cow::Owned(secrets::redact_findings(text, &findings));
+            }
+        }
         for rule in &self.rules {
             if !rule.re.is_match(&cur) {
                 continue;
@@ -123,7 +124,7 @@ impl Redactor {
 
     /// Applies every rule to every string inside `value`, in place.
     pub fn redact_value(&self, value: &mut serde_json::Value, counts: &mut Counts) {
-        if self.rules.is_empty() {
+        if !self.secrets && self.rules.is_empty() {
             return;
         }
         match value {
@@ -154,17 +155,20 @@ mod tests {
     fn secrets_become_markers() {
         let key = ["AKIA", "ABCDEFGHIJKLMNOP"].concat();
         let (out, c) = red(&format!("key={key} ok"));
-        assert_eq!(out, "key=<REDACTED:aws_access_key> ok");
-        assert_eq!(c["aws_access_key"], 1);
+        assert_eq!(out, "key=<REDACTED:aws-access-key> ok");
+        assert_eq!(c["aws-access-key"], 1);
         let gh = format!("ghp_{}", "a".repeat(36));
-        assert_eq!(red(&gh).0, "<REDACTED:github_token>");
-        assert_eq!(red(&format!("sk-ant-api03-{}", "x".repeat(30))).0, "<REDACTED:anthropic_key>");
-        assert_eq!(red(&format!("sk-proj-{}", "x".repeat(30))).0, "<REDACTED:openai_key>");
-        assert_eq!(red(&format!("glpat-{}", "x".repeat(20))).0, "<REDACTED:gitlab_token>");
-        assert_eq!(red(&format!("xoxb-{}", "1".repeat(12))).0, "<REDACTED:slack_token>");
-        assert_eq!(red(&format!("sk_live_{}", "x".repeat(24))).0, "<REDACTED:stripe_key>");
-        let pem = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----";
-        assert_eq!(red(&format!("a {pem} b")).0, "a <REDACTED:private_key> b");
+        assert_eq!(red(&gh).0, "<REDACTED:github-token>");
+        assert_eq!(red(&format!("sk-ant-api03-{}", "x".repeat(32))).0, "<REDACTED:anthropic-api-key>");
+        assert_eq!(red(&format!("sk-proj-{}", "x".repeat(40))).0, "<REDACTED:openai-api-key>");
+        assert_eq!(red(&format!("glpat-{}", "x".repeat(20))).0, "<REDACTED:gitlab-token>");
+        assert_eq!(red(&format!("xoxb-{}", "1".repeat(12))).0, "<REDACTED:slack-token>");
+        assert_eq!(red(&format!("sk_live_{}", "x".repeat(24))).0, "<REDACTED:stripe-key>");
+        let pem = ["-----BEGIN RSA PRIVATE", " KEY-----\nabc\n-----END RSA PRIVATE KEY-----"].concat();
+        assert_eq!(red(&format!("a {pem} b")).0, "a <REDACTED:private-key> b");
+        let (out, c) = red(&format!("AWS_SECRET_ACCESS_KEY={}", "k".repeat(40)));
+        assert_eq!(out, "AWS_SECRET_ACCESS_KEY=<REDACTED:aws-secret-key>");
+        assert_eq!(c["aws-secret-key"], 1);
         assert_eq!(red("Authorization: Bearer abcdefgh1234").0, "Authorization: Bearer <REDACTED:authorization>");
         assert_eq!(red("ticket ACME-1234").0, "ticket <REDACTED:custom>");
     }
@@ -178,6 +182,15 @@ mod tests {
         );
         // Not a home directory: a path that merely contains `home/`.
         assert_eq!(red("docs/home/index.md").0, "docs/home/index.md");
+    }
+
+    #[test]
+    fn rule_names_list_secret_kinds_then_export_rules() {
+        let names = Redactor::new(&["x+".into()]).unwrap().rule_names();
+        assert_eq!(names[..secrets::kinds().len()], secrets::kinds()[..]);
+        assert_eq!(names[secrets::kinds().len()..], ["authorization", "username", "custom[0]"]);
+        assert!(Redactor::none().rule_names().is_empty());
+        assert_eq!(Redactor::none().redact_str(&format!("ghp_{}", "a".repeat(36)), &mut Counts::new()).len(), 40);
     }
 
     #[test]

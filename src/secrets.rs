@@ -1,10 +1,18 @@
-//! Patterns for credentials that must not be committed or exported.
+//! Patterns for credentials that must not be committed or exported: the one list both the
+//! pre-commit hook and the export redaction use.
 //!
 //! Contract: [`scan`] finds every non-overlapping match of the built-in patterns in a text and
 //! returns its kind and byte range; it never copies the secret anywhere. Kinds are stable,
-//! kebab-case names (`aws-access-key`, `github-token`, ...) that messages, JSON and the export
-//! redaction use. [`redact`] replaces each finding with `[REDACTED:<kind>]`. The pre-commit hook
-//! scans only staged *added* lines; the export helper may scan whole texts.
+//! kebab-case names (`private-key`, `aws-access-key`, `aws-secret-key`, `github-token`,
+//! `gitlab-token`, `anthropic-api-key`, `openai-api-key`, `slack-token`, `slack-webhook`,
+//! `stripe-key`, `google-api-key`, `npm-token`; [`kinds`] lists them) that hook messages, JSON
+//! and the export markers use; the export adds its own rules under the same scheme
+//! (`authorization`, `username`, `custom`, see [`crate::redact`]). A finding also names the
+//! credential's own bytes ([`Finding::value_start`]): the whole match, or only the value when the
+//! pattern includes a label (`aws_secret_access_key = <value>`), so redaction keeps the label.
+//! [`redact`] replaces each value with [`marker`]`(kind)`, `<REDACTED:kind>`. The pre-commit hook
+//! scans only staged *added* lines; the export scans whole texts, where a PEM private key is
+//! matched from `BEGIN` to `END` (its body included) and a lone `BEGIN` line by itself.
 //!
 //! The patterns follow the issuers' documented token formats (prefixes such as `AKIA`, `ghp_`,
 //! `glpat-`, `sk-ant-`, `xoxb-`, `sk_live_`), so they fire on real credentials and rarely on
@@ -24,11 +32,16 @@ struct Pattern {
 }
 
 const PATTERNS: &[Pattern] = &[
-    Pattern { kind: "private-key", regex: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----" },
+    // The body (base64, PEM headers, whitespace or `\n` escapes) up to the first END line is
+    // part of the key; without an END line only the BEGIN line matches.
+    Pattern {
+        kind: "private-key",
+        regex: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s:,\\-]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?",
+    },
     Pattern { kind: "aws-access-key", regex: r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?-u:\b)" },
     Pattern {
         kind: "aws-secret-key",
-        regex: r#"(?i:aws_?secret_?(?:access_?)?key)["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}(?-u:\b)"#,
+        regex: r#"(?i:aws_?secret_?(?:access_?)?key)["']?\s*[:=]\s*["']?(?P<secret>[A-Za-z0-9/+]{40})(?-u:\b)"#,
     },
     Pattern { kind: "github-token", regex: r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,255}(?-u:\b)" },
     Pattern { kind: "github-token", regex: r"(?-u:\b)github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}(?-u:\b)" },
@@ -42,6 +55,8 @@ const PATTERNS: &[Pattern] = &[
         regex: r"(?-u:\b)sk-(?:(?:proj|svcacct|admin)-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,}",
     },
     Pattern { kind: "openai-api-key", regex: r"(?-u:\b)sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}" },
+    // The legacy format: `sk-` and 48 letters and digits.
+    Pattern { kind: "openai-api-key", regex: r"(?-u:\b)sk-[A-Za-z0-9]{48}(?-u:\b)" },
     Pattern { kind: "slack-token", regex: r"(?-u:\b)xox[abposr]-(?:[0-9]+-)?[A-Za-z0-9-]{10,}" },
     Pattern {
         kind: "slack-webhook",
@@ -71,6 +86,9 @@ pub struct Finding {
     /// Byte range of the match in the scanned text.
     pub start: usize,
     pub end: usize,
+    /// Byte range of the credential itself: the pattern's `secret` group, or the whole match.
+    pub value_start: usize,
+    pub value_end: usize,
 }
 
 struct Compiled {
@@ -153,8 +171,29 @@ pub fn scan(text: &str) -> Vec<Finding> {
     }
     let mut found: Vec<Finding> = Vec::new();
     for i in hits.iter() {
-        for m in c.each[i].find_iter(text) {
-            found.push(Finding { kind: PATTERNS[i].kind, start: m.start(), end: m.end() });
+        let re = &c.each[i];
+        let kind = PATTERNS[i].kind;
+        if re.capture_names().any(|n| n == Some("secret")) {
+            for caps in re.captures_iter(text) {
+                let (Some(m), Some(v)) = (caps.get(0), caps.name("secret")) else { continue };
+                found.push(Finding {
+                    kind,
+                    start: m.start(),
+                    end: m.end(),
+                    value_start: v.start(),
+                    value_end: v.end(),
+                });
+            }
+        } else {
+            for m in re.find_iter(text) {
+                found.push(Finding {
+                    kind,
+                    start: m.start(),
+                    end: m.end(),
+                    value_start: m.start(),
+                    value_end: m.end(),
+                });
+            }
         }
     }
     found.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
@@ -168,20 +207,25 @@ pub fn scan(text: &str) -> Vec<Finding> {
     out
 }
 
-/// `text` with every finding replaced by `[REDACTED:<kind>]`.
+/// The marker that replaces a redacted credential: `<REDACTED:kind>`.
+pub fn marker(kind: &str) -> String {
+    format!("<REDACTED:{kind}>")
+}
+
+/// `text` with the value of every finding replaced by its [`marker`].
 pub fn redact(text: &str) -> String {
-    let findings = scan(text);
-    if findings.is_empty() {
-        return text.to_string();
-    }
+    redact_findings(text, &scan(text))
+}
+
+/// `text` with the value of each of `findings` (from [`scan`] of `text`) replaced by its
+/// [`marker`].
+pub fn redact_findings(text: &str, findings: &[Finding]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for f in findings {
-        out.push_str(&text[at..f.start]);
-        out.push_str("[REDACTED:");
-        out.push_str(f.kind);
-        out.push(']');
-        at = f.end;
+        out.push_str(&text[at..f.value_start]);
+        out.push_str(&marker(f.kind));
+        at = f.value_end;
     }
     out.push_str(&text[at..]);
     out
@@ -242,6 +286,33 @@ mod tests {
             assert_eq!(&text[f[0].start..f[0].end], secret);
             assert!(!redact(&text).contains(&secret), "{kind}");
         }
+    }
+
+    #[test]
+    fn labelled_values_and_key_blocks() {
+        let value = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY".to_string() + &"Q".repeat(10);
+        let text = format!("aws_secret_access_key = {value}\n");
+        let f = scan(&text);
+        assert_eq!((f.len(), f[0].kind), (1, "aws-secret-key"));
+        assert_eq!(&text[f[0].value_start..f[0].value_end], value);
+        assert_eq!(redact(&text), "aws_secret_access_key = <REDACTED:aws-secret-key>\n");
+
+        let begin = format!("-----BEGIN {}PRIVATE KEY-----", "RSA ");
+        let end = format!("-----END {}PRIVATE KEY-----", "RSA ");
+        let block = format!("{begin}\nProc-Type: 4,ENCRYPTED\nMIIEow+/=\nAbC\n{end}");
+        assert_eq!(redact(&format!("a {block} b")), "a <REDACTED:private-key> b");
+        // The same block inside a JSON string of a captured stream (`\n` escapes).
+        let escaped = block.replace('\n', "\\n");
+        assert_eq!(redact(&format!("{{\"k\":\"{escaped}\"}}")), "{\"k\":\"<REDACTED:private-key>\"}");
+        // No END line: the BEGIN line alone, and text after it survives.
+        assert_eq!(redact(&format!("{begin}\nnot base64!")), "<REDACTED:private-key>\nnot base64!");
+
+        let legacy = fake("sk-", "a1B2", 12);
+        assert_eq!(scan(&format!("OPENAI={legacy}"))[0].kind, "openai-api-key");
+        let google = fake("AI", "za", 1) + &"x".repeat(35);
+        assert_eq!(scan(&format!("k: {google}"))[0].kind, "google-api-key");
+        let hook = fake("https://hooks.slack", ".com/services/T0/B1/", 1) + "abc";
+        assert_eq!(redact(&hook), "<REDACTED:slack-webhook>");
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn raw_export_carries_prompt_trajectory_diffs_labels_and_provenance() {
     assert_eq!(r1["labels"], json!({"jaccard": 1.0, "ratio": 1.0, "score": 1.0}));
     assert_eq!(r1["prompt"], "Change two to 2 (ticket <REDACTED:custom>).\n");
     let traj = r1["trajectory"].as_str().unwrap();
-    assert!(traj.contains("<REDACTED:aws_access_key>") && !traj.contains(&aws_key()), "{traj}");
+    assert!(traj.contains("<REDACTED:aws-access-key>") && !traj.contains(&aws_key()), "{traj}");
     assert!(traj.contains("/home/<REDACTED:username>/work/repo"), "{traj}");
     assert_eq!(traj.lines().count(), 5, "raw trajectory is the verbatim stream");
     assert!(traj.lines().all(|l| l.starts_with('{') && l.contains("\"type\":")));
@@ -209,15 +209,15 @@ fn raw_export_carries_prompt_trajectory_diffs_labels_and_provenance() {
     assert_eq!(p["landed_at"], "2026-01-01T02:00:00Z");
     assert_eq!(p["created"], "2026-01-01T00:00:00Z");
     let rules = p["redaction"]["rules"].as_array().unwrap();
-    for r in ["aws_access_key", "github_token", "private_key", "username", "custom[0]"] {
+    for r in ["aws-access-key", "github-token", "private-key", "username", "custom[0]"] {
         assert!(rules.contains(&json!(r)), "{r} missing from {rules:?}");
     }
-    assert_eq!(p["redaction"]["replaced"]["aws_access_key"], 2); // the assistant text and the result event
+    assert_eq!(p["redaction"]["replaced"]["aws-access-key"], 2); // the assistant text and the result event
     assert_eq!(p["redaction"]["replaced"]["custom"], 1);
     assert!(p["redaction"]["replaced"]["username"].as_u64().unwrap() >= 2);
 
     let r3 = find(&recs, "t3", 1).unwrap();
-    assert_eq!(r3["provenance"]["agent"][2], "<REDACTED:github_token>");
+    assert_eq!(r3["provenance"]["agent"][2], "<REDACTED:github-token>");
     assert!(r3["provenance"]["model"].is_null());
     let f0 = find(&recs, "f0", 1).unwrap();
     assert_eq!(f0["outcome"], "failed");
@@ -269,7 +269,7 @@ fn chat_formats_project_the_stream() {
     let m = r1["messages"].as_array().unwrap();
     assert_eq!(m[0], json!({"role": "user", "content": "Change two to 2 (ticket <REDACTED:custom>).\n"}));
     assert_eq!(m[1]["role"], "assistant");
-    assert!(m[1]["content"].as_str().unwrap().starts_with("Done. Key was <REDACTED:aws_access_key>"));
+    assert!(m[1]["content"].as_str().unwrap().starts_with("Done. Key was <REDACTED:aws-access-key>"));
     assert_eq!(m[1]["thinking"], "let me look");
     assert_eq!(m[1]["tool_calls"][0]["function"]["name"], "Edit");
     let args: Value = serde_json::from_str(m[1]["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();

@@ -73,12 +73,19 @@ fn fake_secret(kind: &str) -> String {
         "openai-api-key" => format!("{}{}", "sk-", "proj-") + &rep("Zx4", 16),
         "slack-token" => format!("{}{}", "xo", "xb-") + "1234567890-" + &rep("Ab1", 8),
         "stripe-key" => format!("{}{}", "sk_", "live_") + &rep("Pq5", 9),
+        "aws-secret-key" => format!("{}{}", "aws_secret_", "access_key=") + &rep("w+J/", 9) + "AbCd",
+        "google-api-key" => format!("{}{}", "AI", "za") + &rep("Sy_", 11) + "xy",
+        "slack-webhook" => format!("{}{}", "https://hooks.", "slack.com/services/") + "T000/B111/" + &rep("Xy", 12),
+        "openai-legacy" => format!("{}{}", "s", "k-") + &rep("aZ09", 12),
         other => panic!("no fake for {other}"),
     }
 }
 
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 11] = [
     "aws-access-key",
+    "aws-secret-key",
+    "google-api-key",
+    "slack-webhook",
     "github-token",
     "gitlab-token",
     "private-key",
@@ -369,6 +376,13 @@ fn each_secret_kind_is_refused_without_printing_it() {
         r.git_in(&wt, &["rm", "-q", "--cached", &file]);
         std::fs::remove_file(wt.join(&file)).unwrap();
     }
+    // OpenAI's legacy key format (`sk-` and 48 letters and digits) is an `openai-api-key` too.
+    write_file(&wt.join("legacy.txt"), &format!("{}\n", fake_secret("openai-legacy")));
+    r.git_in(&wt, &["add", "legacy.txt"]);
+    let out = commit_h(&r, &wt, "legacy");
+    assert!(stderr(&out).contains("legacy.txt:1: openai-api-key"), "{}", stderr(&out));
+    r.git_in(&wt, &["rm", "-q", "--cached", "legacy.txt"]);
+    std::fs::remove_file(wt.join("legacy.txt")).unwrap();
     // `commit -a` uses a temporary index (GIT_INDEX_FILE): still checked.
     write_file(&wt.join("tracked.txt"), "ok\n");
     r.git_in(&wt, &["add", "tracked.txt"]);

@@ -17,12 +17,37 @@
 
 /// `SequenceMatcher(None, a, b).ratio()`.
 pub fn ratio(a: &[u32], b: &[u32]) -> f64 {
+    ratio_with(a, b, &mut Buffers::default())
+}
+
+/// [`ratio`], reusing the working memory of earlier calls.
+pub fn ratio_with(a: &[u32], b: &[u32], bufs: &mut Buffers) -> f64 {
     let total = a.len() + b.len();
     if total == 0 {
         return 1.0;
     }
-    let matches = Matcher::new(a, b).matching_total();
+    let mut m = Matcher::with_buffers(a, b, std::mem::take(bufs));
+    let matches = m.matching_total();
+    *bufs = m.buf;
     2.0 * matches as f64 / total as f64
+}
+
+/// The working memory of a [`Matcher`], kept between matchers to avoid allocating.
+#[derive(Default)]
+pub struct Buffers {
+    count: Vec<u32>,
+    start: Vec<u32>,
+    fill: Vec<u32>,
+    pos: Vec<u32>,
+    len: Vec<u32>,
+    stamp: Vec<u32>,
+    queue: Vec<(usize, usize, usize, usize)>,
+}
+
+/// Empties `v` and fills it with `n` zeros.
+fn zeroed(v: &mut Vec<u32>, n: usize) {
+    v.clear();
+    v.resize(n, 0);
 }
 
 /// The number of matched elements (the sum of `get_matching_blocks` sizes).
@@ -31,24 +56,28 @@ pub fn matches(a: &[u32], b: &[u32]) -> usize {
 }
 
 /// A `SequenceMatcher` with its `b2j` index built.
+///
+/// `b2j` is CSR: positions of element `e` in `b` are `pos[start[e]..start[e + 1]]`, ascending;
+/// empty for popular elements and elements absent from `b`. `j2len` of the current and
+/// previous row: `len[j]` is valid when `stamp[j]` is the row.
 pub struct Matcher<'s> {
     a: &'s [u32],
     b: &'s [u32],
-    /// `b2j` as CSR: positions of element `e` in `b` are `pos[start[e]..start[e + 1]]`,
-    /// ascending; empty for popular elements and elements absent from `b`.
-    start: Vec<u32>,
-    pos: Vec<u32>,
-    /// `j2len` of the current and previous row: `len[j]` is valid when `stamp[j]` is the row.
-    len: Vec<u32>,
-    stamp: Vec<u32>,
+    buf: Buffers,
     row: u32,
 }
 
 impl<'s> Matcher<'s> {
     /// Builds `b2j` with the autojunk ("popular") purge.
     pub fn new(a: &'s [u32], b: &'s [u32]) -> Matcher<'s> {
+        Matcher::with_buffers(a, b, Buffers::default())
+    }
+
+    /// [`Matcher::new`] in the given working memory.
+    pub fn with_buffers(a: &'s [u32], b: &'s [u32], mut buf: Buffers) -> Matcher<'s> {
         let max_elt = a.iter().chain(b.iter()).copied().max().map(|m| m as usize + 1).unwrap_or(0);
-        let mut count = vec![0u32; max_elt + 1];
+        let Buffers { count, start, fill, pos, len, stamp, .. } = &mut buf;
+        zeroed(count, max_elt + 1);
         for &e in b {
             count[e as usize] += 1;
         }
@@ -61,14 +90,15 @@ impl<'s> Matcher<'s> {
                 }
             }
         }
-        let mut start = vec![0u32; max_elt + 1];
+        zeroed(start, max_elt + 1);
         let mut acc = 0u32;
         for (s, c) in start.iter_mut().zip(count.iter()) {
             *s = acc;
             acc += c;
         }
-        let mut fill = start.clone();
-        let mut pos = vec![0u32; acc as usize];
+        fill.clear();
+        fill.extend_from_slice(start);
+        zeroed(pos, acc as usize);
         for (j, &e) in b.iter().enumerate() {
             let e = e as usize;
             if count[e] > 0 {
@@ -76,15 +106,18 @@ impl<'s> Matcher<'s> {
                 fill[e] += 1;
             }
         }
-        Matcher { a, b, start, pos, len: vec![0; n], stamp: vec![0; n], row: 0 }
+        zeroed(len, n);
+        zeroed(stamp, n);
+        Matcher { a, b, buf, row: 0 }
     }
 
     /// CPython's `find_longest_match(alo, ahi, blo, bhi)` (no junk): `(i, j, size)`.
     pub fn find_longest_match(&mut self, alo: usize, ahi: usize, blo: usize, bhi: usize) -> (usize, usize, usize) {
         let (a, b) = (self.a, self.b);
         let (mut besti, mut bestj, mut bestsize) = (alo, blo, 0usize);
+        let Buffers { start, pos, len, stamp, .. } = &mut self.buf;
         if (self.row as usize).saturating_add(ahi - alo + 2) >= u32::MAX as usize {
-            self.stamp.iter_mut().for_each(|s| *s = 0);
+            stamp.iter_mut().for_each(|s| *s = 0);
             self.row = 0;
         }
         // A row number no row of this call writes, so the first row reads nothing.
@@ -94,9 +127,9 @@ impl<'s> Matcher<'s> {
             self.row += 1;
             let cur = self.row;
             let e = ai as usize;
-            let lo = self.start[e] as usize;
-            let hi = self.start.get(e + 1).map(|&h| h as usize).unwrap_or(self.pos.len());
-            let js = &self.pos[lo..hi];
+            let lo = start[e] as usize;
+            let hi = start.get(e + 1).map(|&h| h as usize).unwrap_or(pos.len());
+            let js = &pos[lo..hi];
             let from = js.partition_point(|&j| (j as usize) < blo);
             let to = js.partition_point(|&j| (j as usize) < bhi);
             // Longest run ending in this row, and the smallest j reaching it (CPython scans j
@@ -104,9 +137,9 @@ impl<'s> Matcher<'s> {
             let (mut row_best, mut row_j) = (0u32, 0usize);
             for &j in js[from..to].iter().rev() {
                 let j = j as usize;
-                let k = if j > 0 && self.stamp[j - 1] == prev { self.len[j - 1] + 1 } else { 1 };
-                self.len[j] = k;
-                self.stamp[j] = cur;
+                let k = if j > 0 && stamp[j - 1] == prev { len[j - 1] + 1 } else { 1 };
+                len[j] = k;
+                stamp[j] = cur;
                 if k >= row_best {
                     row_best = k;
                     row_j = j;
@@ -134,7 +167,9 @@ impl<'s> Matcher<'s> {
     /// The sum of the sizes of CPython's `get_matching_blocks()`.
     pub fn matching_total(&mut self) -> usize {
         let mut total = 0;
-        let mut queue = vec![(0, self.a.len(), 0, self.b.len())];
+        let mut queue = std::mem::take(&mut self.buf.queue);
+        queue.clear();
+        queue.push((0, self.a.len(), 0, self.b.len()));
         while let Some((alo, ahi, blo, bhi)) = queue.pop() {
             let (i, j, k) = self.find_longest_match(alo, ahi, blo, bhi);
             if k > 0 {
@@ -147,6 +182,7 @@ impl<'s> Matcher<'s> {
                 }
             }
         }
+        self.buf.queue = queue;
         total
     }
 

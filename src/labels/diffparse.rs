@@ -18,9 +18,11 @@
 //! Paths start empty until the first header.
 //!
 //! The rule is written once, in [`parse`], over a [`LineSource`]: plain text ([`TextSource`])
-//! or the body of a JSON string literal ([`super::jsonstr::JsonStrSource`]), which lets
-//! `label --pairs` read diffs straight from the JSON without unescaping the lines that cannot
-//! matter (context lines are classified by their first character only).
+//! or a JSON string literal ([`super::jsonstr::JsonStrSource`]), which lets `label --pairs`
+//! read diffs straight from the JSON without unescaping the lines that cannot matter (context
+//! lines are classified by their first character only). A source hands out changed lines as
+//! keys ([`LineSource::key`]): any text that maps one-to-one to the line's text, the same way
+//! for both diffs of a pair.
 
 /// One changed line: the file it belongs to and the line itself (with its `-`/`+`).
 ///
@@ -41,7 +43,7 @@ impl Span {
     pub const EMPTY: Span = Span::Input(0, 0);
 
     /// The part of this span that `sub` (a slice of `whole`, this span's text) covers.
-    fn narrow(self, whole: &str, sub: &str) -> Span {
+    fn narrow(self, whole: &[u8], sub: &[u8]) -> Span {
         let from = (sub.as_ptr() as usize - whole.as_ptr() as usize) as u32;
         let to = from + sub.len() as u32;
         match self {
@@ -59,10 +61,15 @@ pub trait LineSource {
     fn next_line(&mut self) -> Option<Self::Line>;
     /// The line's first byte (of its decoded UTF-8 text); `None` for an empty line.
     fn first_byte(&self, line: Self::Line) -> Option<u8>;
-    /// The line's full text.
+    /// The line's full (decoded) text.
     fn text(&mut self, line: Self::Line) -> Span;
-    /// The text of a span returned by [`LineSource::text`] (or a part of one).
-    fn resolve(&self, span: Span) -> &str;
+    /// The line as a key: a one-to-one encoding of its text (by default the text itself).
+    fn key(&mut self, line: Self::Line) -> Span {
+        self.text(line)
+    }
+    /// The bytes of a span returned by [`LineSource::text`] or [`LineSource::key`] (or a part
+    /// of one).
+    fn resolve(&self, span: Span) -> &[u8];
 }
 
 /// Lines of plain text.
@@ -112,10 +119,10 @@ impl LineSource for TextSource<'_> {
         Span::Input(s, e)
     }
 
-    fn resolve(&self, span: Span) -> &str {
+    fn resolve(&self, span: Span) -> &[u8] {
         match span {
-            Span::Input(s, e) => &self.text[s as usize..e as usize],
-            Span::Decoded(..) => "",
+            Span::Input(s, e) => &self.text.as_bytes()[s as usize..e as usize],
+            Span::Decoded(..) => b"",
         }
     }
 }
@@ -139,14 +146,14 @@ pub fn parse<S: LineSource>(src: &mut S, mut f: impl FnMut(&S, Span, Span)) {
                 }
                 Some(b'-') => {
                     left_old = left_old.saturating_sub(1);
-                    let t = src.text(line);
-                    f(src, path, t);
+                    let k = src.key(line);
+                    f(src, path, k);
                     continue;
                 }
                 Some(b'+') => {
                     left_new = left_new.saturating_sub(1);
-                    let t = src.text(line);
-                    f(src, path, t);
+                    let k = src.key(line);
+                    f(src, path, k);
                     continue;
                 }
                 Some(b'\\') => continue,
@@ -165,14 +172,14 @@ pub fn parse<S: LineSource>(src: &mut S, mut f: impl FnMut(&S, Span, Span)) {
         if let Some((b, d)) = hunk_counts(text) {
             left_old = b;
             left_new = d;
-        } else if let Some(rest) = text.strip_prefix("--- ") {
+        } else if let Some(rest) = text.strip_prefix(b"--- ") {
             old = span.narrow(text, header_path(rest));
             if new_is_null {
                 path = old;
             }
-        } else if let Some(rest) = text.strip_prefix("+++ ") {
+        } else if let Some(rest) = text.strip_prefix(b"+++ ") {
             let p = header_path(rest);
-            new_is_null = p == "/dev/null";
+            new_is_null = p == b"/dev/null";
             path = if new_is_null { old } else { span.narrow(text, p) };
         }
     }
@@ -198,39 +205,39 @@ pub fn changed_lines(diff: &str) -> Vec<Key<'_>> {
 }
 
 /// The path of a `---`/`+++` header: up to the first tab, one `a/` or `b/` removed.
-fn header_path(rest: &str) -> &str {
-    let p = match memchr::memchr(b'\t', rest.as_bytes()) {
+fn header_path(rest: &[u8]) -> &[u8] {
+    let p = match memchr::memchr(b'\t', rest) {
         Some(i) => &rest[..i],
         None => rest,
     };
-    p.strip_prefix("a/").or_else(|| p.strip_prefix("b/")).unwrap_or(p)
+    p.strip_prefix(b"a/").or_else(|| p.strip_prefix(b"b/")).unwrap_or(p)
 }
 
 /// The old and new line counts of a `@@ -a[,b] +c[,d] @@` header (anything may follow).
-fn hunk_counts(line: &str) -> Option<(u64, u64)> {
-    let rest = line.strip_prefix("@@ -")?;
+fn hunk_counts(line: &[u8]) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix(b"@@ -")?;
     let (_, rest) = number(rest)?;
-    let (b, rest) = match rest.strip_prefix(',') {
+    let (b, rest) = match rest.strip_prefix(b",") {
         Some(r) => number(r)?,
         None => (1, rest),
     };
-    let rest = rest.strip_prefix(" +")?;
+    let rest = rest.strip_prefix(b" +")?;
     let (_, rest) = number(rest)?;
-    let (d, rest) = match rest.strip_prefix(',') {
+    let (d, rest) = match rest.strip_prefix(b",") {
         Some(r) => number(r)?,
         None => (1, rest),
     };
-    rest.strip_prefix(" @@")?;
+    rest.strip_prefix(b" @@")?;
     Some((b, d))
 }
 
 /// A run of ASCII digits (at least one); huge values saturate, which no real diff can reach.
-fn number(s: &str) -> Option<(u64, &str)> {
-    let end = s.bytes().position(|c| !c.is_ascii_digit()).unwrap_or(s.len());
+fn number(s: &[u8]) -> Option<(u64, &[u8])> {
+    let end = s.iter().position(|c| !c.is_ascii_digit()).unwrap_or(s.len());
     if end == 0 {
         return None;
     }
-    let value = s[..end].bytes().fold(0u64, |acc, c| acc.saturating_mul(10).saturating_add(u64::from(c - b'0')));
+    let value = s[..end].iter().fold(0u64, |acc, c| acc.saturating_mul(10).saturating_add(u64::from(c - b'0')));
     Some((value, &s[end..]))
 }
 

@@ -1,37 +1,83 @@
-//! Diff lines read straight from the body of a JSON string literal.
+//! JSON string literals read in one pass: validated, split into diff lines, decoded lazily.
 //!
-//! Contract: [`JsonStrSource`] yields exactly the lines of the decoded string split on `\n`
-//! (a `\n` or `\u000a` escape; a JSON string holds no raw newline) with one trailing `\r`
-//! (`\r` or `\u000d`) removed, like [`super::diffparse::TextSource`] does on the decoded text.
-//! A line is only decoded when the parsing rule asks for its text; lines without escapes are
-//! borrowed from the input. The input must be a JSON string body that a JSON parser accepted
-//! (as `serde_json` does for a `RawValue`); anything else is still read without panicking. A
-//! lone UTF-16 surrogate escape, which Rust strings cannot hold, decodes to U+FFFD.
+//! Contract: [`JsonStrSource`] reads the string literal that starts at a given byte of a JSON
+//! text and yields exactly the lines of its decoded value split on `\n` (a `\n` or `\u000a`
+//! escape; a JSON string holds no raw newline), with one trailing `\r` (`\r` or `\u000d`)
+//! removed, like [`super::diffparse::TextSource`] does on the decoded text. While it splits, it
+//! validates the literal as JSON does (no raw control characters, only the JSON escapes,
+//! well-formed UTF-8) and finds the closing quote, so the string is scanned once; a malformed
+//! literal ends the lines early and [`JsonStrSource::finish`] reports it. A lone UTF-16
+//! surrogate escape is accepted (as JSON parsers do for raw values) and decodes to U+FFFD.
+//!
+//! Two readings of a line: [`LineSource::text`] is the decoded text (headers, paths), and
+//! [`LineSource::key`] is the line in one canonical JSON escaping (`\"`, `\\`, `\t`, `\r`, `\b`,
+//! `\f`, `\u00XX` for other control characters, everything else raw UTF-8). Decoded text maps
+//! one-to-one to its canonical escaping, so equal keys are equal lines whatever escaping the
+//! producer chose, and the usual lines (no `\u` or `\/` escapes) are borrowed from the input
+//! without decoding.
+//!
+//! [`skip_string`] validates a literal that is not a diff; [`next_special`] is the scanner both
+//! use (eight bytes at a time).
 
 use super::diffparse::{LineSource, Span};
 
-/// Lines of a JSON string body (the text between the quotes, escapes intact).
-pub struct JsonStrSource<'a> {
-    raw: &'a str,
-    pos: usize,
-    done: bool,
-    decoded: String,
-}
-
-/// A line: raw byte range, and whether it holds escapes that decoding must resolve.
-#[derive(Debug, Clone, Copy)]
-pub struct RawLine {
-    start: u32,
-    end: u32,
-    escaped: bool,
-}
-
-impl<'a> JsonStrSource<'a> {
-    /// `body` is the string literal without its quotes.
-    pub fn new(body: &'a str) -> JsonStrSource<'a> {
-        assert!(body.len() < u32::MAX as usize, "diff larger than 4 GiB");
-        JsonStrSource { raw: body, pos: 0, done: false, decoded: String::new() }
+/// The index of the first byte at or after `i` that a string scanner must look at: `"`, `\`,
+/// a control character (< 0x20) or a non-ASCII byte; `b.len()` when there is none.
+#[inline]
+pub fn next_special(b: &[u8], mut i: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // 16 bytes per step with SSE2 (part of the x86_64 baseline).
+        while let Some(block) = b.get(i..i + 16) {
+            // SAFETY: the cfg guarantees SSE2, and `block` is 16 readable bytes (the load has no
+            // alignment requirement).
+            let m = unsafe {
+                let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+                let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+                // Signed compare: bytes >= 0x80 are negative, so this flags them and controls.
+                let low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low)) as u32
+            };
+            if m != 0 {
+                return i + m.trailing_zeros() as usize;
+            }
+            i += 16;
+        }
     }
+    next_special_swar(b, i)
+}
+
+/// [`next_special`], eight bytes at a time in a `u64` (any target; the tail on x86_64).
+#[inline]
+fn next_special_swar(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+        // A byte's high bit is set for: < 0x20 (the subtraction borrows) or >= 0x80 (x), a
+        // quote or a backslash (a zero byte after the xor). Borrows only start at a flagged
+        // byte, so the lowest flag is exact.
+        let q = x ^ (LO * u64::from(b'"'));
+        let s = x ^ (LO * u64::from(b'\\'));
+        let m = ((x.wrapping_sub(LO * 0x20) | x) | (q.wrapping_sub(LO) & !q) | (s.wrapping_sub(LO) & !s)) & HI;
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !is_special(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+#[inline]
+fn is_special(c: u8) -> bool {
+    c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c)
 }
 
 fn hex4(b: &[u8]) -> Option<u32> {
@@ -43,95 +89,163 @@ fn hex4(b: &[u8]) -> Option<u32> {
     Some(v)
 }
 
-/// The escape at `b[i] == b'\\'`: (decoded code unit or byte, length in bytes).
-fn escape_at(b: &[u8], i: usize) -> (u32, usize) {
-    match b.get(i + 1) {
-        Some(b'n') => (0x0a, 2),
-        Some(b'r') => (0x0d, 2),
-        Some(b't') => (0x09, 2),
-        Some(b'b') => (0x08, 2),
-        Some(b'f') => (0x0c, 2),
-        Some(b'u') => match hex4(&b[i + 2..]) {
-            Some(v) => (v, 6),
-            None => (u32::from(b'u'), 2),
-        },
-        Some(&c) => (u32::from(c), 2),
-        None => (u32::from(b'\\'), 1),
+/// The escape at `b[i] == b'\\'`: (code unit, length in bytes), or `None` if JSON forbids it.
+#[inline(always)]
+fn escape_at(b: &[u8], i: usize) -> Option<(u32, usize)> {
+    Some(match b.get(i + 1)? {
+        b'n' => (0x0a, 2),
+        b'r' => (0x0d, 2),
+        b't' => (0x09, 2),
+        b'"' => (0x22, 2),
+        b'\\' => (0x5c, 2),
+        b'/' => (0x2f, 2),
+        b'b' => (0x08, 2),
+        b'f' => (0x0c, 2),
+        b'u' => (hex4(b.get(i + 2..)?)?, 6),
+        _ => return None,
+    })
+}
+
+/// The length of the well-formed UTF-8 character at `b[i]` (a non-ASCII lead byte).
+fn utf8_char_len(b: &[u8], i: usize) -> Option<usize> {
+    let len = match b[i] {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    std::str::from_utf8(b.get(i..i + len)?).ok().map(|_| len)
+}
+
+/// What a scan step found at a special byte.
+#[derive(Clone, Copy)]
+enum Step {
+    /// The closing quote at this index.
+    Quote(usize),
+    /// An escape: start index, code unit, length.
+    Escape(usize, u32, usize),
+    /// A malformed literal: what is wrong, and where.
+    Bad(Flaw, usize),
+}
+
+#[derive(Clone, Copy)]
+enum Flaw {
+    Unterminated,
+    Escape,
+    Control,
+    Utf8,
+}
+
+impl Flaw {
+    fn message(self, at: usize) -> String {
+        match self {
+            Flaw::Unterminated => "unterminated string".into(),
+            Flaw::Escape => format!("invalid escape at column {}", at + 1),
+            Flaw::Control => format!("control character in a string at column {}", at + 1),
+            Flaw::Utf8 => format!("invalid UTF-8 at column {}", at + 1),
+        }
     }
 }
 
-impl LineSource for JsonStrSource<'_> {
-    type Line = RawLine;
+/// Scans from `i` past ordinary bytes and well-formed non-ASCII characters to the next quote or
+/// escape, or to the first flaw of the literal.
+#[inline(always)]
+fn step(b: &[u8], mut i: usize) -> Step {
+    loop {
+        i = next_special(b, i);
+        match b.get(i) {
+            None => return Step::Bad(Flaw::Unterminated, i),
+            Some(b'"') => return Step::Quote(i),
+            Some(b'\\') => {
+                // Most escapes in a diff end a line: test for that before the general decoder.
+                if b.get(i + 1) == Some(&b'n') {
+                    return Step::Escape(i, 0x0a, 2);
+                }
+                return match escape_at(b, i) {
+                    Some((v, len)) => Step::Escape(i, v, len),
+                    None => Step::Bad(Flaw::Escape, i),
+                };
+            }
+            Some(&c) if c < 0x20 => return Step::Bad(Flaw::Control, i),
+            Some(_) => match utf8_char_len(b, i) {
+                Some(len) => i += len,
+                None => return Step::Bad(Flaw::Utf8, i),
+            },
+        }
+    }
+}
 
-    fn next_line(&mut self) -> Option<RawLine> {
-        if self.done {
-            return None;
-        }
-        let b = self.raw.as_bytes();
-        let start = self.pos;
-        let mut i = start;
-        let mut escapes = 0usize;
-        // The last escape: (start, end, value).
-        let mut last: Option<(usize, usize, u32)> = None;
-        let end = loop {
-            match memchr::memchr(b'\\', &b[i..]) {
-                None => {
-                    self.done = true;
-                    break b.len();
-                }
-                Some(off) => {
-                    let at = i + off;
-                    let (value, len) = escape_at(b, at);
-                    if value == 0x0a {
-                        self.pos = at + len;
-                        break at;
-                    }
-                    escapes += 1;
-                    last = Some((at, at + len, value));
-                    i = at + len;
-                }
+/// Validates the string literal whose opening quote is at `b[at - 1]`; returns the index just
+/// past its closing quote, and whether it holds escapes.
+pub fn skip_string(b: &[u8], at: usize) -> Result<(usize, bool), String> {
+    let mut i = at;
+    let mut escaped = false;
+    loop {
+        match step(b, i) {
+            Step::Quote(q) => return Ok((q + 1, escaped)),
+            Step::Escape(e, _, len) => {
+                escaped = true;
+                i = e + len;
             }
-        };
-        let mut end = end;
-        if let Some((at, e, 0x0d)) = last {
-            if e == end {
-                end = at;
-                escapes -= 1;
-            }
+            Step::Bad(flaw, at) => return Err(flaw.message(at)),
         }
-        Some(RawLine { start: start as u32, end: end as u32, escaped: escapes > 0 })
+    }
+}
+
+/// Lines of one JSON string literal (see the module contract).
+pub struct JsonStrSource<'a, 'd> {
+    /// The whole JSON text; spans index into it.
+    b: &'a [u8],
+    /// Next unread byte of the literal.
+    pos: usize,
+    /// Index just past the closing quote, once reached.
+    end: Option<usize>,
+    error: Option<String>,
+    /// Decoded and canonicalized lines (shared by the sources of one record).
+    decoded: &'d mut Vec<u8>,
+}
+
+/// A line: raw byte range and its escapes.
+#[derive(Debug, Clone, Copy)]
+pub struct RawLine {
+    start: u32,
+    end: u32,
+    /// Escapes in the line.
+    escapes: u32,
+    /// Escapes that are not in the canonical form (`\u`, `\/`).
+    uncanonical: u32,
+}
+
+impl<'a, 'd> JsonStrSource<'a, 'd> {
+    /// The literal whose opening quote is at `b[at - 1]`; decoded text is appended to `decoded`.
+    pub fn new(b: &'a [u8], at: usize, decoded: &'d mut Vec<u8>) -> JsonStrSource<'a, 'd> {
+        assert!(b.len() < u32::MAX as usize, "JSON text larger than 4 GiB");
+        JsonStrSource { b, pos: at, end: None, error: None, decoded }
     }
 
-    fn first_byte(&self, l: RawLine) -> Option<u8> {
-        let b = self.raw.as_bytes();
-        let (s, e) = (l.start as usize, l.end as usize);
-        if s >= e {
-            return None;
+    /// After every line was read: the index just past the closing quote, or why the literal is
+    /// malformed.
+    pub fn finish(self) -> Result<usize, String> {
+        match (self.error, self.end) {
+            (Some(e), _) => Err(e),
+            (None, Some(end)) => Ok(end),
+            (None, None) => Err("string not read to its end".into()),
         }
-        if b[s] != b'\\' {
-            return Some(b[s]);
-        }
-        let (v, _) = escape_at(b, s);
-        // Only ASCII first bytes matter to the rule; any non-ASCII character maps to 0x80.
-        Some(if v < 0x80 { v as u8 } else { 0x80 })
     }
 
-    fn text(&mut self, l: RawLine) -> Span {
-        if !l.escaped {
-            return Span::Input(l.start, l.end);
-        }
+    /// Appends the decoded text of `b[s..e]` (`canonical`: re-escaped canonically).
+    fn decode(&mut self, s: usize, e: usize, canonical: bool) -> Span {
         let from = self.decoded.len();
-        let raw = &self.raw[l.start as usize..l.end as usize];
-        let b = raw.as_bytes();
-        let mut i = 0;
+        let b = &self.b[..e];
+        let mut i = s;
         while let Some(off) = memchr::memchr(b'\\', &b[i..]) {
             let at = i + off;
-            self.decoded.push_str(&raw[i..at]);
-            let (v, len) = escape_at(b, at);
+            self.decoded.extend_from_slice(&b[i..at]);
+            let (v, len) = escape_at(b, at).unwrap_or((0xFFFD, 2));
             let mut next = at + len;
-            let ch = if (0xD800..0xDC00).contains(&v) && len == 6 {
+            let ch = if (0xD800..0xDC00).contains(&v) {
                 // A high surrogate: pair it with a following low one.
-                match (b.get(next), b.get(next + 1), hex4(b.get(next + 2..).unwrap_or(&[]))) {
+                match (b.get(next), b.get(next + 1), b.get(next + 2..).and_then(hex4)) {
                     (Some(b'\\'), Some(b'u'), Some(lo)) if (0xDC00..0xE000).contains(&lo) => {
                         next += 6;
                         char::from_u32(0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00))
@@ -141,17 +255,121 @@ impl LineSource for JsonStrSource<'_> {
             } else {
                 char::from_u32(v)
             };
-            self.decoded.push(ch.unwrap_or('\u{FFFD}'));
+            let ch = ch.unwrap_or('\u{FFFD}');
+            if canonical {
+                push_canonical(self.decoded, ch);
+            } else {
+                let mut buf = [0u8; 4];
+                self.decoded.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            }
             i = next;
         }
-        self.decoded.push_str(&raw[i..]);
+        self.decoded.extend_from_slice(&b[i..]);
         Span::Decoded(from as u32, self.decoded.len() as u32)
     }
+}
 
-    fn resolve(&self, span: Span) -> &str {
+/// Appends `ch` in the canonical JSON escaping of the module contract.
+fn push_canonical(out: &mut Vec<u8>, ch: char) {
+    match ch {
+        '"' => out.extend_from_slice(b"\\\""),
+        '\\' => out.extend_from_slice(b"\\\\"),
+        '\t' => out.extend_from_slice(b"\\t"),
+        '\r' => out.extend_from_slice(b"\\r"),
+        '\n' => out.extend_from_slice(b"\\n"),
+        '\u{8}' => out.extend_from_slice(b"\\b"),
+        '\u{c}' => out.extend_from_slice(b"\\f"),
+        c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+        c => {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+}
+
+impl LineSource for JsonStrSource<'_, '_> {
+    type Line = RawLine;
+
+    #[inline]
+    fn next_line(&mut self) -> Option<RawLine> {
+        if self.end.is_some() || self.error.is_some() {
+            return None;
+        }
+        let b = self.b;
+        let start = self.pos;
+        let mut i = start;
+        let (mut escapes, mut uncanonical) = (0u32, 0u32);
+        // The last escape: (start, end, code unit).
+        let mut last = (0, 0, 0);
+        let end = loop {
+            match step(b, i) {
+                Step::Bad(flaw, at) => {
+                    self.error = Some(flaw.message(at));
+                    return None;
+                }
+                Step::Quote(q) => {
+                    self.end = Some(q + 1);
+                    break q;
+                }
+                Step::Escape(at, v, len) => {
+                    if v == 0x0a {
+                        self.pos = at + len;
+                        break at;
+                    }
+                    escapes += 1;
+                    if matches!(b[at + 1], b'u' | b'/') {
+                        uncanonical += 1;
+                    }
+                    last = (at, at + len, v);
+                    i = at + len;
+                }
+            }
+        };
+        let mut end = end;
+        if last.2 == 0x0d && last.1 == end {
+            end = last.0;
+            escapes -= 1;
+            if b[last.0 + 1] == b'u' {
+                uncanonical -= 1;
+            }
+        }
+        Some(RawLine { start: start as u32, end: end as u32, escapes, uncanonical })
+    }
+
+    #[inline]
+    fn first_byte(&self, l: RawLine) -> Option<u8> {
+        let (s, e) = (l.start as usize, l.end as usize);
+        if s >= e {
+            return None;
+        }
+        let c = self.b[s];
+        if c != b'\\' {
+            return Some(c);
+        }
+        // Only ASCII first bytes matter to the rule; any non-ASCII character maps to 0x80.
+        let v = escape_at(self.b, s).map_or(0x80, |(v, _)| v);
+        Some(if v < 0x80 { v as u8 } else { 0x80 })
+    }
+
+    fn text(&mut self, l: RawLine) -> Span {
+        if l.escapes == 0 {
+            return Span::Input(l.start, l.end);
+        }
+        self.decode(l.start as usize, l.end as usize, false)
+    }
+
+    #[inline]
+    fn key(&mut self, l: RawLine) -> Span {
+        if l.uncanonical == 0 {
+            return Span::Input(l.start, l.end);
+        }
+        self.decode(l.start as usize, l.end as usize, true)
+    }
+
+    fn resolve(&self, span: Span) -> &[u8] {
         match span {
-            Span::Input(s, e) => self.raw.get(s as usize..e as usize).unwrap_or(""),
-            Span::Decoded(s, e) => self.decoded.get(s as usize..e as usize).unwrap_or(""),
+            Span::Input(s, e) => self.b.get(s as usize..e as usize).unwrap_or(b""),
+            Span::Decoded(s, e) => self.decoded.get(s as usize..e as usize).unwrap_or(b""),
         }
     }
 }
@@ -161,20 +379,40 @@ mod tests {
     use super::super::diffparse::{changed_lines, parse};
     use super::*;
 
-    /// Keys read from the JSON encoding equal keys read from the decoded text.
+    /// Lines read from `json` (a literal with its quotes): (path text, key), and the end.
+    fn read(json: &str) -> (Vec<(String, String)>, Result<usize, String>) {
+        let mut decoded = Vec::new();
+        let mut src = JsonStrSource::new(json.as_bytes(), 1, &mut decoded);
+        let mut spans = Vec::new();
+        parse(&mut src, |_, p, l| spans.push((p, l)));
+        let resolved = spans
+            .iter()
+            .map(|&(p, l)| {
+                let s = |x| String::from_utf8(src.resolve(x).to_vec()).unwrap();
+                (s(p), s(l))
+            })
+            .collect();
+        (resolved, src.finish())
+    }
+
+    /// Keys read from the JSON encoding equal the canonical escaping of keys read from the text.
     fn check(text: &str) {
-        let want: Vec<String> = changed_lines(text).into_iter().map(|(p, l)| format!("{p}\t{l}")).collect();
-        let ascii = ascii_json(text);
-        for json in [serde_json::to_string(text).unwrap(), ascii] {
-            let body = &json[1..json.len() - 1];
-            let mut src = JsonStrSource::new(body);
-            let mut got = Vec::new();
-            parse(&mut src, |s, p, l| got.push(format!("{}\t{}", s.resolve(p), s.resolve(l))));
+        let want: Vec<(String, String)> = changed_lines(text)
+            .into_iter()
+            .map(|(p, l)| {
+                let mut key = Vec::new();
+                l.chars().for_each(|c| push_canonical(&mut key, c));
+                (p.to_string(), String::from_utf8(key).unwrap())
+            })
+            .collect();
+        for json in [serde_json::to_string(text).unwrap(), ascii_json(text)] {
+            let (got, end) = read(&json);
             assert_eq!(got, want, "{json}");
+            assert_eq!(end, Ok(json.len()));
         }
     }
 
-    /// JSON with every non-ASCII character and newline escaped as \uXXXX (like Python's default).
+    /// JSON with every non-ASCII character, `/` and control character as \uXXXX (or `\/`).
     fn ascii_json(text: &str) -> String {
         let mut out = String::from("\"");
         for c in text.chars() {
@@ -201,17 +439,40 @@ mod tests {
         check("--- a/f\t\"q\"\n+++ b/f\n@@ -1,2 +1,2 @@\n-\"quoted\" \\ back\n+tab\there ünï 😀\r\n\\ No newline\n \n");
         check("--- a/x\r\n+++ /dev/null\r\n@@ -1 +0,0 @@\r\n-\r\r\n");
         check("@@ -1,3 +1 @@\n\t-not a hunk line\n-x\n");
-        check("--- a/\u{1F600}/f\n+++ b/\u{1F600}/f\n@@ -1 +1 @@\n-\u{7f}\n+/\n");
+        check("--- a/\u{1F600}/f\n+++ b/\u{1F600}/f\n@@ -1 +1 @@\n-\u{7f}\u{1}\u{8}\u{c}\n+/\n");
         check("\\\n@@ -1 +1 @@\n\\n\n-\\r\n");
     }
 
     #[test]
-    fn lone_surrogates_and_garbage_do_not_panic() {
-        for body in ["\\ud800", "-\\ud800x", "\\", "\\u12", "@@ -1 +1 @@\\n-\\udc00\\n+\\ud83d\\ude00"] {
-            let mut src = JsonStrSource::new(body);
-            parse(&mut src, |s, p, l| {
-                let _ = (s.resolve(p), s.resolve(l));
-            });
+    fn scanner_finds_every_special_byte() {
+        let mut text: Vec<u8> = (0u8..=255).collect();
+        text.extend_from_slice(b"plain ascii text only");
+        for start in 0..text.len() {
+            let want = (start..text.len()).find(|&i| is_special(text[i])).unwrap_or(text.len());
+            assert_eq!(next_special(&text, start), want, "from {start}");
+            assert_eq!(next_special_swar(&text, start), want, "from {start}");
+        }
+    }
+
+    #[test]
+    fn malformed_literals_are_reported() {
+        for bad in ["\"abc", "\"a\\x\"", "\"a\u{1}b\"", "\"\\u12\"", "\"tab\there\""] {
+            let (_, end) = read(bad);
+            assert!(end.is_err(), "{bad:?}");
+            assert!(skip_string(bad.as_bytes(), 1).is_err(), "{bad:?}");
+        }
+        let bad_utf8 = b"\"ab\xff\"";
+        assert!(skip_string(bad_utf8, 1).is_err());
+        assert_eq!(skip_string(b"\"a\\\"b\" tail", 1), Ok((6, true)));
+    }
+
+    #[test]
+    fn lone_surrogates_do_not_panic() {
+        for body in
+            ["\"\\ud800\"", "\"-\\ud800x\"", "\"@@ -1 +1 @@\\n-\\udc00\\n+\\ud83d\\ude00\"", "\"\\ud800\\u0041\""]
+        {
+            let (_, end) = read(body);
+            assert_eq!(end, Ok(body.len()));
         }
     }
 }

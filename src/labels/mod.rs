@@ -8,82 +8,93 @@
 //!
 //! where the keys are the `<path>\t<line>` changed lines of [`diffparse`]. The numbers equal
 //! Python's (the arithmetic is the same; `benches/labels_ref.py` is the reference and
-//! `tests/labels.rs` checks parity). Keys are interned to integers once per pair.
+//! `tests/labels.rs` checks parity). Keys are interned to dense integers once per pair, in a
+//! hash table that [`Work`] keeps across pairs (no allocation per pair once warm).
 //!
 //! Sub-modules: [`diffparse`] (the parsing rule), [`jsonstr`] (diff lines read straight from
-//! JSON string literals), [`difflib`] (the SequenceMatcher port),
-//! [`gitdiff`] (unified diffs from git objects), [`pairs`] (`label --pairs` JSONL streaming),
-//! [`landed`] (labelling the attempts of landed tasks in the ledger).
+//! JSON string literals, validated in the same pass), [`jsonrec`] (one-pass reader of a
+//! `{"id","candidate","final"}` line), [`difflib`] (the SequenceMatcher port), [`gitdiff`]
+//! (unified diffs from git objects), [`pairs`] (`label --pairs` JSONL streaming), [`landed`]
+//! (labelling the attempts of landed tasks in the ledger).
 
 pub mod difflib;
 pub mod diffparse;
 pub mod gitdiff;
+pub mod jsonrec;
 pub mod jsonstr;
 pub mod landed;
 pub mod pairs;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 pub use crate::ledger::Labels;
-use diffparse::{parse, LineSource, Span, TextSource};
-use jsonstr::JsonStrSource;
+use diffparse::{parse, Span, TextSource};
 
 /// Labels of a candidate diff against a final diff (see the module contract).
 pub fn score(candidate: &str, final_diff: &str) -> Labels {
-    score_sources(&mut TextSource::new(candidate), &mut TextSource::new(final_diff))
+    let texts = [candidate.as_bytes(), final_diff.as_bytes()];
+    let resolve = |side: usize, span: Span| match span {
+        Span::Input(s, e) => &texts[side][s as usize..e as usize],
+        Span::Decoded(..) => &b""[..],
+    };
+    let mut work = Work::default();
+    work.begin(candidate.len() + final_diff.len());
+    for (side, text) in [candidate, final_diff].into_iter().enumerate() {
+        parse(&mut TextSource::new(text), |_, p, l| work.add(side, p, l, &resolve));
+    }
+    work.labels()
 }
 
-/// [`score`] of two diffs given as JSON string bodies (the text between the quotes of a JSON
-/// string literal that a JSON parser accepted), without decoding lines that cannot matter.
-pub fn score_json(candidate_body: &str, final_body: &str) -> Labels {
-    score_sources(&mut JsonStrSource::new(candidate_body), &mut JsonStrSource::new(final_body))
+/// Working memory for labelling pairs, reused from one pair to the next: keys are interned
+/// as the parser finds them ([`Work::add`]), while their bytes are still in cache.
+#[derive(Default)]
+pub struct Work {
+    paths: Interner,
+    lines: Interner,
+    /// The key ids of the candidate (0) and the final diff (1).
+    seq: [Vec<u32>; 2],
+    /// The last path span added per side and its id (paths change once per file header).
+    last_path: [Option<(Span, u32)>; 2],
+    seen: Vec<u8>,
+    matcher: difflib::Buffers,
 }
 
-/// Parses both diffs, interns their keys to integers and computes the labels.
-pub fn score_sources<A: LineSource, B: LineSource>(a: &mut A, b: &mut B) -> Labels {
-    let mut ka: Vec<(Span, Span)> = Vec::new();
-    parse(a, |_, p, l| ka.push((p, l)));
-    let mut kb: Vec<(Span, Span)> = Vec::new();
-    parse(b, |_, p, l| kb.push((p, l)));
-    let mut paths: FxMap<&str, u32> = FxMap::default();
-    let mut ids: FxMap<(u32, &str), u32> = FxMap::with_capacity_and_hasher(ka.len() + kb.len(), Default::default());
-    let seq_a = intern(&*a, &ka, &mut paths, &mut ids);
-    let seq_b = intern(&*b, &kb, &mut paths, &mut ids);
-    labels_of(&seq_a, &seq_b, ids.len())
-}
+impl Work {
+    /// Starts a pair whose two diffs hold about `bytes` bytes.
+    pub fn begin(&mut self, bytes: usize) {
+        // About one changed line per 64 bytes; the table grows when there are more.
+        self.lines.reset(bytes / 64);
+        self.paths.reset(8);
+        self.seq.iter_mut().for_each(Vec::clear);
+        self.last_path = [None, None];
+    }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
-/// Key ids of one diff: paths are interned once per header, lines with their path id.
-fn intern<'s, S: LineSource>(
-    src: &'s S,
-    keys: &[(Span, Span)],
-    paths: &mut FxMap<&'s str, u32>,
-    ids: &mut FxMap<(u32, &'s str), u32>,
-) -> Vec<u32> {
-    let mut out = Vec::with_capacity(keys.len());
-    let mut last: Option<(Span, u32)> = None;
-    for &(p, l) in keys {
-        let pid = match last {
-            Some((span, pid)) if span == p => pid,
+    /// Adds the next changed line of `side` (0: candidate, 1: final); `resolve(side, span)`
+    /// gives the bytes of this and every earlier span of the pair.
+    #[inline]
+    pub fn add<'t>(&mut self, side: usize, path: Span, key: Span, resolve: &impl Fn(usize, Span) -> &'t [u8]) {
+        let pid = match self.last_path[side] {
+            Some((span, pid)) if span == path => pid,
             _ => {
-                let next = paths.len() as u32;
-                let pid = *paths.entry(src.resolve(p)).or_insert(next);
-                last = Some((p, pid));
+                let pid = self.paths.intern(0, side, path, resolve(side, path), resolve);
+                self.last_path[side] = Some((path, pid));
                 pid
             }
         };
-        let next = ids.len() as u32;
-        out.push(*ids.entry((pid, src.resolve(l))).or_insert(next));
+        let id = self.lines.intern(pid, side, key, resolve(side, key), resolve);
+        self.seq[side].push(id);
     }
-    out
+
+    /// The labels of the pair added since [`Work::begin`].
+    pub fn labels(&mut self) -> Labels {
+        let Work { lines, seq, seen, matcher, .. } = self;
+        labels_of(&seq[0], &seq[1], lines.len(), seen, matcher)
+    }
 }
 
 /// Labels of two interned key sequences whose ids are all below `distinct`.
-pub fn labels_of(a: &[u32], b: &[u32], distinct: usize) -> Labels {
+fn labels_of(a: &[u32], b: &[u32], distinct: usize, seen: &mut Vec<u8>, matcher: &mut difflib::Buffers) -> Labels {
     // Bit 1: in A, bit 2: in B.
-    let mut seen = vec![0u8; distinct];
+    seen.clear();
+    seen.resize(distinct, 0);
     for &x in a {
         seen[x as usize] |= 1;
     }
@@ -93,7 +104,7 @@ pub fn labels_of(a: &[u32], b: &[u32], distinct: usize) -> Labels {
     let union = seen.iter().filter(|&&s| s != 0).count();
     let inter = seen.iter().filter(|&&s| s == 3).count();
     let jaccard = if union == 0 { 1.0 } else { inter as f64 / union as f64 };
-    let ratio = difflib::ratio(a, b);
+    let ratio = difflib::ratio_with(a, b, matcher);
     Labels { jaccard, ratio, score: (jaccard + ratio) / 2.0 }
 }
 
@@ -107,50 +118,114 @@ pub fn similar_ratio(candidate: &str, final_diff: &str) -> f64 {
     similar::TextDiff::configure().diff_slices(&a, &b).ratio() as f64
 }
 
-/// FxHash (the rustc hasher): fast for short keys; hash-flooding is not a concern for labels.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher {
+/// Dense ids for (namespace, bytes) keys: an open-addressing table of ids over entries that
+/// remember where their bytes are, so keys are never copied.
+#[derive(Default)]
+struct Interner {
+    /// `id + 1` per slot, 0 for empty; the length is a power of two, at most half full.
+    slots: Vec<u32>,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
     hash: u64,
+    ns: u32,
+    side: u8,
+    span: Span,
 }
 
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+impl Interner {
+    /// Empties the table, sized for about `expected` keys.
+    fn reset(&mut self, expected: usize) {
+        let size = (expected * 2).next_power_of_two().max(16);
+        self.slots.clear();
+        self.slots.resize(size, 0);
+        self.entries.clear();
+    }
 
-impl FxHasher {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The id of (`ns`, `bytes`), where `bytes` is `span` of `side`.
     #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    fn intern<'t>(
+        &mut self,
+        ns: u32,
+        side: usize,
+        span: Span,
+        bytes: &[u8],
+        resolve: &impl Fn(usize, Span) -> &'t [u8],
+    ) -> u32 {
+        let hash = hash_bytes(u64::from(ns), bytes);
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                break;
+            }
+            let e = &self.entries[slot as usize - 1];
+            if e.hash == hash && e.ns == ns && resolve(usize::from(e.side), e.span) == bytes {
+                return slot - 1;
+            }
+            i = (i + 1) & mask;
+        }
+        let id = self.entries.len() as u32;
+        self.entries.push(Entry { hash, ns, side: side as u8, span });
+        self.slots[i] = id + 1;
+        if self.entries.len() * 2 > self.slots.len() {
+            self.grow();
+        }
+        id
+    }
+
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        self.slots.clear();
+        self.slots.resize(size, 0);
+        for (id, e) in self.entries.iter().enumerate() {
+            let mut i = e.hash as usize & (size - 1);
+            while self.slots[i] != 0 {
+                i = (i + 1) & (size - 1);
+            }
+            self.slots[i] = id as u32 + 1;
+        }
     }
 }
 
-impl Hasher for FxHasher {
+/// A fast non-cryptographic hash of `bytes` (16 bytes per folded multiply, in the style of
+/// wyhash/foldhash); collisions only cost a comparison, and flooding is not a concern here.
+#[inline]
+fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
+    const K: [u64; 4] = [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
     #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+    fn fold(a: u64, b: u64) -> u64 {
+        let p = u128::from(a) * u128::from(b);
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+    #[inline]
+    fn word(b: &[u8]) -> u64 {
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+    let mut h = seed.wrapping_mul(K[0]) ^ bytes.len() as u64;
+    let mut rest = bytes;
+    // Blocks are folded independently (no multiply waits for the previous one) and combined
+    // with a rotation, so their order still matters.
+    while rest.len() > 16 {
+        h = h.rotate_left(23) ^ fold(word(rest) ^ K[2], word(&rest[8..]) ^ K[3]);
+        rest = &rest[16..];
+    }
+    let (x, y) = match rest.len() {
+        8..=16 => (word(rest), word(&rest[rest.len() - 8..])),
+        4..=7 => {
+            let w = |b: &[u8]| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            (w(rest), w(&rest[rest.len() - 4..]))
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 56));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
-    }
+        1..=3 => (u64::from(rest[0]) | u64::from(rest[rest.len() / 2]) << 8 | u64::from(rest[rest.len() - 1]) << 16, 0),
+        _ => (0, 0),
+    };
+    fold(fold(x ^ K[2] ^ h, y ^ K[3]), K[1] ^ bytes.len() as u64)
 }
 
 #[cfg(test)]

@@ -3,23 +3,32 @@
 //! Contract: every non-blank input line is a JSON object `{"id", "candidate", "final"}` (`id` a
 //! string or number, echoed back verbatim; `candidate` and `final` diff texts; other keys are
 //! ignored). For each, one line `{"id","jaccard","ratio","score"}` is written, in input order.
-//! Input is read in batches of whole lines of about [`BATCH_BYTES`]; each batch is labelled on
-//! a rayon pool of `jobs` threads and written before the next one is labelled, so memory stays
-//! bounded by a few batches (with more than one job, the next batch is read meanwhile). A malformed line is a [`HybridError::Usage`] naming its
-//! line number (results of the lines before it are already written); with `skip_bad` it is
-//! skipped and counted instead. Blank lines are ignored.
+//! Input is read in batches of whole lines of about [`BATCH_BYTES`] (small enough to stay in
+//! cache). With one job, each batch is labelled and written in turn on the calling thread. With
+//! more, a reader thread hands each batch whole to a rayon pool of `jobs` threads and the
+//! calling thread writes the labelled batches in input order; at most `4 * jobs` batches are in
+//! flight, so memory stays bounded. A malformed line is a [`HybridError::Usage`] naming its line number
+//! (results of the lines before it are already written); with `skip_bad` it is skipped and
+//! counted instead. Blank lines are ignored.
+//!
+//! Each line is read in one pass ([`super::jsonrec`], [`super::jsonstr`]): the JSON is
+//! validated while the diff lines are found, keys are borrowed from the input, and the working
+//! memory ([`super::Work`]) is reused from one pair to the next.
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
+use super::diffparse::{parse, LineSource};
+use super::jsonrec::read_record;
+use super::jsonstr::JsonStrSource;
+use super::Work;
 use crate::error::HybridError;
 
 /// Input bytes read per batch (a batch holds whole lines; a single longer line is read whole).
-pub const BATCH_BYTES: usize = 8 << 20;
+pub const BATCH_BYTES: usize = 256 << 10;
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -43,63 +52,62 @@ pub struct PairsSummary {
     pub skipped_lines: Vec<usize>,
 }
 
-/// An input record; the diffs stay raw JSON and are read by [`super::score_json`].
-#[derive(Deserialize)]
-struct PairIn<'a> {
-    id: serde_json::Value,
-    #[serde(borrow)]
-    candidate: &'a RawValue,
-    #[serde(borrow, rename = "final")]
-    final_diff: &'a RawValue,
+/// Working memory of one labelling thread.
+#[derive(Default)]
+struct LineWork {
+    work: Work,
+    /// Decoded diff lines of the current record.
+    decoded: Vec<u8>,
 }
 
-/// The body of a JSON string literal, or `None` for any other JSON value.
-fn string_body(raw: &RawValue) -> Option<&str> {
-    let s = raw.get();
-    (s.len() >= 2 && s.starts_with('"') && s.ends_with('"')).then(|| &s[1..s.len() - 1])
-}
-
-#[derive(Serialize)]
-struct PairOut<'a> {
-    id: &'a serde_json::Value,
-    jaccard: f64,
-    ratio: f64,
-    score: f64,
-}
-
-/// One line's outcome: the output line, nothing (blank), or why it is malformed.
-enum Outcome {
-    Line(Vec<u8>),
-    Blank,
-    Bad(String),
-}
-
-fn label_line(raw: &[u8]) -> Outcome {
-    if raw.iter().all(u8::is_ascii_whitespace) {
-        return Outcome::Blank;
+/// Labels one input line, appending its output line to `out`; `Ok(false)` for a blank line.
+fn label_line(line: &[u8], w: &mut LineWork, out: &mut Vec<u8>) -> Result<bool, String> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
     }
-    let text = match std::str::from_utf8(raw) {
-        Ok(t) => t,
-        Err(e) => return Outcome::Bad(format!("not UTF-8: {e}")),
-    };
-    let pair: PairIn = match serde_json::from_str(text) {
-        Ok(p) => p,
-        Err(e) => return Outcome::Bad(e.to_string()),
-    };
-    if !(pair.id.is_string() || pair.id.is_number()) {
-        return Outcome::Bad("\"id\" must be a string or a number".into());
+    let LineWork { work, decoded } = w;
+    work.begin(line.len());
+    decoded.clear();
+    let id = read_record(line, |side, at| {
+        let mut src = JsonStrSource::new(line, at, decoded);
+        // Both diffs' spans index the same line and decoded buffer, so `side` is not needed.
+        parse(&mut src, |s, p, k| work.add(side as usize, p, k, &|_, span| s.resolve(span)));
+        src.finish()
+    })?;
+    let labels = work.labels();
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(&line[id]);
+    for (name, value) in
+        [(&b",\"jaccard\":"[..], labels.jaccard), (b",\"ratio\":", labels.ratio), (b",\"score\":", labels.score)]
+    {
+        out.extend_from_slice(name);
+        serde_json::to_writer(&mut *out, &value).map_err(|e| e.to_string())?;
     }
-    let (Some(candidate), Some(final_diff)) = (string_body(pair.candidate), string_body(pair.final_diff)) else {
-        return Outcome::Bad("\"candidate\" and \"final\" must be strings".into());
-    };
-    let labels = super::score_json(candidate, final_diff);
-    let out = PairOut { id: &pair.id, jaccard: labels.jaccard, ratio: labels.ratio, score: labels.score };
-    match serde_json::to_vec(&out) {
-        Ok(mut v) => {
-            v.push(b'\n');
-            Outcome::Line(v)
+    out.extend_from_slice(b"}\n");
+    Ok(true)
+}
+
+/// The output of a group of consecutive lines.
+#[derive(Default)]
+struct GroupOut {
+    out: Vec<u8>,
+    written: usize,
+    /// Malformed lines: (index in the batch, length of `out` before it, reason).
+    bad: Vec<(usize, usize, String)>,
+}
+
+/// Labels `lines` (byte ranges of `data`; the first is line `first` of the batch) into `g`.
+fn label_group(data: &[u8], lines: &[(u32, u32)], first: usize, w: &mut LineWork, g: &mut GroupOut) {
+    for (k, &(s, e)) in lines.iter().enumerate() {
+        let before = g.out.len();
+        match label_line(&data[s as usize..e as usize], w, &mut g.out) {
+            Ok(true) => g.written += 1,
+            Ok(false) => {}
+            Err(reason) => {
+                g.out.truncate(before);
+                g.bad.push((first + k, before, reason));
+            }
         }
-        Err(e) => Outcome::Bad(e.to_string()),
     }
 }
 
@@ -108,6 +116,8 @@ struct Chunk {
     /// Line number of the first line in `data`.
     first_line: usize,
     data: Vec<u8>,
+    /// Byte range of every line of `data`.
+    lines: Vec<(u32, u32)>,
 }
 
 /// Reads the input in chunks of whole lines, reusing the buffers it is given back.
@@ -124,11 +134,14 @@ struct ChunkReader<R> {
 }
 
 impl<R: Read> ChunkReader<R> {
-    fn next(&mut self, mut buf: Vec<u8>) -> Result<Option<Chunk>> {
+    /// The next chunk, in the buffers of a chunk that is no longer needed.
+    fn next(&mut self, spare: Option<Chunk>) -> Result<Option<Chunk>> {
         if self.eof && self.carry.is_empty() {
             return Ok(None);
         }
+        let (mut buf, mut lines) = spare.map(|c| (c.data, c.lines)).unwrap_or_default();
         buf.clear();
+        lines.clear();
         buf.extend_from_slice(&self.carry);
         self.carry.clear();
         let mut scanned = 0;
@@ -155,26 +168,40 @@ impl<R: Read> ChunkReader<R> {
         if buf.is_empty() {
             return Ok(None);
         }
+        if buf.len() >= u32::MAX as usize {
+            return Err(
+                HybridError::Usage(format!("{}: line {} is larger than 4 GiB", self.source, self.next_line)).into()
+            );
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &buf) {
+            lines.push((start as u32, end as u32 + 1));
+            start = end + 1;
+        }
+        if start < buf.len() {
+            lines.push((start as u32, buf.len() as u32));
+        }
         let first_line = self.next_line;
-        self.next_line += memchr::memchr_iter(b'\n', &buf).count() + usize::from(!buf.ends_with(b"\n"));
-        Ok(Some(Chunk { first_line, data: buf }))
+        self.next_line += lines.len();
+        Ok(Some(Chunk { first_line, data: buf, lines }))
     }
 }
 
 /// Bytes asked of the input per read.
-const READ_SIZE: usize = 1 << 20;
+const READ_SIZE: usize = 64 << 10;
+
+thread_local! {
+    /// The working memory of each pool thread, kept across batches.
+    static LINE_WORK: RefCell<LineWork> = RefCell::default();
+}
 
 /// Labels every pair of `input` into `output` (see the module contract). With more than one
-/// job, a reader thread reads the next chunk while the pool labels the current one.
+/// job, a reader thread reads the next chunk while the pool labels the current one; with one
+/// job everything runs on the calling thread.
 pub fn run<R: Read + Send, W: Write>(input: R, mut output: W, opts: &PairsOptions) -> Result<PairsSummary> {
     if opts.jobs == 0 {
         return Err(HybridError::Usage("--jobs must be at least 1".into()).into());
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .thread_name(|i| format!("label-{i}"))
-        .build()
-        .context("cannot start the labelling threads")?;
     let mut reader = ChunkReader {
         input,
         carry: Vec::new(),
@@ -186,34 +213,65 @@ pub fn run<R: Read + Send, W: Write>(input: R, mut output: W, opts: &PairsOption
     };
     let mut summary = PairsSummary::default();
     if opts.jobs == 1 {
-        let mut spare = Vec::new();
-        while let Some(chunk) = reader.next(std::mem::take(&mut spare))? {
-            label_chunk(&pool, &chunk, &mut output, opts, &mut summary)?;
-            spare = chunk.data;
+        let mut spare = None;
+        let mut work = LineWork::default();
+        let mut group = GroupOut::default();
+        while let Some(chunk) = reader.next(spare.take())? {
+            group.out.clear();
+            group.written = 0;
+            group.bad.clear();
+            label_group(&chunk.data, &chunk.lines, 0, &mut work, &mut group);
+            write_group(&group, chunk.first_line, &mut output, opts, &mut summary)?;
+            spare = Some(chunk);
         }
     } else {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.jobs)
+            .thread_name(|i| format!("label-{i}"))
+            .build()
+            .context("cannot start the labelling threads")?;
+        // Batches in flight (read, being labelled, or waiting to be written): this bounds memory.
+        let in_flight = 4 * opts.jobs;
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
-            let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-            scope.spawn(move || loop {
-                let buf = back_rx.try_recv().unwrap_or_default();
-                match reader.next(buf) {
-                    Ok(Some(c)) => {
-                        if tx.send(Ok(c)).is_err() {
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<(Chunk, GroupOut)>)>();
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Option<Chunk>>();
+            for _ in 0..in_flight {
+                let _ = back_tx.send(None);
+            }
+            let pool = &pool;
+            // The reader thread reads batches and hands each to the pool whole; the labelled
+            // batches come back in any order and are written in input order below.
+            scope.spawn(move || {
+                let mut seq = 0;
+                while let Ok(spare) = back_rx.recv() {
+                    match reader.next(spare) {
+                        Ok(Some(chunk)) => {
+                            let done = done_tx.clone();
+                            pool.spawn(move || {
+                                let mut g = GroupOut::default();
+                                LINE_WORK.with_borrow_mut(|w| label_group(&chunk.data, &chunk.lines, 0, w, &mut g));
+                                let _ = done.send((seq, Ok((chunk, g))));
+                            });
+                            seq += 1;
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = done_tx.send((seq, Err(e)));
                             return;
                         }
                     }
-                    Ok(None) => return,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
                 }
             });
-            for chunk in rx {
-                let chunk = chunk?;
-                label_chunk(&pool, &chunk, &mut output, opts, &mut summary)?;
-                let _ = back_tx.send(chunk.data);
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0;
+            for (seq, batch) in done_rx {
+                waiting.insert(seq, batch);
+                while let Some(batch) = waiting.remove(&next) {
+                    let (chunk, g) = batch?;
+                    write_group(&g, chunk.first_line, &mut output, opts, &mut summary)?;
+                    let _ = back_tx.send(Some(chunk));
+                    next += 1;
+                }
             }
             Ok(())
         })?;
@@ -222,47 +280,30 @@ pub fn run<R: Read + Send, W: Write>(input: R, mut output: W, opts: &PairsOption
     Ok(summary)
 }
 
-/// Labels one chunk on the pool and writes its results in order.
-fn label_chunk<W: Write>(
-    pool: &rayon::ThreadPool,
-    chunk: &Chunk,
+/// Writes a group's output in order, stopping at its first malformed line unless `skip_bad`.
+fn write_group<W: Write>(
+    g: &GroupOut,
+    first_line: usize,
     output: &mut W,
     opts: &PairsOptions,
     summary: &mut PairsSummary,
 ) -> Result<()> {
-    let data = &chunk.data;
-    let mut lines: Vec<&[u8]> = Vec::new();
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', data) {
-        lines.push(&data[start..=end]);
-        start = end + 1;
+    if let (false, Some((k, at, reason))) = (opts.skip_bad, g.bad.first()) {
+        output.write_all(&g.out[..*at]).context("cannot write the labels")?;
+        output.flush().context("cannot write the labels")?;
+        return Err(HybridError::Usage(format!(
+            "{}: line {}: not a {{\"id\", \"candidate\", \"final\"}} record: {reason} (use --skip-bad to skip such lines)",
+            opts.source,
+            first_line + k
+        ))
+        .into());
     }
-    if start < data.len() {
-        lines.push(&data[start..]);
-    }
-    let results: Vec<Outcome> = pool.install(|| lines.par_iter().with_min_len(8).map(|raw| label_line(raw)).collect());
-    for (i, outcome) in results.into_iter().enumerate() {
-        let no = chunk.first_line + i;
-        match outcome {
-            Outcome::Line(v) => {
-                output.write_all(&v).context("cannot write the labels")?;
-                summary.written += 1;
-            }
-            Outcome::Blank => {}
-            Outcome::Bad(_) if opts.skip_bad => {
-                summary.skipped += 1;
-                if summary.skipped_lines.len() < 20 {
-                    summary.skipped_lines.push(no);
-                }
-            }
-            Outcome::Bad(reason) => {
-                output.flush().context("cannot write the labels")?;
-                return Err(HybridError::Usage(format!(
-                    "{}: line {no}: not a {{\"id\", \"candidate\", \"final\"}} record: {reason} (use --skip-bad to skip such lines)",
-                    opts.source
-                ))
-                .into());
-            }
+    output.write_all(&g.out).context("cannot write the labels")?;
+    summary.written += g.written;
+    for (k, _, _) in &g.bad {
+        summary.skipped += 1;
+        if summary.skipped_lines.len() < 20 {
+            summary.skipped_lines.push(first_line + k);
         }
     }
     Ok(())
@@ -309,7 +350,8 @@ mod tests {
             };
             let mut all = Vec::new();
             let mut expect_line = 1;
-            while let Some(c) = r.next(Vec::new()).unwrap() {
+            while let Some(c) = r.next(None).unwrap() {
+                assert_eq!(c.lines.len(), c.data.split_inclusive(|&b| b == b'\n').count());
                 assert_eq!(c.first_line, expect_line);
                 expect_line += c.data.split_inclusive(|&b| b == b'\n').count();
                 assert!(c.data.ends_with(b"\n") || c.data.ends_with(b"newline"));
