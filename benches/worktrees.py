@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Benchmark: create 20 task worktrees with `git-hybrid start` vs `git worktree add`.
+
+Same work on both sides, in one run: a repository of at least 5,000 files (spread over
+directories, realistic sizes), copied fresh for every timed batch; each batch creates 20
+worktrees one after the other, each from its own process (`git-hybrid start t<i>` against
+`git worktree add -b b<i> <path> main`). Rounds alternate which side goes first. The
+environment is hermetic (empty global/system git config, fixed identity and dates).
+
+Prints per-round totals, then the median total of each side, per-worktree milliseconds and the
+ratio git-hybrid/git (goal: <= 1.0). No assertion: this is a measurement, not a test.
+
+Usage: python3 benches/worktrees.py [--files 5000] [--worktrees 20] [--rounds 3] [--no-build]
+"""
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "git-hybrid")
+
+
+def hermetic_env(tmp):
+    empty = os.path.join(tmp, "empty.gitconfig")
+    open(empty, "w").close()
+    home = os.path.join(tmp, "home")
+    os.makedirs(home, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_CONFIG_GLOBAL=empty,
+        GIT_CONFIG_SYSTEM=empty,
+        GIT_CONFIG_NOSYSTEM="1",
+        HOME=home,
+        XDG_CONFIG_HOME=os.path.join(home, ".config"),
+        GIT_AUTHOR_NAME="Bench",
+        GIT_AUTHOR_EMAIL="bench@example.com",
+        GIT_AUTHOR_DATE="@1767225600 +0000",
+        GIT_COMMITTER_NAME="Bench",
+        GIT_COMMITTER_EMAIL="bench@example.com",
+        GIT_COMMITTER_DATE="@1767225600 +0000",
+        NO_COLOR="1",
+        LANG="C",
+        LC_ALL="C",
+    )
+    return env
+
+
+def run(args, cwd, env):
+    p = subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed ({p.returncode}):\n{p.stderr.decode(errors='replace')}")
+    return p.stdout.decode()
+
+
+def make_template(path, nfiles, env):
+    """A repository with `nfiles` text files in a few hundred folders, source-like sizes."""
+    rng = random.Random(42)
+    os.makedirs(path)
+    run(["git", "init", "-q", "-b", "main"], path, env)
+    words = ["let", "value", "return", "fn", "struct", "impl", "self", "match", "Some", "None",
+             "config", "error", "result", "path", "index", "tree", "commit", "branch", "merge"]
+    total = 0
+    for i in range(nfiles):
+        top = f"pkg{i % 20:02d}"
+        sub = f"mod{(i // 20) % 16:02d}"
+        d = os.path.join(path, "src", top, sub)
+        os.makedirs(d, exist_ok=True)
+        # Log-normal sizes: median ~3 KB, a long tail up to ~100 KB, like source trees.
+        size = int(min(100_000, max(80, rng.lognormvariate(8.0, 1.0))))
+        lines = []
+        n = 0
+        while n < size:
+            line = " ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + f"; // {i}:{len(lines)}"
+            lines.append(line)
+            n += len(line) + 1
+        text = "\n".join(lines) + "\n"
+        total += len(text)
+        ext = rng.choice([".rs", ".py", ".ts", ".md", ".json"])
+        with open(os.path.join(d, f"file{i:05d}{ext}"), "w") as f:
+            f.write(text)
+    with open(os.path.join(path, "README.md"), "w") as f:
+        f.write("# bench repository\n")
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-q", "-m", "bench tree"], path, env)
+    run(["git", "gc", "-q"], path, env)
+    return total
+
+
+def fresh_copy(template, work):
+    if os.path.exists(work):
+        shutil.rmtree(work)
+    os.makedirs(work)
+    repo = os.path.join(work, "repo")
+    shutil.copytree(template, repo, symlinks=True)
+    return repo
+
+
+def batch_hybrid(repo, n, env):
+    t0 = time.perf_counter()
+    for i in range(n):
+        run([BIN, "start", f"t{i}"], repo, env)
+    return time.perf_counter() - t0
+
+
+def batch_git(repo, n, env):
+    root = repo + ".hybrid"
+    os.makedirs(root, exist_ok=True)
+    t0 = time.perf_counter()
+    for i in range(n):
+        run(["git", "worktree", "add", "-q", "-b", f"b{i}", os.path.join(root, f"b{i}"), "main"], repo, env)
+    return time.perf_counter() - t0
+
+
+def check(repo, n, env, prefix):
+    """Both sides must have produced complete, clean worktrees."""
+    listing = run(["git", "worktree", "list", "--porcelain"], repo, env)
+    count = sum(1 for line in listing.splitlines() if line.startswith("branch refs/heads/" + prefix))
+    if count != n:
+        sys.exit(f"expected {n} worktrees on {prefix}*, found {count}:\n{listing}")
+    wt = os.path.join(repo + ".hybrid", f"{'t' if prefix.startswith('hybrid') else 'b'}{n - 1}")
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], wt, env)
+    if status.strip():
+        sys.exit(f"worktree {wt} is not clean:\n{status[:2000]}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=5000)
+    ap.add_argument("--worktrees", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-build", action="store_true", help="use the existing target/release binary")
+    args = ap.parse_args()
+
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not os.path.exists(BIN):
+        sys.exit(f"{BIN} not found; build with cargo build --release")
+
+    tmp = tempfile.mkdtemp(prefix="hybrid-bench-wt-")
+    try:
+        env = hermetic_env(tmp)
+        template = os.path.join(tmp, "template")
+        size = make_template(template, args.files, env)
+        git_version = run(["git", "--version"], tmp, env).strip()
+        print(f"repository: {args.files} files, {size / 1e6:.1f} MB of text; {git_version}; "
+              f"{os.cpu_count()} CPUs; {args.worktrees} worktrees per batch, {args.rounds} rounds")
+        work = os.path.join(tmp, "work")
+        results = {"git-hybrid": [], "git": []}
+        sides = [("git-hybrid", batch_hybrid, "hybrid/t"), ("git", batch_git, "b")]
+        for r in range(args.rounds):
+            order = sides if r % 2 == 0 else list(reversed(sides))
+            for name, fn, prefix in order:
+                repo = fresh_copy(template, work)
+                subprocess.run(["sync"])
+                secs = fn(repo, args.worktrees, env)
+                check(repo, args.worktrees, env, prefix)
+                results[name].append(secs)
+                print(f"round {r + 1}: {name:<10} {secs * 1000:8.0f} ms total, "
+                      f"{secs * 1000 / args.worktrees:6.1f} ms/worktree")
+        h = statistics.median(results["git-hybrid"])
+        g = statistics.median(results["git"])
+        n = args.worktrees
+        print()
+        print(f"git-hybrid start   : {h * 1000:8.0f} ms for {n} worktrees ({h * 1000 / n:.1f} ms each, median of {args.rounds})")
+        print(f"git worktree add   : {g * 1000:8.0f} ms for {n} worktrees ({g * 1000 / n:.1f} ms each, median of {args.rounds})")
+        print(f"ratio git-hybrid/git: {h / g:.2f} (goal <= 1.0)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
