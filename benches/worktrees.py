@@ -2,10 +2,14 @@
 """Benchmark: create 20 task worktrees with `git-hybrid start` vs `git worktree add`.
 
 Same work on both sides, in one run: a repository of at least 5,000 files (spread over
-directories, realistic sizes), copied fresh for every timed batch; each batch creates 20
-worktrees one after the other, each from its own process (`git-hybrid start t<i>` against
-`git worktree add -b b<i> <path> main`). Rounds alternate which side goes first. The
-environment is hermetic (empty global/system git config, fixed identity and dates).
+directories, log-normal sizes around 3 KB like a source tree, packed), copied fresh for each
+side in every round; each side creates 20 worktrees one after the other, each from its own
+process (`git-hybrid start t<i>` against `git worktree add -b b<i> <path> main`, both from
+the repository's main checkout into a sibling folder). The i-th worktree of the two sides is
+made back to back, alternating which side goes first, so load from other processes on a
+shared machine hits both alike. The environment is hermetic (empty global/system git
+config, fixed identity and dates). Every worktree is checked afterwards (listed by git, on
+its branch, clean).
 
 Prints per-round totals, then the median total of each side, per-worktree milliseconds and the
 ratio git-hybrid/git (goal: <= 1.0). No assertion: this is a measurement, not a test.
@@ -99,35 +103,52 @@ def fresh_copy(template, work):
     os.makedirs(work)
     repo = os.path.join(work, "repo")
     shutil.copytree(template, repo, symlinks=True)
+    os.makedirs(repo + ".hybrid", exist_ok=True)
     return repo
 
 
-def batch_hybrid(repo, n, env):
+def timed(args, cwd, env):
     t0 = time.perf_counter()
-    for i in range(n):
-        run([BIN, "start", f"t{i}"], repo, env)
+    run(args, cwd, env)
     return time.perf_counter() - t0
 
 
-def batch_git(repo, n, env):
-    root = repo + ".hybrid"
-    os.makedirs(root, exist_ok=True)
-    t0 = time.perf_counter()
+def one_round(template, work, n, env, hybrid_first):
+    """Each side gets its own fresh copy; the i-th worktree of each side is created back to
+    back (alternating which goes first), so load from other processes hits both alike."""
+    hrepo = fresh_copy(template, os.path.join(work, "h"))
+    grepo = fresh_copy(template, os.path.join(work, "g"))
+    subprocess.run(["sync"])
+    h = g = 0.0
     for i in range(n):
-        run(["git", "worktree", "add", "-q", "-b", f"b{i}", os.path.join(root, f"b{i}"), "main"], repo, env)
-    return time.perf_counter() - t0
+        hyb_cmd = [BIN, "start", f"t{i}"]
+        git_cmd = ["git", "worktree", "add", "-q", "-b", f"b{i}", os.path.join(grepo + ".hybrid", f"b{i}"), "main"]
+        if (i % 2 == 0) == hybrid_first:
+            h += timed(hyb_cmd, hrepo, env)
+            g += timed(git_cmd, grepo, env)
+        else:
+            g += timed(git_cmd, grepo, env)
+            h += timed(hyb_cmd, hrepo, env)
+    check(hrepo, n, env, "hybrid/t")
+    check(grepo, n, env, "b")
+    return h, g
 
 
 def check(repo, n, env, prefix):
-    """Both sides must have produced complete, clean worktrees."""
+    """Both sides must have produced complete, clean worktrees on the right branches."""
     listing = run(["git", "worktree", "list", "--porcelain"], repo, env)
     count = sum(1 for line in listing.splitlines() if line.startswith("branch refs/heads/" + prefix))
     if count != n:
         sys.exit(f"expected {n} worktrees on {prefix}*, found {count}:\n{listing}")
-    wt = os.path.join(repo + ".hybrid", f"{'t' if prefix.startswith('hybrid') else 'b'}{n - 1}")
-    status = run(["git", "status", "--porcelain", "--untracked-files=all"], wt, env)
-    if status.strip():
-        sys.exit(f"worktree {wt} is not clean:\n{status[:2000]}")
+    short = "t" if prefix.startswith("hybrid") else "b"
+    for i in range(n):
+        wt = os.path.join(repo + ".hybrid", f"{short}{i}")
+        head = run(["git", "symbolic-ref", "HEAD"], wt, env).strip()
+        if head != f"refs/heads/{prefix}{i}":
+            sys.exit(f"worktree {wt} is on {head}")
+        status = run(["git", "status", "--porcelain", "--untracked-files=all"], wt, env)
+        if status.strip():
+            sys.exit(f"worktree {wt} is not clean:\n{status[:2000]}")
 
 
 def main():
@@ -153,17 +174,13 @@ def main():
               f"{os.cpu_count()} CPUs; {args.worktrees} worktrees per batch, {args.rounds} rounds")
         work = os.path.join(tmp, "work")
         results = {"git-hybrid": [], "git": []}
-        sides = [("git-hybrid", batch_hybrid, "hybrid/t"), ("git", batch_git, "b")]
         for r in range(args.rounds):
-            order = sides if r % 2 == 0 else list(reversed(sides))
-            for name, fn, prefix in order:
-                repo = fresh_copy(template, work)
-                subprocess.run(["sync"])
-                secs = fn(repo, args.worktrees, env)
-                check(repo, args.worktrees, env, prefix)
-                results[name].append(secs)
-                print(f"round {r + 1}: {name:<10} {secs * 1000:8.0f} ms total, "
-                      f"{secs * 1000 / args.worktrees:6.1f} ms/worktree")
+            h, g = one_round(template, work, args.worktrees, env, hybrid_first=(r % 2 == 0))
+            results["git-hybrid"].append(h)
+            results["git"].append(g)
+            n = args.worktrees
+            print(f"round {r + 1}: git-hybrid {h * 1000:7.0f} ms ({h * 1000 / n:6.1f} ms/worktree)   "
+                  f"git {g * 1000:7.0f} ms ({g * 1000 / n:6.1f} ms/worktree)   ratio {h / g:.2f}")
         h = statistics.median(results["git-hybrid"])
         g = statistics.median(results["git"])
         n = args.worktrees

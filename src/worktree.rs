@@ -269,8 +269,57 @@ fn add_worktree(project: &Project, name: &str, path: &Path, branch: &str) -> Res
     let wt = Repository::open(path).with_context(|| format!("cannot open the new worktree {}", path.display()))?;
     let mut co = git2::build::CheckoutBuilder::new();
     co.force();
-    wt.checkout_head(Some(&mut co)).with_context(|| format!("cannot check out {branch} in {}", path.display()))?;
+    // libgit2 looks up attributes for every file it writes (to pick filters), resolving each
+    // file's folder with realpath(3): ~18 failing readlink calls per file. When no attribute
+    // source exists and autocrlf is off, no filter can apply and skipping the lookup writes
+    // exactly the same bytes.
+    if !attributes_may_apply(project, &wt)? {
+        co.disable_filters(true);
+    }
+    // libgit2 re-hashes every blob it reads (SHA-1DC, ~10% of a start's CPU); `git checkout`
+    // does not either: zlib's checksum and the pack index already guard the bytes. This is a
+    // process-wide libgit2 option, so it is switched back on right after the checkout.
+    git2::opts::strict_hash_verification(false);
+    let done = wt.checkout_head(Some(&mut co));
+    git2::opts::strict_hash_verification(true);
+    done.with_context(|| format!("cannot check out {branch} in {}", path.display()))?;
     Ok(())
+}
+
+/// Whether any gitattributes or autocrlf setting could change the bytes a checkout of `wt`'s
+/// HEAD writes: a `.gitattributes` anywhere in the tree, `info/attributes`, the global
+/// attributes file (`core.attributesFile` or `$XDG_CONFIG_HOME/git/attributes`), or
+/// `core.autocrlf = true`. Errs on the side of "may apply".
+fn attributes_may_apply(project: &Project, wt: &Repository) -> Result<bool> {
+    let cfg = wt.config()?;
+    if cfg.get_bool("core.autocrlf").unwrap_or(false) || cfg.get_string("core.autocrlf").is_ok_and(|v| v != "false") {
+        return Ok(true);
+    }
+    if project.common_dir.join("info").join("attributes").exists() {
+        return Ok(true);
+    }
+    let global = match cfg.get_path("core.attributesFile") {
+        Ok(p) => Some(p),
+        Err(_) => std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|d| d.join("git").join("attributes")),
+    };
+    if global.is_some_and(|g| g.exists()) {
+        return Ok(true);
+    }
+    let tree = wt.head()?.peel_to_tree()?;
+    let mut found = false;
+    tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+        if entry.name_bytes() == b".gitattributes" {
+            found = true;
+            return git2::TreeWalkResult::Abort;
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .or_else(|e| if found { Ok(()) } else { Err(e) })?;
+    Ok(found)
 }
 
 /// A checkout (main or linked) other than `path`'s that has `full_ref` as HEAD.

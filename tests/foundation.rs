@@ -969,3 +969,33 @@ fn task_worktrees_are_ordinary_git_worktrees() {
     r.git(&["worktree", "remove", r.base().join("moved").to_str().unwrap()]);
     assert_eq!(r.git(&["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
 }
+
+#[test]
+fn gitattributes_conversions_apply_as_git_applies_them() {
+    let r = TestRepo::new();
+    r.write("deep/sub/.gitattributes", "*.crlf text eol=crlf\n*.id ident\n");
+    r.write("deep/sub/a.crlf", "one\ntwo\n");
+    r.write("deep/sub/b.id", "$Id$\n");
+    r.write("plain.txt", "plain\n");
+    r.commit_all("attributes");
+    r.hybrid_ok(&["start", "t1"]);
+    let wt = r.task_dir("t1");
+    let mine = r.base().join("by-git");
+    r.git(&["worktree", "add", "-q", "-b", "by-git", mine.to_str().unwrap(), "main"]);
+    for f in ["deep/sub/a.crlf", "deep/sub/b.id", "plain.txt", "deep/sub/.gitattributes"] {
+        assert_eq!(std::fs::read(wt.join(f)).unwrap(), std::fs::read(mine.join(f)).unwrap(), "{f} differs from git's");
+    }
+    assert_eq!(std::fs::read_to_string(wt.join("deep/sub/a.crlf")).unwrap(), "one\r\ntwo\r\n");
+    assert_eq!(r.porcelain(&wt), "");
+}
+
+#[test]
+fn autocrlf_applies_as_git_applies_it() {
+    let r = TestRepo::new();
+    r.write("a.txt", "one\ntwo\n");
+    r.commit_all("text");
+    r.git(&["config", "core.autocrlf", "true"]);
+    r.hybrid_ok(&["start", "t1"]);
+    assert_eq!(std::fs::read_to_string(r.task_dir("t1").join("a.txt")).unwrap(), "one\r\ntwo\r\n");
+    assert_eq!(r.porcelain(&r.task_dir("t1")), "");
+}
