@@ -10,11 +10,13 @@
 //! | [`task_id`] | the task id rule |
 //! | [`ledger`] | durable per-attempt task records |
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
+//! | [`checkout`] | filling a new task worktree (files + index) in parallel |
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
 //! | [`status`] | the status report |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
+pub mod checkout;
 pub mod config;
 pub mod error;
 pub mod fsutil;

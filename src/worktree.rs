@@ -265,32 +265,49 @@ fn add_worktree(project: &Project, name: &str, path: &Path, branch: &str) -> Res
     std::fs::write(&gitlink, format!("gitdir: {}\n", admin.display()))
         .with_context(|| format!("cannot write {}", gitlink.display()))?;
 
-    // 3. Files and index: libgit2 checkout of HEAD into the empty folder.
+    // 3. Files and index. libgit2 re-hashes every blob it reads (SHA-1DC, ~10% of a start's
+    // CPU); `git checkout` does not: zlib's checksum and the pack index already guard the
+    // bytes. It is a process-wide libgit2 option, so it is switched back on right after.
     let wt = Repository::open(path).with_context(|| format!("cannot open the new worktree {}", path.display()))?;
+    let filters = attributes_may_apply(project, &wt);
+    git2::opts::strict_hash_verification(false);
+    let done = fill(project, &wt, path, filters);
+    git2::opts::strict_hash_verification(true);
+    done.with_context(|| format!("cannot check out {branch} in {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes HEAD's files and the index into the empty worktree: in parallel when no filter can
+/// apply (see `checkout`), else with libgit2's checkout.
+fn fill(project: &Project, wt: &Repository, path: &Path, filters: bool) -> Result<()> {
+    if !filters {
+        let tree = wt.head()?.peel_to_tree()?;
+        if crate::checkout::fill_empty_worktree(wt, path, &project.common_dir, &tree)? {
+            return Ok(());
+        }
+    }
     let mut co = git2::build::CheckoutBuilder::new();
     co.force();
     // libgit2 looks up attributes for every file it writes (to pick filters), resolving each
     // file's folder with realpath(3): ~18 failing readlink calls per file. When no attribute
     // source exists and autocrlf is off, no filter can apply and skipping the lookup writes
     // exactly the same bytes.
-    if !attributes_may_apply(project, &wt)? {
+    if !filters {
         co.disable_filters(true);
     }
-    // libgit2 re-hashes every blob it reads (SHA-1DC, ~10% of a start's CPU); `git checkout`
-    // does not either: zlib's checksum and the pack index already guard the bytes. This is a
-    // process-wide libgit2 option, so it is switched back on right after the checkout.
-    git2::opts::strict_hash_verification(false);
-    let done = wt.checkout_head(Some(&mut co));
-    git2::opts::strict_hash_verification(true);
-    done.with_context(|| format!("cannot check out {branch} in {}", path.display()))?;
+    wt.checkout_head(Some(&mut co))?;
     Ok(())
 }
 
 /// Whether any gitattributes or autocrlf setting could change the bytes a checkout of `wt`'s
 /// HEAD writes: a `.gitattributes` anywhere in the tree, `info/attributes`, the global
 /// attributes file (`core.attributesFile` or `$XDG_CONFIG_HOME/git/attributes`), or
-/// `core.autocrlf = true`. Errs on the side of "may apply".
-fn attributes_may_apply(project: &Project, wt: &Repository) -> Result<bool> {
+/// `core.autocrlf = true`. Errs on the side of "may apply" (also when something cannot be read).
+fn attributes_may_apply(project: &Project, wt: &Repository) -> bool {
+    attributes_found(project, wt).unwrap_or(true)
+}
+
+fn attributes_found(project: &Project, wt: &Repository) -> Result<bool> {
     let cfg = wt.config()?;
     if cfg.get_bool("core.autocrlf").unwrap_or(false) || cfg.get_string("core.autocrlf").is_ok_and(|v| v != "false") {
         return Ok(true);

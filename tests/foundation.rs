@@ -999,3 +999,66 @@ fn autocrlf_applies_as_git_applies_it() {
     assert_eq!(std::fs::read_to_string(r.task_dir("t1").join("a.txt")).unwrap(), "one\r\ntwo\r\n");
     assert_eq!(r.porcelain(&r.task_dir("t1")), "");
 }
+
+/// Type, permission bits, symlink target and content of every path under `dir` but `.git`.
+fn tree_listing(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if rel == ".git" {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.file_type().is_symlink() {
+                out.push(format!("link {rel} -> {}", std::fs::read_link(&p).unwrap().display()));
+            } else if meta.is_dir() {
+                out.push(format!("dir {rel} {mode:o}"));
+                stack.push(p);
+            } else {
+                out.push(format!("file {rel} {mode:o} {:?}", std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn task_worktrees_hold_what_git_checks_out() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = TestRepo::new();
+    // Enough files for the parallel writer, plus the special cases.
+    for i in 0..400 {
+        r.write(&format!("many/d{}/f{i}.txt", i % 7), &format!("{i}\n").repeat(i % 50));
+    }
+    r.write("empty.txt", "");
+    r.write("bin/run.sh", "#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(r.root.join("bin/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("../empty.txt", r.root.join("bin/link")).unwrap();
+    std::os::unix::fs::symlink("many/d1", r.root.join("dirlink")).unwrap();
+    r.write("weird name ü.txt", "unicode\n");
+    r.commit_all("special files");
+    // A submodule entry (gitlink), added to the index by hand.
+    let sub_commit = r.rev("HEAD");
+    r.git(&["update-index", "--add", "--cacheinfo", &format!("160000,{sub_commit},vendor/sub")]);
+    r.git(&["commit", "-q", "-m", "gitlink"]);
+
+    r.hybrid_ok(&["start", "t1"]);
+    let wt = r.task_dir("t1");
+    // The index holds real stat data: before anything refreshes it, git sees no file as changed.
+    assert_eq!(r.git_in(&wt, &["diff-files", "--name-only"]), "");
+    let theirs = r.base().join("by-git");
+    r.git(&["worktree", "add", "-q", "-b", "by-git", theirs.to_str().unwrap(), "main"]);
+    assert_eq!(tree_listing(&wt), tree_listing(&theirs));
+    assert_eq!(r.porcelain(&wt), "");
+    assert_eq!(r.git_in(&wt, &["ls-files", "-s", "vendor/sub"]), format!("160000 {sub_commit} 0\tvendor/sub"));
+    assert_eq!(r.git_in(&wt, &["ls-files", "-s"]), r.git_in(&theirs, &["ls-files", "-s"]));
+    // A modification is seen.
+    std::fs::write(wt.join("many/d3/f3.txt"), "changed\n").unwrap();
+    assert_eq!(r.porcelain(&wt), " M many/d3/f3.txt");
+}
