@@ -36,7 +36,8 @@ def hermetic_env(tmp):
     open(empty, "w").close()
     home = os.path.join(tmp, "home")
     os.makedirs(home, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    # GIT_HYBRID_* (e.g. GIT_HYBRID_CHECKOUT_THREADS) pass through; any other GIT_* is dropped.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k.startswith("GIT_HYBRID_")}
     env.update(
         GIT_CONFIG_GLOBAL=empty,
         GIT_CONFIG_SYSTEM=empty,
@@ -115,7 +116,10 @@ def timed(args, cwd, env):
 
 def one_round(template, work, n, env, hybrid_first):
     """Each side gets its own fresh copy; the i-th worktree of each side is created back to
-    back (alternating which goes first), so load from other processes hits both alike."""
+    back (alternating which goes first), so load from other processes hits both alike.
+    Nothing is deleted until the whole run is over: on ext4, freshly deleted inodes make
+    the next file creations slower for minutes (`recently_deleted` in inode allocation), which
+    would tax whichever side happened to run next."""
     hrepo = fresh_copy(template, os.path.join(work, "h"))
     grepo = fresh_copy(template, os.path.join(work, "g"))
     subprocess.run(["sync"])
@@ -157,6 +161,7 @@ def main():
     ap.add_argument("--worktrees", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-build", action="store_true", help="use the existing target/release binary")
+    ap.add_argument("--dir", default=None, help="where to create the repositories (default: the system temp dir)")
     args = ap.parse_args()
 
     if not args.no_build:
@@ -164,17 +169,20 @@ def main():
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} not found; build with cargo build --release")
 
-    tmp = tempfile.mkdtemp(prefix="hybrid-bench-wt-")
+    tmp = tempfile.mkdtemp(prefix="hybrid-bench-wt-", dir=args.dir)
     try:
         env = hermetic_env(tmp)
         template = os.path.join(tmp, "template")
         size = make_template(template, args.files, env)
         git_version = run(["git", "--version"], tmp, env).strip()
+        fs = subprocess.run(["df", "--output=fstype", tmp], capture_output=True, text=True).stdout.split()[-1:]
+        threads = env.get("GIT_HYBRID_CHECKOUT_THREADS", "auto")
         print(f"repository: {args.files} files, {size / 1e6:.1f} MB of text; {git_version}; "
-              f"{os.cpu_count()} CPUs; {args.worktrees} worktrees per batch, {args.rounds} rounds")
-        work = os.path.join(tmp, "work")
+              f"{os.cpu_count()} CPUs; file system {''.join(fs) or '?'} ({tmp}); checkout threads {threads}; "
+              f"{args.worktrees} worktrees per side, {args.rounds} rounds")
         results = {"git-hybrid": [], "git": []}
         for r in range(args.rounds):
+            work = os.path.join(tmp, f"round{r + 1}")
             h, g = one_round(template, work, args.worktrees, env, hybrid_first=(r % 2 == 0))
             results["git-hybrid"].append(h)
             results["git"].append(g)
@@ -187,7 +195,9 @@ def main():
         print()
         print(f"git-hybrid start   : {h * 1000:8.0f} ms for {n} worktrees ({h * 1000 / n:.1f} ms each, median of {args.rounds})")
         print(f"git worktree add   : {g * 1000:8.0f} ms for {n} worktrees ({g * 1000 / n:.1f} ms each, median of {args.rounds})")
-        print(f"ratio git-hybrid/git: {h / g:.2f} (goal <= 1.0)")
+        ratios = [a / b for a, b in zip(results["git-hybrid"], results["git"])]
+        print(f"ratio git-hybrid/git: {h / g:.2f} (medians; per round: "
+              f"{', '.join(f'{x:.2f}' for x in ratios)}; goal <= 1.0)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

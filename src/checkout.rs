@@ -73,7 +73,12 @@ pub fn fill_empty_worktree(wt: &Repository, workdir: &Path, odb_dir: &Path, tree
         std::fs::create_dir(&p).with_context(|| format!("cannot create {}", p.display()))?;
     }
 
-    let threads = if items.len() < PARALLEL_THRESHOLD {
+    // GIT_HYBRID_CHECKOUT_THREADS overrides the writer count (1 = one thread, e.g. on a network
+    // file system where parallel creates do not pay; benches/worktrees.py compares counts).
+    let forced = std::env::var("GIT_HYBRID_CHECKOUT_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok());
+    let threads = if let Some(n) = forced {
+        n.clamp(1, 64)
+    } else if items.len() < PARALLEL_THRESHOLD {
         1
     } else {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8)
