@@ -201,20 +201,25 @@ fn remove_stale_ref_lock(project: &Project, branch: &str) -> Result<()> {
 
 /// Creates the worktree at `path` with `branch` checked out.
 ///
-/// How, and why (measured by `benches/worktrees.py`, numbers in docs/benchmarks.md): the
-/// admin entry (`<common-dir>/worktrees/<name>`: `gitdir`, `commondir`, `HEAD`) is written
-/// by git-hybrid itself, then libgit2 checks out HEAD into the empty folder and writes the
-/// index, all in this process. Against `git worktree add` (which starts `git reset --hard`
-/// and ref-update children for the checkout) this measured faster on a 5,000-file
-/// repository, so it is the default. Two reasons not to call libgit2's own worktree add:
+/// How, and why (measured by `benches/worktrees.py`; numbers and the steps that led here are
+/// in docs/benchmarks.md): the admin entry (`<common-dir>/worktrees/<name>`: `gitdir`,
+/// `commondir`, `HEAD`) is written by git-hybrid itself, then the files and the index are
+/// written in this process: by `checkout::fill_empty_worktree` (one writer thread per core)
+/// when no filter can apply, else by libgit2's checkout. Against `git worktree add` on a
+/// 5,000-file repository this measured 0.88-0.97x git's time on 2 cores; single-threaded it
+/// was slower than git on ext4, so the parallel writer is what meets the goal.
+///
+/// Why not libgit2's own worktree add (the first version):
 /// - its "branch already checked out" check misfires while another process is creating or
 ///   removing a worktree (libgit2 1.9 `git_repository_foreach_worktree` turns a failed
 ///   lookup into "checked out"), which broke parallel starts of different tasks;
 /// - it writes the admin entry file by file, so other processes (and a kill -9) can see a
 ///   half-made entry. Here the entry is built in `<common-dir>/hybrid/tmp/` and renamed into
-///   place, so git and libgit2 only ever see a complete entry.
+///   place, so git and libgit2 only ever see a complete entry;
+/// - it names the entry after the folder and fails (or, on repair, pruned) when a user's own
+///   worktree has the same folder name.
 ///
-/// `git worktree add` is used only when the repository configures filter drivers
+/// `git worktree add` is used when the repository configures filter drivers
 /// (`filter.<name>.smudge`/`.process`, e.g. git-lfs), which libgit2 cannot run: there the files
 /// must be exactly what git writes.
 ///
