@@ -211,56 +211,106 @@ pub fn load(root: &Path) -> Result<LoadedConfig> {
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig> {
     let config: Config = toml::from_str(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
-        config_error(path, text, offset, plain_message(e.message()))
+        let in_header = text.get(..offset).is_some_and(|b| b.trim_end_matches([' ', '\t']).ends_with('['));
+        config_error(path, text, offset, plain_message(e.message(), in_header))
     })?;
     let loaded = LoadedConfig { config, path: Some(path.to_path_buf()), text: text.to_string() };
     check_values(&loaded)?;
     Ok(loaded)
 }
 
-/// Rewrites serde's wording into plain words where it helps.
-fn plain_message(msg: &str) -> String {
-    let msg = msg.trim();
+/// Rewrites serde's and toml's wording into plain words (one line) where it helps.
+/// `in_header`: the error points into a `[table]` header, so an unknown key there is a section.
+fn plain_message(msg: &str, in_header: bool) -> String {
+    let msg = msg.trim().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let key = rest.split('`').next().unwrap_or(rest);
         let expected = rest.split_once("expected ").map(|(_, e)| e).unwrap_or("");
+        let what = if in_header { format!("unknown section `[{key}]`") } else { format!("unknown key `{key}`") };
         if expected.is_empty() {
-            return format!("unknown key `{key}`");
+            return what;
         }
-        return format!("unknown key `{key}`; the keys allowed here are {expected}");
+        let allowed = if in_header { "the sections allowed are" } else { "the keys allowed here are" };
+        return format!("{what}; {allowed} {expected}");
     }
-    msg.to_string()
+    let replacements = [
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected i64", "expected a whole number"),
+        ("expected a sequence", "expected a list"),
+        (
+            "data did not match any variant of untagged enum CommandSetting",
+            "expected a command: a list of strings (argv) or one string (run by sh -c)",
+        ),
+        (
+            "data did not match any variant of untagged enum DurationSetting",
+            "expected a duration: seconds (a number) or text such as \"30m\"",
+        ),
+    ];
+    let mut out = msg;
+    for (from, to) in replacements {
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// Byte offset of `key = ...` inside `[section]` (`[[section]]` too), else of the section
+/// header, else 0: where to point a value error that serde did not locate.
+fn key_offset(text: &str, section: &str, key: &str) -> usize {
+    let mut current = String::new();
+    let mut header_at = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.starts_with('[') {
+            let name = trimmed.trim_start_matches('[');
+            current = name.split(']').next().unwrap_or("").trim().to_string();
+            if current == section && header_at.is_none() {
+                header_at = Some(offset + indent);
+            }
+        } else if current == section {
+            if let Some(after) = trimmed.strip_prefix(key) {
+                if after.trim_start().starts_with('=') {
+                    return offset + indent;
+                }
+            }
+        }
+        offset += line.len();
+    }
+    header_at.unwrap_or(0)
 }
 
 fn check_values(loaded: &LoadedConfig) -> Result<(), HybridError> {
     let c = &loaded.config;
-    let find = |needle: &str| loaded.text.find(needle).unwrap_or(0);
+    let at = |section: &str, key: &str| key_offset(&loaded.text, section, key);
     if c.project.concurrency == Some(0) {
-        return Err(loaded.error_at(find("concurrency"), "`concurrency` must be at least 1"));
+        return Err(loaded.error_at(at("project", "concurrency"), "`concurrency` must be at least 1"));
     }
     if let Some(t) = &c.project.target {
-        if git2::Reference::is_valid_name(&format!("refs/heads/{t}")).then_some(()).is_none() {
-            return Err(loaded.error_at(find("target"), format!("`target` {t:?} is not a valid branch name")));
+        if !git2::Reference::is_valid_name(&format!("refs/heads/{t}")) {
+            return Err(loaded.error_at(at("project", "target"), format!("`target` {t:?} is not a valid branch name")));
         }
     }
     if let Some(cmd) = &c.agent.command {
         if cmd.is_empty() {
-            return Err(loaded.error_at(find("command"), "`[agent] command` must not be empty"));
+            return Err(loaded.error_at(at("agent", "command"), "`[agent] command` must not be empty"));
         }
     }
     if let Some(t) = &c.agent.timeout {
         if let Err(e) = t.to_duration() {
-            return Err(loaded.error_at(find("timeout"), e));
+            return Err(loaded.error_at(at("agent", "timeout"), e));
         }
     }
     if let Some(CommandSetting::Argv(v)) = &c.verify.command {
         if v.is_empty() {
-            return Err(loaded.error_at(find("command"), "`[verify] command` must not be empty"));
+            return Err(loaded.error_at(at("verify", "command"), "`[verify] command` must not be empty"));
         }
     }
     for r in &c.export.redact {
         if let Err(e) = regex::Regex::new(r) {
-            return Err(loaded.error_at(find("redact"), format!("bad redaction regex {r:?}: {e}")));
+            return Err(loaded.error_at(at("export", "redact"), format!("bad redaction regex {r:?}: {e}")));
         }
     }
     Ok(())
@@ -346,6 +396,29 @@ mod tests {
     fn wrong_type_is_reported() {
         let err = p("[project]\nconcurrency = \"many\"\n").unwrap_err().to_string();
         assert!(err.starts_with("hybrid.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_named_as_such() {
+        let err = p("[project]\n\n[colour]\nx = 1\n").unwrap_err().to_string();
+        assert!(err.starts_with("hybrid.toml:3:2: unknown section `[colour]`"), "{err}");
+    }
+
+    #[test]
+    fn value_errors_point_at_the_right_key() {
+        let text = "# the command to verify is below\n[agent]\ncommand = [\"x\"]\n\n[verify]\n  command = []\n";
+        let err = p(text).unwrap_err().to_string();
+        assert!(err.starts_with("hybrid.toml:6:3: `[verify] command` must not be empty"), "{err}");
+        let err = p("[project]\ntarget = \"a\"\nconcurrency = 0\n").unwrap_err().to_string();
+        assert!(err.starts_with("hybrid.toml:3:1:"), "{err}");
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        let err = p("[project\ntarget = 1\n").unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
+        let err = p("[project]\nconcurrency = \"many\"\n").unwrap_err().to_string();
+        assert!(err.contains("whole number"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | [`task_id`] | the task id rule |
 //! | [`ledger`] | durable per-attempt task records |
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
+//! | [`populate`] | filling a new task worktree (files + index) in parallel |
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
 //! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
@@ -43,6 +44,7 @@ pub mod land;
 pub mod ledger;
 pub mod lock;
 pub mod plan;
+pub mod populate;
 pub mod redact;
 pub mod repo;
 pub mod schedule;

@@ -5,6 +5,12 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    // Behave like other command-line tools when stdout is closed early (`git hybrid status | head`):
+    // die quietly from SIGPIPE instead of panicking on a failed write.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

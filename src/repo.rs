@@ -104,10 +104,13 @@ impl Project {
     }
 
     /// Root folder for task worktrees: `[project] worktree_root` or sibling `<repo>.hybrid`.
+    ///
+    /// The configured path is normalized (`..` resolved, symlinked ancestors followed), so a
+    /// value like `../repo/wt` is seen for what it is: a folder inside the checkout.
     pub fn worktree_root(&self) -> PathBuf {
         match &self.config.config.project.worktree_root {
-            Some(p) if p.is_absolute() => p.clone(),
-            Some(p) => self.root.join(p),
+            Some(p) if p.is_absolute() => normalize(p),
+            Some(p) => normalize(&self.root.join(p)),
             None => {
                 let name =
                     self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
@@ -171,6 +174,40 @@ pub fn default_branch(repo: &Repository) -> Result<String> {
 /// Canonicalises a path when possible (keeps it as given otherwise).
 pub fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Resolves `.` and `..` lexically, then canonicalizes the deepest ancestor that exists (so
+/// symlinks are followed) and appends the rest: works for paths not created yet.
+pub fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut clean = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !clean.pop() {
+                    clean.push(c);
+                }
+            }
+            other => clean.push(other),
+        }
+    }
+    let mut existing = clean.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return clean,
+        }
+    }
+    let mut out = canonical(existing);
+    for name in rest.iter().rev() {
+        out.push(name);
+    }
+    out
 }
 
 /// Short form of a SHA for tables.

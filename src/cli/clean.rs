@@ -7,6 +7,7 @@ use super::{output, GlobalArgs};
 #[derive(Debug, Args)]
 pub struct CleanArgs {
     /// The task to clean (all its attempts).
+    #[arg(allow_hyphen_values = true)]
     pub task: Option<String>,
     /// Clean every landed (or empty) task.
     #[arg(long, conflicts_with_all = ["task", "all"])]

@@ -6,6 +6,8 @@ use super::{output, GlobalArgs};
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Task id: [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    // Hyphen values are accepted so that an id like `-rf` is rejected by the id rule, with the rule stated.
+    #[arg(allow_hyphen_values = true)]
     pub task: String,
     /// Revision to branch from (default: the tip of the target branch).
     #[arg(long)]
@@ -26,12 +28,12 @@ pub fn handle_start(a: StartArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
         &project,
         &StartOptions { id: a.task, base: a.base, attempt: Some(a.attempt), title: a.title },
     )?;
+    if !out.created {
+        eprintln!("task {} (attempt {}) already exists; nothing changed", out.record.id, out.record.attempt);
+    }
     if g.json {
         output::print_json(&out.record)?;
     } else {
-        if !out.created {
-            eprintln!("task {} (attempt {}) already exists; nothing changed", out.record.id, out.record.attempt);
-        }
         match &out.record.worktree {
             Some(w) => println!("{}", w.display()),
             None => println!("(landed as {}; worktree removed)", out.record.merge_sha.as_deref().unwrap_or("-")),

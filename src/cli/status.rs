@@ -9,6 +9,7 @@ use super::{output, GlobalArgs};
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Only this task.
+    #[arg(allow_hyphen_values = true)]
     pub task: Option<String>,
     /// Refresh until interrupted.
     #[arg(long)]
