@@ -36,7 +36,7 @@ use anyhow::{Context, Result};
 use git2::{Oid, Sort};
 use serde::Serialize;
 
-use crate::checkout::{self, RefLock, Scope};
+use crate::checkout::{self, RefLock};
 use crate::error::HybridError;
 use crate::ledger::{TaskRecord, TaskState};
 use crate::lock::FileLock;
@@ -161,11 +161,12 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
             continue; // someone else moved the target: recompute on its new tip
         }
         let checkouts = checkout::checkouts_of(project, &target_ref)?;
+        let mut moves = Vec::with_capacity(checkouts.len());
         if !checkouts.is_empty() {
             let changed = checkout::changed_paths(repo, &base_tree, &tip_tree)?;
             for co in &checkouts {
-                let blocked = checkout::blocking_paths(co, &tip_tree, &changed, Scope::ChangedPaths)?;
-                if !blocked.is_empty() {
+                let prepared = checkout::prepare_move(project, co, &target_ref, &base_tree, &tip_tree, &changed)?;
+                if let Err(blocked) = prepared {
                     return Err(HybridError::LocalChanges {
                         message: format!(
                             "landing {id} would change path(s) that have local changes in {} (where {target} is \
@@ -177,13 +178,14 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
                     }
                     .into());
                 }
+                moves.extend(prepared.ok());
             }
         }
         if let Some(m) = caught_up {
             sync::move_task_branch(project, &branch_ref, tip, m, &format!("git-hybrid merge: catch up with {target}"))?;
             pause();
         }
-        checkout::read_tree_all(&checkouts, base, squash)?;
+        checkout::apply_moves(project, moves, base, squash)?;
         pause();
         if let Err(e) = target_lock.commit(repo, squash, &format!("git-hybrid merge: land {id}")) {
             checkout::undo(&checkouts, base, squash);
