@@ -36,6 +36,7 @@ use crate::error::HybridError;
 use crate::repo::Project;
 
 mod fast;
+mod index;
 pub use fast::DISABLE_ENV as NO_FAST_CHECKOUT_ENV;
 
 /// One checkout of a branch.
@@ -277,7 +278,7 @@ fn git_in(co: &Checkout, args: &[&str]) -> Result<std::process::Output> {
 /// How one checkout of the target will be moved: in process ([`fast`], checked and its index
 /// locked) or by `git read-tree` (checked with [`blocking_paths`]).
 pub enum Move {
-    Fast(fast::FastMove),
+    Fast(Box<fast::FastMove>),
     ReadTree(Checkout),
 }
 

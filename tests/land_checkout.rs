@@ -30,6 +30,8 @@ fn snapshot(repo: &TestRepo, paths: &[&str]) -> String {
         &["diff"],
         &["diff", "--cached"],
         &["rev-parse", "main^{tree}", "HEAD"],
+        // Built from the index's cache tree where valid: a stale one would show here.
+        &["write-tree"],
     ] {
         s.push_str(&format!("$ git {}\n{}\n", args.join(" "), repo.git(args)));
     }

@@ -19,10 +19,10 @@
 //! - **Plain index and checkout.** No sparse checkout (`core.sparseCheckout`, `index.sparse`),
 //!   split index, fsmonitor, per-worktree config, `core.symlinks=false`, `core.filemode=false` or
 //!   `core.ignorecase`; no unmerged entries; no skip-worktree, intent-to-add or assume-unchanged
-//!   bit on a touched entry. libgit2 rejects indexes with mandatory extensions it does not know
-//!   (`link`, `sdir`): a read error also falls back. libgit2 keeps the `TREE` extension
-//!   (invalidating the touched paths) and drops the optional caches it does not know (`UNTR`,
-//!   `FSMN`, `EOIE`, `IEOT`); git rebuilds those, they hold no user data.
+//!   bit on a touched entry; index version 2 or 3 without mandatory extensions (`link`, `sdir`).
+//!   The `TREE` cache is kept with the touched paths invalidated; the optional caches that the
+//!   move makes stale (`UNTR`, `FSMN`, `EOIE`, `IEOT`) are dropped, git rebuilds them and they
+//!   hold no user data.
 //! - **Simple paths.** Every changed path is a blob or symlink on both sides or absent (no
 //!   file/folder swap, no submodule), not a `.git`, `.gitattributes` or `.gitmodules`
 //!   name (attribute and submodule changes fall back, as do names git's NTFS/HFS protections
@@ -39,11 +39,15 @@
 //! deletion) — what a landing killed while writing files leaves; nothing of the user's can be
 //! lost by rewriting identical bytes.
 //!
+//! The index is read and written by [`super::index`] (git's format, versions 2 and 3; anything
+//! else falls back), which keeps every untouched entry byte-for-byte and invalidates the cache
+//! tree on the changed paths as git does.
+//!
 //! Locking and crashes: the index is locked git's way (`index.lock`, created exclusively, so
 //! every git command keeps out) from the check until the new index is in place, so no `git add`
-//! can slip in between (libgit2's own write would not notice one). libgit2 must write through its
-//! own lock file, so it works on a hard link of the index (`hybrid-index`), writes that through
-//! `hybrid-index.lock`, and the result is renamed over `index` while `index.lock` is still held.
+//! can slip in between. The new index is written to `hybrid-index.new` beside it and renamed over
+//! `index` while `index.lock` is still held; `index.lock` itself stays empty, which keeps the
+//! stale-lock proof below exact.
 //! Files are written to a temporary file in the git directory and renamed into place (each file
 //! is old or new, never torn; nothing temporary appears in the checkout), all before the index,
 //! and the index before the ref (see [`crate::checkout`]). A `kill -9` leaves: files partly new
@@ -58,8 +62,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use git2::{AttrCheckFlags, AttrValue, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository, Tree};
+use git2::{AttrCheckFlags, AttrValue, ObjectType, Oid, Repository, Tree};
 
+use super::index::{Entry, RawIndex};
 use super::{put_note, wait_index_unlocked, Checkout};
 use crate::error::HybridError;
 use crate::repo::Project;
@@ -77,7 +82,7 @@ const FLAG_EXT_SKIP_WORKTREE: u16 = 0x4000;
 
 /// What [`plan`] decided.
 pub enum Plan {
-    Fast(FastMove),
+    Fast(Box<FastMove>),
     Blocked(Vec<String>),
     Fallback(String),
 }
@@ -85,7 +90,7 @@ pub enum Plan {
 /// A checked, locked move of one checkout, ready to [`apply`](FastMove::apply).
 pub struct FastMove {
     co: Checkout,
-    index: Index,
+    index: RawIndex,
     lock: IndexLock,
     /// Paths to write (`Some`) or remove (`None`), with their old entry for a rollback.
     ops: Vec<Op>,
@@ -127,9 +132,11 @@ pub fn plan(
         Some(l) => l,
         None => return Ok(Plan::Fallback("the checkout has no index file".into())),
     };
-    let index = match Index::open(&lock.link) {
+    let data = fs::read(&lock.index).with_context(|| format!("cannot read {}", lock.index.display()))?;
+    let index_mtime = fs::metadata(&lock.index).map(|m| (m.mtime(), m.mtime_nsec())).unwrap_or((i64::MAX, 0));
+    let index = match RawIndex::parse(data)? {
         Ok(i) => i,
-        Err(e) => return Ok(Plan::Fallback(format!("libgit2 cannot read the index ({})", e.message()))),
+        Err(reason) => return Ok(Plan::Fallback(reason)),
     };
     if index.has_conflicts() {
         return Ok(Plan::Fallback("the index has unmerged entries".into()));
@@ -137,12 +144,11 @@ pub fn plan(
     if let Some(reason) = attributes_blocker(project, co, &index, &ops)? {
         return Ok(Plan::Fallback(reason));
     }
-    let index_mtime = fs::metadata(&lock.link).map(|m| (m.mtime(), m.mtime_nsec())).unwrap_or((i64::MAX, 0));
     let mut blocked = Vec::new();
     let mut todo = Vec::new();
     for op in ops {
         let path = Path::new(&op.path);
-        let ie = index.get_path(path, 0);
+        let ie = index.get(&op.path);
         if let Some(e) = &ie {
             if e.flags & FLAG_VALID != 0 || e.flags_extended & (FLAG_EXT_INTENT_TO_ADD | FLAG_EXT_SKIP_WORKTREE) != 0 {
                 return Ok(Plan::Fallback(format!(
@@ -176,7 +182,7 @@ pub fn plan(
     if !blocked.is_empty() {
         return Ok(Plan::Blocked(blocked));
     }
-    Ok(Plan::Fast(FastMove { co: co.clone(), index, lock, ops: todo }))
+    Ok(Plan::Fast(Box::new(FastMove { co: co.clone(), index, lock, ops: todo })))
 }
 
 impl FastMove {
@@ -187,11 +193,11 @@ impl FastMove {
 
     /// Writes the changed paths and the index (see the module contract). On an error before
     /// the index is written, the files already written are put back (best effort).
-    pub fn apply(mut self, repo: &Repository) -> Result<()> {
-        let mut entries: Vec<(usize, Option<IndexEntry>)> = Vec::with_capacity(self.ops.len());
-        for (i, op) in self.ops.iter().enumerate() {
+    pub fn apply(self, repo: &Repository) -> Result<()> {
+        let mut entries: Vec<(String, Option<Entry>)> = Vec::with_capacity(self.ops.len());
+        for op in &self.ops {
             match put(&self.co, repo, &op.path, op.new) {
-                Ok(entry) => entries.push((i, entry)),
+                Ok(entry) => entries.push((op.path.clone(), entry)),
                 Err(e) => {
                     self.rollback(repo, entries.len());
                     return Err(e);
@@ -210,23 +216,13 @@ impl FastMove {
         for d in dirs.iter().rev() {
             let _ = fs::remove_dir(self.co.dir.join(d)); // fails (and stays) when not empty
         }
-        let written = (|| -> Result<()> {
-            for (i, entry) in &entries {
-                match entry {
-                    Some(e) => self.index.add(e)?,
-                    None => {
-                        let _ = self.index.remove(Path::new(&self.ops[*i].path), 0);
-                    }
-                }
-            }
-            self.index.write().context("cannot write the index")?;
-            Ok(())
-        })();
-        if let Err(e) = written {
+        // `ops` come from a sorted set, so `entries` are sorted and unique, as write_with needs.
+        let bytes = self.index.write_with(&entries);
+        if let Err(e) = self.lock.commit(&bytes) {
             self.rollback(repo, entries.len());
             return Err(e);
         }
-        self.lock.commit()
+        Ok(())
     }
 
     fn rollback(&self, repo: &Repository, done: usize) {
@@ -239,7 +235,7 @@ impl FastMove {
 }
 
 /// Writes (or removes) one path of the checkout; returns its new index entry.
-fn put(co: &Checkout, repo: &Repository, rel: &str, entry: Option<(Oid, u32)>) -> Result<Option<IndexEntry>> {
+fn put(co: &Checkout, repo: &Repository, rel: &str, entry: Option<(Oid, u32)>) -> Result<Option<Entry>> {
     let dst = co.dir.join(rel);
     let Some((id, mode)) = entry else {
         match fs::remove_file(&dst) {
@@ -269,19 +265,18 @@ fn put(co: &Checkout, repo: &Repository, rel: &str, entry: Option<(Oid, u32)>) -
         write_file(&dst, blob.content(), mode)?;
     }
     let m = fs::symlink_metadata(&dst).with_context(|| format!("cannot inspect {}", dst.display()))?;
-    Ok(Some(IndexEntry {
-        ctime: IndexTime::new(m.ctime() as i32, m.ctime_nsec() as u32),
-        mtime: IndexTime::new(m.mtime() as i32, m.mtime_nsec() as u32),
+    Ok(Some(Entry {
+        ctime: (m.ctime() as u32, m.ctime_nsec() as u32),
+        mtime: (m.mtime() as u32, m.mtime_nsec() as u32),
         dev: m.dev() as u32,
         ino: m.ino() as u32,
         mode,
         uid: m.uid(),
         gid: m.gid(),
-        file_size: m.size() as u32,
+        size: m.size() as u32,
         id,
-        flags: rel.len().min(0xfff) as u16,
+        flags: 0,
         flags_extended: 0,
-        path: rel.as_bytes().to_vec(),
     }))
 }
 
@@ -311,7 +306,7 @@ fn file_matches(
     rel: &str,
     file: Option<&Metadata>,
     want: Option<(Oid, u32)>,
-    ie: Option<&IndexEntry>,
+    ie: Option<&Entry>,
     index_mtime: (i64, i64),
 ) -> Result<bool> {
     let (m, (id, mode)) = match (file, want) {
@@ -328,13 +323,11 @@ fn file_matches(
     }
     // git's stat shortcut: the entry's stat data matches and the entry is not racily clean.
     if let Some(e) = ie.filter(|e| e.id == id && e.mode == mode) {
-        let racy = (e.mtime.seconds() as i64, e.mtime.nanoseconds() as i64) >= index_mtime;
+        let racy = (e.mtime.0 as i64, e.mtime.1 as i64) >= index_mtime;
         if !racy
-            && e.file_size == m.size() as u32
-            && e.mtime.seconds() == m.mtime() as i32
-            && e.mtime.nanoseconds() == m.mtime_nsec() as u32
-            && e.ctime.seconds() == m.ctime() as i32
-            && e.ctime.nanoseconds() == m.ctime_nsec() as u32
+            && e.size == m.size() as u32
+            && e.mtime == (m.mtime() as u32, m.mtime_nsec() as u32)
+            && e.ctime == (m.ctime() as u32, m.ctime_nsec() as u32)
             && e.ino == m.ino() as u32
             && e.uid == m.uid()
             && e.gid == m.gid()
@@ -402,8 +395,8 @@ fn unsafe_path(p: &str) -> Option<&'static str> {
 
 /// Folders on the way to `rel` must be real folders (or absent) in the checkout and not files
 /// in the index; nothing in the index may live below `rel`.
-fn structure_blocker(co: &Checkout, index: &Index, rel: &str) -> Result<Option<String>> {
-    if index.find_prefix(format!("{rel}/")).is_ok() {
+fn structure_blocker(co: &Checkout, index: &RawIndex, rel: &str) -> Result<Option<String>> {
+    if index.has_prefix(&format!("{rel}/")) {
         return Ok(Some(format!("the index has entries below {rel:?}")));
     }
     let mut checked_disk = true;
@@ -414,7 +407,7 @@ fn structure_blocker(co: &Checkout, index: &Index, rel: &str) -> Result<Option<S
             prefix.push('/');
         }
         prefix.push_str(part);
-        if index.get_path(Path::new(&prefix), 0).is_some() {
+        if index.get(&prefix).is_some() {
             return Ok(Some(format!("{prefix:?} is a file in the index")));
         }
         if checked_disk {
@@ -462,7 +455,7 @@ fn config_blocker(repo: &Repository) -> Result<Option<String>> {
 }
 
 /// `Some(reason)` when an attribute that changes how git writes files applies to a changed path.
-fn attributes_blocker(project: &Project, co: &Checkout, index: &Index, ops: &[Op]) -> Result<Option<String>> {
+fn attributes_blocker(project: &Project, co: &Checkout, index: &RawIndex, ops: &[Op]) -> Result<Option<String>> {
     if !any_attribute_file(project, co, index, ops) {
         return Ok(None);
     }
@@ -490,7 +483,7 @@ fn attributes_blocker(project: &Project, co: &Checkout, index: &Index, ops: &[Op
 
 /// Whether any attributes file could apply to the changed paths: `.gitattributes` in their
 /// folders (checkout or index), `info/attributes`, the global and the system file.
-fn any_attribute_file(project: &Project, co: &Checkout, index: &Index, ops: &[Op]) -> bool {
+fn any_attribute_file(project: &Project, co: &Checkout, index: &RawIndex, ops: &[Op]) -> bool {
     let mut dirs: BTreeSet<&str> = BTreeSet::from([""]);
     for op in ops {
         let mut p = op.path.as_str();
@@ -501,7 +494,7 @@ fn any_attribute_file(project: &Project, co: &Checkout, index: &Index, ops: &[Op
     }
     for d in dirs {
         let rel = if d.is_empty() { ".gitattributes".to_string() } else { format!("{d}/.gitattributes") };
-        if index.get_path(Path::new(&rel), 0).is_some() || fs::symlink_metadata(co.dir.join(&rel)).is_ok() {
+        if index.get(&rel).is_some() || fs::symlink_metadata(co.dir.join(&rel)).is_ok() {
             return true;
         }
     }
@@ -529,8 +522,8 @@ fn any_attribute_file(project: &Project, co: &Checkout, index: &Index, ops: &[Op
 struct IndexLock {
     lock: PathBuf,
     index: PathBuf,
-    /// A hard link of `index` that libgit2 reads and writes (through `<link>.lock`).
-    link: PathBuf,
+    /// Where the new index is written before it is renamed over `index`.
+    new: PathBuf,
     note: PathBuf,
 }
 
@@ -566,25 +559,30 @@ impl IndexLock {
         if let Some((dev, ino, s, ns, _)) = super::identity(&lock) {
             put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
         }
-        let link = co.git_dir.join("hybrid-index");
-        let held = IndexLock { lock, index, link, note };
-        let _ = fs::remove_file(&held.link);
-        let _ = fs::remove_file(held.link.with_extension("lock"));
-        fs::hard_link(&held.index, &held.link)
-            .with_context(|| format!("cannot link {} to {}", held.index.display(), held.link.display()))?;
-        Ok(Some(held))
+        let new = co.git_dir.join("hybrid-index.new");
+        let _ = fs::remove_file(&new); // a killed run's, under the lock we now hold
+        Ok(Some(IndexLock { lock, index, new, note }))
     }
 
-    /// Puts the written index in place; dropping `self` then releases the lock.
-    fn commit(self) -> Result<()> {
-        fs::rename(&self.link, &self.index).with_context(|| format!("cannot replace {}", self.index.display()))
+    /// Puts `bytes` in place as the new index (written beside it, then renamed over it while
+    /// `index.lock` is held, so readers see the old or the new index, never a torn one);
+    /// dropping `self` then releases the lock.
+    fn commit(&self, bytes: &[u8]) -> Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(&self.new)
+            .with_context(|| format!("cannot create {}", self.new.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {}", self.new.display()))?;
+        drop(f);
+        fs::rename(&self.new, &self.index).with_context(|| format!("cannot replace {}", self.index.display()))
     }
 }
 
 impl Drop for IndexLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.link);
-        let _ = fs::remove_file(self.link.with_extension("lock"));
+        let _ = fs::remove_file(&self.new);
         let _ = fs::remove_file(&self.lock);
         put_note(&self.note, "none");
     }
