@@ -59,7 +59,7 @@ fn snapshot(repo: &TestRepo, paths: &[&str]) -> String {
 /// that says when read-tree was used).
 fn land(repo: &TestRepo, fast: bool) -> String {
     let mut cmd = repo.hybrid_cmd(&repo.root, &["merge", "t1"]);
-    cmd.env("HYBRID_DEBUG_CHECKOUT", "1");
+    cmd.env("HYBRID_DEBUG_CHECKOUT", "1").env("HYBRID_VERIFY_INDEX_CHECKSUM", "1");
     if !fast {
         cmd.env("HYBRID_NO_FAST_CHECKOUT", "1");
     }
