@@ -12,10 +12,11 @@ Setups (each on its own identical copy):
                `git read-tree -m -u`, which it is here)
   read-tree    the same with the in-process path disabled (HYBRID_NO_FAST_CHECKOUT=1)
   detached     the main checkout is not on `main` (nothing to keep coherent)
-  batch        checked out, all tasks given to one `git hybrid merge t000 t001 ...` process
+  batch        checked out, each turn's tasks given to one `git hybrid merge t000 t001 ...` process
   cli          `git checkout main`, `git merge --squash`, `git commit` per task, in the checkout
 
-Prints wall and CPU (user+sys of the processes run) ms per landing for each way, the load average,
+The ways take turns landing --chunk tasks each (default 20), so changing load from other processes
+hits all of them alike. Prints wall and CPU (user+sys of the processes run) ms per landing for each way, the load average,
 and the ratios; the headline ratio is one landing per process. Checks that all copies end with the
 same tree and clean checkouts.
 Usage: benches/land.py [--files N] [--tasks N] [--keep-dir]
@@ -116,20 +117,20 @@ def timed(fn):
 
 
 def land_each(repo, env, binary, tasks):
-    for t in range(tasks):
+    for t in tasks:
         p = subprocess.run([binary, "merge", f"t{t:03d}"], cwd=repo, env=env, capture_output=True)
         if p.returncode != 0:
             sys.exit(f"git-hybrid merge t{t:03d} failed ({p.returncode}): {p.stderr.decode()}")
 
 
 def land_batch(repo, env, binary, tasks):
-    p = subprocess.run([binary, "merge", *[f"t{t:03d}" for t in range(tasks)]], cwd=repo, env=env, capture_output=True)
+    p = subprocess.run([binary, "merge", *[f"t{t:03d}" for t in tasks]], cwd=repo, env=env, capture_output=True)
     if p.returncode != 0:
         sys.exit(f"git-hybrid merge (batch) failed ({p.returncode}): {p.stderr.decode()}")
 
 
 def land_cli(repo, env, tasks):
-    for t in range(tasks):
+    for t in tasks:
         git(repo, env, "checkout", "-q", "main")
         git(repo, env, "merge", "--squash", "-q", f"hybrid/t{t:03d}")
         git(repo, env, "commit", "-q", "-m", f"land t{t:03d}")
@@ -140,7 +141,7 @@ WAYS = [
     ("checked-out", "git-hybrid, target checked out", "per-process"),
     ("read-tree", "  same, fast checkout path disabled", "per-process"),
     ("detached", "git-hybrid, target not checked out", "per-process"),
-    ("batch", "git-hybrid, one process for all (checked out)", "batch"),
+    ("batch", "git-hybrid, one process per turn (checked out)", "batch"),
     ("cli", "git CLI (checkout, merge --squash, commit)", "cli"),
 ]
 
@@ -149,6 +150,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=5000)
     ap.add_argument("--tasks", type=int, default=200)
+    ap.add_argument("--chunk", type=int, default=20, help="tasks per turn (and per batch process)")
     ap.add_argument("--keep-dir", action="store_true")
     a = ap.parse_args()
 
@@ -172,18 +174,23 @@ def main():
             copies[name] = dst
         git(copies["detached"], env, "checkout", "-q", "--detach", "main")
 
+        # The ways take turns, CHUNK tasks at a time, so that load from other processes and the
+        # file system's state (which both change over a run on a shared machine) hit all alike.
         load_before = os.getloadavg()
-        results = {}
-        for name, label, kind in WAYS:
-            print(f"{label.strip()}: landing {a.tasks} tasks ...", flush=True)
-            repo = copies[name]
-            if kind == "cli":
-                results[name] = timed(lambda: land_cli(repo, env, a.tasks))
-            elif kind == "batch":
-                results[name] = timed(lambda: land_batch(repo, env, binary, a.tasks))
-            else:
-                e = slow_env if name == "read-tree" else env
-                results[name] = timed(lambda: land_each(repo, e, binary, a.tasks))
+        results = {name: (0.0, 0.0) for name, _, _ in WAYS}
+        print(f"landing {a.tasks} tasks each way, {a.chunk} at a time, ways taking turns ...", flush=True)
+        for start in range(0, a.tasks, a.chunk):
+            chunk = range(start, min(start + a.chunk, a.tasks))
+            for name, label, kind in WAYS:
+                repo = copies[name]
+                if kind == "cli":
+                    w, c = timed(lambda: land_cli(repo, env, chunk))
+                elif kind == "batch":
+                    w, c = timed(lambda: land_batch(repo, env, binary, chunk))
+                else:
+                    e = slow_env if name == "read-tree" else env
+                    w, c = timed(lambda: land_each(repo, e, binary, chunk))
+                results[name] = (results[name][0] + w, results[name][1] + c)
         load_after = os.getloadavg()
 
         trees = {n: git(p, env, "rev-parse", "main^{tree}").strip() for n, p in copies.items()}

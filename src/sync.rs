@@ -151,13 +151,36 @@ pub(crate) fn merge_commit(
     target: &str,
     branch: &str,
 ) -> Result<std::result::Result<Oid, Vec<String>>> {
+    let bases = merge_bases(&project.repo, tip, target_tip)?;
+    merge_commit_on(project, tip, target_tip, target, branch, &bases)
+}
+
+/// The merge bases of two commits (none when they share no history). Walking the history to
+/// find them is the part of a landing whose cost grows with how far the target moved, so a
+/// landing computes them once and reuses them (catch-up check, merge, commit list).
+pub(crate) fn merge_bases(repo: &git2::Repository, a: Oid, b: Oid) -> Result<Vec<Oid>> {
+    match repo.merge_bases(a, b) {
+        Ok(bases) => Ok(bases.iter().copied().collect()),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).context("cannot find the merge base"),
+    }
+}
+
+/// [`merge_commit`] with the merge bases of `tip` and `target_tip` already known.
+pub(crate) fn merge_commit_on(
+    project: &Project,
+    tip: Oid,
+    target_tip: Oid,
+    target: &str,
+    branch: &str,
+    bases: &[Oid],
+) -> Result<std::result::Result<Oid, Vec<String>>> {
     let repo = &project.repo;
     let ours = repo.find_commit(tip)?;
     let theirs = repo.find_commit(target_tip)?;
     let author = git::signature(repo, git::Role::Author)?;
     let committer = git::signature(repo, git::Role::Committer)?;
     let msg = format!("Merge branch '{target}' into {branch}\n");
-    let bases = repo.merge_bases(tip, target_tip)?;
     if bases.len() == 1 {
         let base_tree = repo.find_commit(bases[0])?.tree()?;
         if let Some(tree_id) = tree_merge(repo, Some(&base_tree), &ours.tree()?, &theirs.tree()?)? {

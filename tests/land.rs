@@ -551,3 +551,22 @@ fn several_tasks_in_one_process_each_land_as_their_own_squash() {
     assert_eq!(r["status"], "landed");
     assert_eq!(r["already"], true);
 }
+
+#[test]
+fn commit_list_after_an_earlier_sync_and_a_moved_target_names_only_the_tasks_commits() {
+    let repo = TestRepo::new();
+    let dir = task(&repo, "t1", &[("one.txt", "1\n")], "task one");
+    repo.write("m1.txt", "m1\n");
+    repo.commit_all("main one");
+    assert_ok(&repo.hybrid(&["sync", "t1"]), &["sync", "t1"]);
+    write_file(&dir.join("two.txt"), "2\n");
+    repo.commit_all_in(&dir, "task two");
+    for i in 2..5 {
+        repo.write(&format!("m{i}.txt"), "m\n");
+        repo.commit_all(&format!("main {i}"));
+    }
+    merge_json(&repo, &["t1"]);
+    let msg = repo.git(&["log", "-1", "--format=%B", "main"]);
+    assert!(msg.contains("Commits:\n- task one\n- task two\n\nHybrid-Task"), "{msg}");
+    assert!(!msg.contains("main ") && !msg.contains("Merge"), "{msg}");
+}
