@@ -19,7 +19,7 @@ The ways take turns landing --chunk tasks each (default 20), so changing load fr
 hits all of them alike. Prints wall and CPU (user+sys of the processes run) ms per landing for each way, the load average,
 and the ratios; the headline ratio is one landing per process. Checks that all copies end with the
 same tree and clean checkouts.
-Usage: benches/land.py [--files N] [--tasks N] [--keep-dir]
+Usage: benches/land.py [--files N] [--tasks N] [--chunk N] [--dir PARENT] [--keep-dir]
 """
 
 import argparse
@@ -152,6 +152,7 @@ def main():
     ap.add_argument("--tasks", type=int, default=200)
     ap.add_argument("--chunk", type=int, default=20, help="tasks per turn (and per batch process)")
     ap.add_argument("--keep-dir", action="store_true")
+    ap.add_argument("--dir", help="parent folder for the repositories (default: the system temp folder)")
     a = ap.parse_args()
 
     print("building release binary ...", flush=True)
@@ -159,7 +160,7 @@ def main():
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     binary = os.path.join(target_dir, "release", "git-hybrid")
 
-    tmp = tempfile.mkdtemp(prefix="bench-land-")
+    tmp = tempfile.mkdtemp(prefix="bench-land-", dir=a.dir)
     env = env_for(tmp)
     slow_env = dict(env, HYBRID_NO_FAST_CHECKOUT="1")
     try:
@@ -199,7 +200,8 @@ def main():
         dirty = {n: git(copies[n], env, "status", "--porcelain").strip() for n in ("checked-out", "read-tree", "batch")}
 
         print()
-        print(f"repository: {tracked} tracked files, {a.tasks} landings each")
+        fs = subprocess.run(["stat", "-f", "-c", "%T", tmp], capture_output=True, text=True).stdout.strip()
+        print(f"repository: {tracked} tracked files, {a.tasks} landings each, in {tmp} ({fs})")
         print(f"load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} CPUs")
         print(f"{'way':<48}{'wall s':>8}{'wall ms/landing':>17}{'CPU ms/landing':>16}")
         per = {}
