@@ -227,11 +227,20 @@ fn crlf_conversion_falls_back_to_read_tree_and_still_works() {
     let by_config = crlf_scenario(|r| {
         r.git(&["config", "core.autocrlf", "true"]);
     });
-    for repo in [by_attributes, by_config] {
-        // The checkout has the converted file, as git wrote it.
-        std::fs::remove_file(repo.root.join("doc.txt")).unwrap();
-        repo.git(&["checkout", "--", "doc.txt"]);
-        assert_eq!(std::fs::read(repo.root.join("doc.txt")).unwrap(), b"one\r\ntwo\r\n");
+    // Set where libgit2 alone would not look: the file GIT_CONFIG_GLOBAL names.
+    let by_global_env = crlf_scenario(|r| {
+        std::fs::write(&r.empty_config, "[core]\n\tautocrlf = true\n").unwrap();
+    });
+    for (i, repo) in [by_attributes, by_config, by_global_env].into_iter().enumerate() {
+        // The checkout has the converted file, as git wrote it. (Not for the last: the
+        // read-tree path's pre-check reads the status through libgit2, which does not read the
+        // file GIT_CONFIG_GLOBAL names, and would take the CRLF file for a local change: a
+        // refusal, never a loss. An LF file is clean for both.)
+        if i < 2 {
+            std::fs::remove_file(repo.root.join("doc.txt")).unwrap();
+            repo.git(&["checkout", "--", "doc.txt"]);
+            assert_eq!(std::fs::read(repo.root.join("doc.txt")).unwrap(), b"one\r\ntwo\r\n");
+        }
         let err = land(&repo, true);
         assert!(err.contains("read-tree"), "must fall back: {err}");
         assert_eq!(std::fs::read(repo.root.join("doc.txt")).unwrap(), b"one\r\ntwo\r\nthree\r\n");

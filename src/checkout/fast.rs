@@ -14,7 +14,9 @@
 //!   is unset/lf/native (on Unix), and the paths' attributes set none of `filter`, `ident`,
 //!   `working-tree-encoding`, `crlf`, and `eol` only as `lf`. `text` (and `text=auto`) is
 //!   allowed: with LF output git writes blobs byte-for-byte (convert.c: `crlf_to_worktree` runs
-//!   only for CRLF output). With no attribute file on any changed path's folders, in
+//!   only for CRLF output). Settings are checked in every configuration source git reads
+//!   (libgit2's view plus the files `GIT_CONFIG_GLOBAL`/`GIT_CONFIG_SYSTEM` name, which libgit2
+//!   ignores); settings from `git -c` fall back. With no attribute file on any changed path's folders, in
 //!   `info/attributes`, the global or the system attributes file, nothing is looked up at all.
 //! - **Plain index and checkout.** No sparse checkout (`core.sparseCheckout`, `index.sparse`),
 //!   split index, fsmonitor, per-worktree config, `core.symlinks=false`, `core.filemode=false` or
@@ -422,36 +424,72 @@ fn structure_blocker(co: &Checkout, index: &RawIndex, rel: &str) -> Result<Optio
     Ok(None)
 }
 
+/// The configuration sources git would read that libgit2 (opened without its environment mode)
+/// may not: libgit2's view plus the files `GIT_CONFIG_GLOBAL`/`GIT_CONFIG_SYSTEM` name. A setting
+/// must be harmless in every one of them (a conservative union: the effective value comes from one
+/// of them or is the default). Settings given on git's command line (`git -c`, which reaches us
+/// as `GIT_CONFIG_PARAMETERS`) or by `GIT_CONFIG_COUNT` are not read at all: the caller falls back.
+fn config_sources(repo: &Repository) -> Result<std::result::Result<Vec<git2::Config>, String>> {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
+    if set("GIT_CONFIG_PARAMETERS") || set("GIT_CONFIG_COUNT") {
+        return Ok(Err("configuration given on the git command line".into()));
+    }
+    let mut out = vec![repo.config()?];
+    for var in ["GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"] {
+        if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()).map(PathBuf::from) {
+            if p.is_file() {
+                out.push(git2::Config::open(&p).with_context(|| format!("cannot read {}", p.display()))?);
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
 fn config_blocker(repo: &Repository) -> Result<Option<String>> {
     if cfg!(not(unix)) {
         return Ok(Some("not a Unix system".into()));
     }
-    let cfg = repo.config()?;
-    let s = |k: &str| cfg.get_string(k).ok().map(|v| v.to_ascii_lowercase());
-    let on = |k: &str| cfg.get_bool(k).ok();
-    let autocrlf = s("core.autocrlf");
-    if autocrlf.as_deref().is_some_and(|v| !matches!(v, "false" | "no" | "off" | "0" | "input" | "")) {
-        return Ok(Some("core.autocrlf".into()));
-    }
-    if s("core.eol").is_some_and(|v| !matches!(v.as_str(), "lf" | "native" | "")) {
-        return Ok(Some("core.eol".into()));
-    }
-    for (key, default) in [("core.symlinks", true), ("core.filemode", true)] {
-        if on(key).unwrap_or(default) != default {
-            return Ok(Some(key.into()));
+    let configs = match config_sources(repo)? {
+        Ok(c) => c,
+        Err(reason) => return Ok(Some(reason)),
+    };
+    for cfg in &configs {
+        if let Some(reason) = config_blocker_in(cfg) {
+            return Ok(Some(reason));
         }
     }
-    for key in
-        ["core.ignorecase", "core.sparsecheckout", "index.sparse", "core.splitindex", "extensions.worktreeconfig"]
-    {
-        if on(key).unwrap_or(false) {
-            return Ok(Some(key.into()));
+    Ok(None)
+}
+
+fn config_blocker_in(cfg: &git2::Config) -> Option<String> {
+    let s = |k: &str| cfg.get_string(k).ok().map(|v| v.to_ascii_lowercase());
+    // `None`: unset; `Some(None)`: set to something that is not a boolean (treated as blocking).
+    let on = |k: &str| cfg.get_string(k).ok().map(|_| cfg.get_bool(k).ok());
+    let autocrlf = s("core.autocrlf");
+    if autocrlf.as_deref().is_some_and(|v| !matches!(v, "false" | "no" | "off" | "0" | "input" | "")) {
+        return Some("core.autocrlf".into());
+    }
+    if s("core.eol").is_some_and(|v| !matches!(v.as_str(), "lf" | "native" | "")) {
+        return Some("core.eol".into());
+    }
+    let defaults = [
+        ("core.symlinks", true),
+        ("core.filemode", true),
+        ("core.ignorecase", false),
+        ("core.sparsecheckout", false),
+        ("index.sparse", false),
+        ("core.splitindex", false),
+        ("extensions.worktreeconfig", false),
+    ];
+    for (key, default) in defaults {
+        if on(key).is_some_and(|v| v != Some(default)) {
+            return Some(key.into());
         }
     }
     if s("core.fsmonitor").is_some_and(|v| !matches!(v.as_str(), "false" | "no" | "off" | "0" | "")) {
-        return Ok(Some("core.fsmonitor".into()));
+        return Some("core.fsmonitor".into());
     }
-    Ok(None)
+    None
 }
 
 /// `Some(reason)` when an attribute that changes how git writes files applies to a changed path.
@@ -501,8 +539,9 @@ fn any_attribute_file(project: &Project, co: &Checkout, index: &RawIndex, ops: &
     if project.common_dir.join("info").join("attributes").exists() {
         return true;
     }
-    if project.repo.config().is_ok_and(|c| c.get_path("core.attributesfile").is_ok()) {
-        return true;
+    match config_sources(&project.repo) {
+        Ok(Ok(configs)) if configs.iter().all(|c| c.get_path("core.attributesfile").is_err()) => {}
+        _ => return true,
     }
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
