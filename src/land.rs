@@ -237,7 +237,7 @@ fn set_tip_ref(project: &Project, rec: &TaskRecord, tip: Oid) -> Result<()> {
 }
 
 /// Sleeps between steps when `HYBRID_TEST_PAUSE_MS` is set (test-only; see the module docs).
-fn pause() {
+pub(crate) fn pause() {
     if let Some(ms) = std::env::var("HYBRID_TEST_PAUSE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }

@@ -297,3 +297,25 @@ fn a_stale_index_lock_of_a_killed_landing_is_removed_but_a_git_one_is_not() {
     assert_eq!(repo.read("mod/a.txt"), "a changed by the task\n");
     assert_eq!(repo.git(&["diff", "--cached", "--name-only"]), "staged.txt");
 }
+
+#[test]
+fn a_landing_killed_between_writing_files_and_the_index_is_finished_by_the_next_run() {
+    let repo = scenario();
+    // Pauses of 500 ms: after the landing lock, the merge, the intent, the catch-up, then inside
+    // the checkout move after the files are written and before the index is: killed there.
+    let mut child = repo.hybrid_cmd(&repo.root, &["merge", "t1"]);
+    child.env("HYBRID_TEST_PAUSE_MS", "500").stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = child.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2250));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(repo.read("mod/a.txt"), "a changed by the task\n", "killed after the files were written");
+    assert!(repo.porcelain(&repo.root).contains(" M mod/a.txt"), "{}", repo.porcelain(&repo.root));
+    let err = land(&repo, true);
+    assert!(!err.contains("read-tree"), "{err}");
+    let slow = scenario();
+    land(&slow, false);
+    let mut paths = PATHS.to_vec();
+    paths.push("link3");
+    assert_eq!(snapshot(&repo, &paths), snapshot(&slow, &paths));
+}
