@@ -6,18 +6,25 @@ branches (default 200) that each change or add one distinct file, copies it, the
 task in one copy with one `git-hybrid merge <task>` process each and in the other copy the CLI
 way (`git checkout main`, `git merge --squash <branch>`, `git commit`), timing both in one run.
 
-Setups for git-hybrid (each on its own identical copy):
+Setups (each on its own identical copy):
   checked-out  the main checkout has `main` checked out, as a user's would be: every landing also
-               moves that checkout's index and files (git read-tree -m -u)
+               moves that checkout's index and files (in process where provably equivalent to
+               `git read-tree -m -u`, which it is here)
+  read-tree    the same with the in-process path disabled (HYBRID_NO_FAST_CHECKOUT=1)
   detached     the main checkout is not on `main` (nothing to keep coherent)
-The CLI way always works in the checkout (that is how it works).
+  batch        checked out, each turn's tasks given to one `git hybrid merge t000 t001 ...` process
+  cli          `git checkout main`, `git merge --squash`, `git commit` per task, in the checkout
 
-Prints ms per landing for each side and the ratio, and checks that both end with the same tree.
-Usage: benches/land.py [--files N] [--tasks N] [--keep-dir]
+The ways take turns landing --chunk tasks each (default 20), so changing load from other processes
+hits all of them alike. Prints wall and CPU (user+sys of the processes run) ms per landing for each way, the load average,
+and the ratios; the headline ratio is one landing per process. Checks that all copies end with the
+same tree and clean checkouts.
+Usage: benches/land.py [--files N] [--tasks N] [--chunk N] [--dir PARENT] [--keep-dir]
 """
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -97,29 +104,55 @@ def make_repo(path, env, files, tasks):
     # The worktree root must be outside or ignored; default is a sibling folder, which is fine.
 
 
-def time_hybrid(repo, env, binary, tasks):
-    t0 = time.perf_counter()
-    for t in range(tasks):
+def cpu_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fn):
+    """Runs fn(); returns (wall seconds, CPU seconds of the child processes it ran)."""
+    c0, t0 = cpu_children(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, cpu_children() - c0
+
+
+def land_each(repo, env, binary, tasks):
+    for t in tasks:
         p = subprocess.run([binary, "merge", f"t{t:03d}"], cwd=repo, env=env, capture_output=True)
         if p.returncode != 0:
             sys.exit(f"git-hybrid merge t{t:03d} failed ({p.returncode}): {p.stderr.decode()}")
-    return time.perf_counter() - t0
 
 
-def time_cli(repo, env, tasks):
-    t0 = time.perf_counter()
-    for t in range(tasks):
+def land_batch(repo, env, binary, tasks):
+    p = subprocess.run([binary, "merge", *[f"t{t:03d}" for t in tasks]], cwd=repo, env=env, capture_output=True)
+    if p.returncode != 0:
+        sys.exit(f"git-hybrid merge (batch) failed ({p.returncode}): {p.stderr.decode()}")
+
+
+def land_cli(repo, env, tasks):
+    for t in tasks:
         git(repo, env, "checkout", "-q", "main")
         git(repo, env, "merge", "--squash", "-q", f"hybrid/t{t:03d}")
         git(repo, env, "commit", "-q", "-m", f"land t{t:03d}")
-    return time.perf_counter() - t0
+
+
+WAYS = [
+    # name, label, setup
+    ("checked-out", "git-hybrid, target checked out", "per-process"),
+    ("read-tree", "  same, fast checkout path disabled", "per-process"),
+    ("detached", "git-hybrid, target not checked out", "per-process"),
+    ("batch", "git-hybrid, one process per turn (checked out)", "batch"),
+    ("cli", "git CLI (checkout, merge --squash, commit)", "cli"),
+]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=5000)
     ap.add_argument("--tasks", type=int, default=200)
+    ap.add_argument("--chunk", type=int, default=20, help="tasks per turn (and per batch process)")
     ap.add_argument("--keep-dir", action="store_true")
+    ap.add_argument("--dir", help="parent folder for the repositories (default: the system temp folder)")
     a = ap.parse_args()
 
     print("building release binary ...", flush=True)
@@ -127,45 +160,68 @@ def main():
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     binary = os.path.join(target_dir, "release", "git-hybrid")
 
-    tmp = tempfile.mkdtemp(prefix="bench-land-")
+    tmp = tempfile.mkdtemp(prefix="bench-land-", dir=a.dir)
     env = env_for(tmp)
+    slow_env = dict(env, HYBRID_NO_FAST_CHECKOUT="1")
     try:
         seed = os.path.join(tmp, "seed", "repo")
         print(f"making a repository with {a.files} files and {a.tasks} task branches ...", flush=True)
         make_repo(seed, env, a.files, a.tasks)
         tracked = len(git(seed, env, "ls-files").splitlines())
         copies = {}
-        for name in ("checked-out", "detached", "cli"):
+        for name, _, _ in WAYS:
             dst = os.path.join(tmp, name, "repo")
             shutil.copytree(seed, dst, symlinks=True)
             copies[name] = dst
         git(copies["detached"], env, "checkout", "-q", "--detach", "main")
 
-        results = {}
-        for name in ("checked-out", "detached"):
-            print(f"git-hybrid ({name}): landing {a.tasks} tasks ...", flush=True)
-            results[name] = time_hybrid(copies[name], env, binary, a.tasks)
-        print(f"git CLI: landing {a.tasks} tasks ...", flush=True)
-        results["cli"] = time_cli(copies["cli"], env, a.tasks)
+        # The ways take turns, CHUNK tasks at a time, so that load from other processes and the
+        # file system's state (which both change over a run on a shared machine) hit all alike.
+        load_before = os.getloadavg()
+        results = {name: (0.0, 0.0) for name, _, _ in WAYS}
+        print(f"landing {a.tasks} tasks each way, {a.chunk} at a time, ways taking turns ...", flush=True)
+        for start in range(0, a.tasks, a.chunk):
+            chunk = range(start, min(start + a.chunk, a.tasks))
+            for name, label, kind in WAYS:
+                repo = copies[name]
+                if kind == "cli":
+                    w, c = timed(lambda: land_cli(repo, env, chunk))
+                elif kind == "batch":
+                    w, c = timed(lambda: land_batch(repo, env, binary, chunk))
+                else:
+                    e = slow_env if name == "read-tree" else env
+                    w, c = timed(lambda: land_each(repo, e, binary, chunk))
+                results[name] = (results[name][0] + w, results[name][1] + c)
+        load_after = os.getloadavg()
 
         trees = {n: git(p, env, "rev-parse", "main^{tree}").strip() for n, p in copies.items()}
         same = len(set(trees.values())) == 1
         counts = {n: git(p, env, "rev-list", "--count", "main").strip() for n, p in copies.items()}
-        status = git(copies["checked-out"], env, "status", "--porcelain").strip()
+        dirty = {n: git(copies[n], env, "status", "--porcelain").strip() for n in ("checked-out", "read-tree", "batch")}
 
-        per = {n: 1000 * s / a.tasks for n, s in results.items()}
         print()
-        print(f"repository: {tracked} tracked files, {a.tasks} landings each (one process per landing)")
-        print(f"{'way':<36}{'total s':>10}{'ms/landing':>12}")
-        print(f"{'git-hybrid, target checked out':<36}{results['checked-out']:>10.2f}{per['checked-out']:>12.1f}")
-        print(f"{'git-hybrid, target not checked out':<36}{results['detached']:>10.2f}{per['detached']:>12.1f}")
-        print(f"{'git CLI (checkout, merge --squash, commit)':<36}{results['cli']:>10.2f}{per['cli']:>12.1f}")
+        fs = subprocess.run(["stat", "-f", "-c", "%T", tmp], capture_output=True, text=True).stdout.strip()
+        print(f"repository: {tracked} tracked files, {a.tasks} landings each, in {tmp} ({fs})")
+        print(f"load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} CPUs")
+        print(f"{'way':<48}{'wall s':>8}{'wall ms/landing':>17}{'CPU ms/landing':>16}")
+        per = {}
+        for name, label, _ in WAYS:
+            wall, cpu = results[name]
+            per[name] = (1000 * wall / a.tasks, 1000 * cpu / a.tasks)
+            print(f"{label:<48}{wall:>8.2f}{per[name][0]:>17.1f}{per[name][1]:>16.1f}")
         print()
-        print(f"ratio CLI / git-hybrid (target checked out):     {per['cli'] / per['checked-out']:.1f}x")
-        print(f"ratio CLI / git-hybrid (target not checked out): {per['cli'] / per['detached']:.1f}x")
-        print(f"same final tree on all three: {same}; commits on main: {counts}")
-        print(f"main checkout clean after git-hybrid landings: {status == ''}")
-        if not same or status:
+
+        def ratio(n):
+            return f"{per['cli'][0] / per[n][0]:.1f}x wall, {per['cli'][1] / per[n][1]:.1f}x CPU"
+
+        print("headline, one landing per process:")
+        print(f"  ratio CLI / git-hybrid (target checked out):     {ratio('checked-out')}")
+        print(f"  ratio CLI / git-hybrid (target not checked out): {ratio('detached')}")
+        print("separately, several tasks per `git hybrid merge` process:")
+        print(f"  ratio CLI / git-hybrid batch (checked out):      {ratio('batch')}")
+        print(f"same final tree on all: {same}; commits on main: {counts}")
+        print(f"main checkout clean after git-hybrid landings: {all(v == '' for v in dirty.values())}")
+        if not same or any(dirty.values()):
             sys.exit("MISMATCH")
     finally:
         if a.keep_dir:

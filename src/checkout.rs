@@ -35,6 +35,10 @@ use git2::{ErrorCode, Oid, Repository, Status, StatusOptions, Tree};
 use crate::error::HybridError;
 use crate::repo::Project;
 
+mod fast;
+mod index;
+pub use fast::DISABLE_ENV as NO_FAST_CHECKOUT_ENV;
+
 /// One checkout of a branch.
 #[derive(Debug, Clone)]
 pub struct Checkout {
@@ -269,6 +273,64 @@ fn git_in(co: &Checkout, args: &[&str]) -> Result<std::process::Output> {
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot run git {}", args.join(" ")))
+}
+
+/// How one checkout of the target will be moved: in process ([`fast`], checked and its index
+/// locked) or by `git read-tree` (checked with [`blocking_paths`]).
+pub enum Move {
+    Fast(Box<fast::FastMove>),
+    ReadTree(Checkout),
+}
+
+/// Checks a checkout of a branch that moves from `old` to `new` (changing `changed`) and says
+/// how it will be moved; `Ok(Err(paths))` when local changes on those paths block the move.
+/// Nothing is changed; a returned [`Move::Fast`] holds the checkout's `index.lock` until it is
+/// applied or dropped.
+pub fn prepare_move(
+    project: &Project,
+    co: &Checkout,
+    branch: &str,
+    old: &Tree,
+    new: &Tree,
+    changed: &BTreeSet<String>,
+) -> Result<std::result::Result<Move, Vec<String>>> {
+    if changed.is_empty() {
+        return Ok(Ok(Move::ReadTree(co.clone())));
+    }
+    let reason = match fast::plan(project, co, branch, old, new, changed)? {
+        fast::Plan::Fast(m) => return Ok(Ok(Move::Fast(m))),
+        fast::Plan::Blocked(paths) => return Ok(Err(paths)),
+        fast::Plan::Fallback(reason) => reason,
+    };
+    if std::env::var_os("HYBRID_DEBUG_CHECKOUT").is_some() {
+        eprintln!("git-hybrid: moving {} with git read-tree: {reason}", co.dir.display());
+    }
+    let blocked = blocking_paths(co, new, changed, Scope::ChangedPaths)?;
+    Ok(if blocked.is_empty() { Ok(Move::ReadTree(co.clone())) } else { Err(blocked) })
+}
+
+/// Applies prepared moves from `old` to `new`; if one fails, moves the ones done back (best
+/// effort, as [`undo`]) and releases the rest.
+pub fn apply_moves(project: &Project, moves: Vec<Move>, old: Oid, new: Oid) -> Result<()> {
+    let mut done: Vec<Checkout> = Vec::new();
+    for m in moves {
+        let (co, result) = match m {
+            Move::Fast(f) => {
+                let co = f.checkout().clone();
+                (co, f.apply(&project.repo))
+            }
+            Move::ReadTree(co) => {
+                let r = read_tree(&co, old, new);
+                (co, r)
+            }
+        };
+        if let Err(e) = result {
+            undo(&done, old, new);
+            return Err(e);
+        }
+        done.push(co);
+    }
+    Ok(())
 }
 
 /// Moves several checkouts from `old` to `new`; if one refuses, moves the others back.

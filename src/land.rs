@@ -36,7 +36,7 @@ use anyhow::{Context, Result};
 use git2::{Oid, Sort};
 use serde::Serialize;
 
-use crate::checkout::{self, RefLock, Scope};
+use crate::checkout::{self, RefLock};
 use crate::error::HybridError;
 use crate::ledger::{TaskRecord, TaskState};
 use crate::lock::FileLock;
@@ -112,10 +112,11 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
     let tip = sync::task_tip(project, &rec)?;
     for _ in 0..MAX_TRIES {
         let base = repo.refname_to_id(&target_ref)?;
-        let caught_up = if sync::contains(repo, tip, base)? {
-            None
+        let bases = sync::merge_bases(repo, tip, base)?;
+        let caught_up = if tip == base || bases == [base] {
+            None // the task already contains the target
         } else {
-            match sync::merge_commit(project, tip, base, &target, &rec.branch)? {
+            match sync::merge_commit_on(project, tip, base, &target, &rec.branch, &bases)? {
                 Ok(m) => Some(m),
                 Err(paths) => {
                     let what = format!("catching {} up with {target}", rec.branch);
@@ -139,7 +140,7 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
             return Ok(report(&rec, "empty", None, base, tip, &target, cleaned, kept, false, false));
         }
 
-        let message = squash_message(project, &rec, opts, base, landed_tip)?;
+        let message = squash_message(project, &rec, opts, base, landed_tip, tip, &bases)?;
         let author = git::signature(repo, git::Role::Author)?;
         let committer = git::signature(repo, git::Role::Committer)?;
         let squash = repo.commit(None, &author, &committer, &message, &tip_tree, &[&base_commit])?;
@@ -161,11 +162,12 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
             continue; // someone else moved the target: recompute on its new tip
         }
         let checkouts = checkout::checkouts_of(project, &target_ref)?;
+        let mut moves = Vec::with_capacity(checkouts.len());
         if !checkouts.is_empty() {
             let changed = checkout::changed_paths(repo, &base_tree, &tip_tree)?;
             for co in &checkouts {
-                let blocked = checkout::blocking_paths(co, &tip_tree, &changed, Scope::ChangedPaths)?;
-                if !blocked.is_empty() {
+                let prepared = checkout::prepare_move(project, co, &target_ref, &base_tree, &tip_tree, &changed)?;
+                if let Err(blocked) = prepared {
                     return Err(HybridError::LocalChanges {
                         message: format!(
                             "landing {id} would change path(s) that have local changes in {} (where {target} is \
@@ -177,13 +179,14 @@ pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) 
                     }
                     .into());
                 }
+                moves.extend(prepared.ok());
             }
         }
         if let Some(m) = caught_up {
             sync::move_task_branch(project, &branch_ref, tip, m, &format!("git-hybrid merge: catch up with {target}"))?;
             pause();
         }
-        checkout::read_tree_all(&checkouts, base, squash)?;
+        checkout::apply_moves(project, moves, base, squash)?;
         pause();
         if let Err(e) = target_lock.commit(repo, squash, &format!("git-hybrid merge: land {id}")) {
             checkout::undo(&checkouts, base, squash);
@@ -234,7 +237,7 @@ fn set_tip_ref(project: &Project, rec: &TaskRecord, tip: Oid) -> Result<()> {
 }
 
 /// Sleeps between steps when `HYBRID_TEST_PAUSE_MS` is set (test-only; see the module docs).
-fn pause() {
+pub(crate) fn pause() {
     if let Some(ms) = std::env::var("HYBRID_TEST_PAUSE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
@@ -376,12 +379,33 @@ fn report(
 }
 
 /// The squash commit message: summary, the task's commit subjects, trailers.
-fn squash_message(project: &Project, rec: &TaskRecord, opts: &LandOptions, base: Oid, tip: Oid) -> Result<String> {
+///
+/// The subjects are those of the non-merge commits reachable from the task tip and not from the
+/// target (`base`). Those are exactly the ones not reachable from any merge base of the two
+/// (a commit reachable from both is a common ancestor, so it is reachable from some merge base),
+/// so the walk hides the merge bases: it then stops near the task's own commits instead of
+/// walking everything the target gained since the task started. The catch-up merge itself is
+/// a merge commit and never listed.
+#[allow(clippy::too_many_arguments)]
+fn squash_message(
+    project: &Project,
+    rec: &TaskRecord,
+    opts: &LandOptions,
+    base: Oid,
+    tip: Oid,
+    task_tip: Oid,
+    merge_bases: &[Oid],
+) -> Result<String> {
     let repo = &project.repo;
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
-    walk.push(tip)?;
-    walk.hide(base)?;
+    walk.push(task_tip)?;
+    if merge_bases.is_empty() {
+        walk.hide(base)?;
+    }
+    for b in merge_bases {
+        walk.hide(*b)?;
+    }
     let mut subjects = Vec::new();
     for oid in walk {
         let c = repo.find_commit(oid?)?;

@@ -126,6 +126,10 @@ impl Project {
 
     /// Fails with a clear error when the repository has no commits yet.
     pub fn require_commits(&self) -> Result<()> {
+        // A HEAD that resolves proves a commit without listing every ref (slow with many branches).
+        if self.repo.head().is_ok_and(|h| h.target().is_some()) {
+            return Ok(());
+        }
         let empty = self.repo.is_empty().unwrap_or(false) || self.repo.references()?.flatten().next().is_none();
         if empty {
             return Err(HybridError::Repo("the repository has no commits yet; make a first commit".into()).into());

@@ -132,7 +132,7 @@ pub(crate) fn load_or_adopt(project: &Project, id: &str, attempt: u32, target: O
         None => project.target_branch()?,
     };
     let target_tip = project.repo.refname_to_id(&branch_ref_checked(project, &target)?)?;
-    let base = project.repo.merge_base(tip, target_tip).map_err(|_| {
+    let base = merge_bases(&project.repo, tip, target_tip)?.first().copied().ok_or_else(|| {
         HybridError::Repo(format!("{branch} shares no history with {target}; cannot adopt it as a task"))
     })?;
     let mut rec = TaskRecord::new(id, attempt, &branch, Path::new(""), &base.to_string(), &target);
@@ -151,13 +151,46 @@ pub(crate) fn merge_commit(
     target: &str,
     branch: &str,
 ) -> Result<std::result::Result<Oid, Vec<String>>> {
+    let bases = merge_bases(&project.repo, tip, target_tip)?;
+    merge_commit_on(project, tip, target_tip, target, branch, &bases)
+}
+
+/// The merge bases of two commits (none when they share no history). Walking the history to
+/// find them is the part of a landing whose cost grows with how far the target moved, so a
+/// landing computes them once and reuses them (catch-up check, merge, commit list).
+/// Commits never change, so the answer for a pair holds forever; it is remembered for the
+/// process (adopting a branch and landing it ask for the same pair).
+pub(crate) fn merge_bases(repo: &git2::Repository, a: Oid, b: Oid) -> Result<Vec<Oid>> {
+    thread_local! {
+        static MEMO: std::cell::RefCell<std::collections::HashMap<(Oid, Oid), Vec<Oid>>> = Default::default();
+    }
+    if let Some(hit) = MEMO.with(|m| m.borrow().get(&(a, b)).cloned()) {
+        return Ok(hit);
+    }
+    let bases = match repo.merge_bases(a, b) {
+        Ok(bases) => bases.iter().copied().collect(),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Vec::new(),
+        Err(e) => return Err(e).context("cannot find the merge base"),
+    };
+    MEMO.with(|m| m.borrow_mut().insert((a, b), bases.clone()));
+    Ok(bases)
+}
+
+/// [`merge_commit`] with the merge bases of `tip` and `target_tip` already known.
+pub(crate) fn merge_commit_on(
+    project: &Project,
+    tip: Oid,
+    target_tip: Oid,
+    target: &str,
+    branch: &str,
+    bases: &[Oid],
+) -> Result<std::result::Result<Oid, Vec<String>>> {
     let repo = &project.repo;
     let ours = repo.find_commit(tip)?;
     let theirs = repo.find_commit(target_tip)?;
     let author = git::signature(repo, git::Role::Author)?;
     let committer = git::signature(repo, git::Role::Committer)?;
     let msg = format!("Merge branch '{target}' into {branch}\n");
-    let bases = repo.merge_bases(tip, target_tip)?;
     if bases.len() == 1 {
         let base_tree = repo.find_commit(bases[0])?.tree()?;
         if let Some(tree_id) = tree_merge(repo, Some(&base_tree), &ours.tree()?, &theirs.tree()?)? {

@@ -505,3 +505,68 @@ fn a_rewritten_but_identical_file_on_a_changed_path_does_not_block() {
     assert_eq!(repo.read("README.md"), "task\n");
     assert_eq!(repo.porcelain(&repo.root), "");
 }
+
+#[test]
+fn several_tasks_in_one_process_each_land_as_their_own_squash() {
+    let repo = TestRepo::new();
+    repo.write("shared.txt", "a\nb\nc\n");
+    repo.commit_all("shared");
+    task(&repo, "m1", &[("m1.txt", "1\n")], "m1 work");
+    task(&repo, "m2", &[("shared.txt", "a\nTASK\nc\n")], "m2 edits shared");
+    task(&repo, "m3", &[("dir/m3.txt", "3\n")], "m3 work");
+    repo.write("shared.txt", "a\nMAIN\nc\n");
+    repo.commit_all("main edits shared");
+    repo.write("user.txt", "uncommitted\n");
+
+    // Bad input anywhere in the list changes nothing.
+    let before = repo.refs_snapshot();
+    for args in [&["merge", "m1", "nosuch"][..], &["merge", "m1", "m3", "-m", "one message"], &["merge", "m1", "m1"]] {
+        let out = repo.hybrid(args);
+        assert_code(&out, 2);
+        assert_eq!(repo.refs_snapshot(), before, "{args:?}");
+    }
+
+    let out = repo.hybrid(&["--json", "merge", "m1", "m2", "m3"]);
+    assert_code(&out, 3);
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[0]["task"], "m1");
+    assert_eq!(docs[0]["status"], "landed");
+    assert_eq!(docs[1]["task"], "m2");
+    assert_eq!(docs[1]["status"], "conflict");
+    assert_eq!(docs[1]["conflicts"], serde_json::json!(["shared.txt"]));
+    assert_eq!(docs[2]["status"], "landed");
+    assert_eq!(landings_of(&repo, "m1"), 1);
+    assert_eq!(landings_of(&repo, "m2"), 0);
+    assert_eq!(landings_of(&repo, "m3"), 1);
+    assert_eq!(repo.rev("main"), docs[2]["merge_sha"].as_str().unwrap());
+    assert_eq!(repo.rev("main^"), docs[0]["merge_sha"].as_str().unwrap(), "one squash commit each");
+    assert_eq!(record(&repo, "m2")["state"], "conflict");
+    assert_eq!(repo.read("dir/m3.txt"), "3\n");
+    assert_eq!(repo.porcelain(&repo.root), "?? user.txt");
+    fsck_clean(&repo);
+
+    // One task keeps the single-object JSON.
+    let r = merge_json(&repo, &["m1"]);
+    assert_eq!(r["status"], "landed");
+    assert_eq!(r["already"], true);
+}
+
+#[test]
+fn commit_list_after_an_earlier_sync_and_a_moved_target_names_only_the_tasks_commits() {
+    let repo = TestRepo::new();
+    let dir = task(&repo, "t1", &[("one.txt", "1\n")], "task one");
+    repo.write("m1.txt", "m1\n");
+    repo.commit_all("main one");
+    assert_ok(&repo.hybrid(&["sync", "t1"]), &["sync", "t1"]);
+    write_file(&dir.join("two.txt"), "2\n");
+    repo.commit_all_in(&dir, "task two");
+    for i in 2..5 {
+        repo.write(&format!("m{i}.txt"), "m\n");
+        repo.commit_all(&format!("main {i}"));
+    }
+    merge_json(&repo, &["t1"]);
+    let msg = repo.git(&["log", "-1", "--format=%B", "main"]);
+    assert!(msg.contains("Commits:\n- task one\n- task two\n\nHybrid-Task"), "{msg}");
+    assert!(!msg.contains("main ") && !msg.contains("Merge"), "{msg}");
+}

@@ -1,16 +1,19 @@
 use clap::Args;
+use git_hybrid::error::{self, HybridError};
 use git_hybrid::land::{self, LandOptions};
 
 use super::{output, GlobalArgs};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The task to land.
-    pub task: String,
+    /// The task(s) to land. Several tasks land one after another in this process, each as its
+    /// own squash commit with the same checks; a failure of one does not stop the others.
+    #[arg(value_name = "TASK", required = true, num_args = 1..)]
+    pub tasks: Vec<String>,
     /// Branch to land on (default: the project's target).
     #[arg(long)]
     pub target: Option<String>,
-    /// Summary line of the squash commit.
+    /// Summary line of the squash commit (one task only).
     #[arg(short = 'm', long = "message")]
     pub message: Option<String>,
     /// Keep the worktree and branch after landing.
@@ -22,17 +25,87 @@ pub struct MergeArgs {
 }
 
 pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
-    git_hybrid::task_id::validate(&a.task)?;
+    for t in &a.tasks {
+        git_hybrid::task_id::validate(t)?;
+    }
+    if a.tasks.len() > 1 && a.message.is_some() {
+        return Err(HybridError::Usage("-m/--message names one squash commit; give one task with it".into()).into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = a.tasks.iter().find(|t| !seen.insert(t.as_str())) {
+        return Err(HybridError::Usage(format!("task {dup:?} is given twice")).into());
+    }
     let project = output::project(g)?;
     let opts = LandOptions { target: a.target, message: a.message, keep: a.keep };
-    let report = match land::land_task(&project, &a.task, a.attempt, &opts) {
-        Ok(r) => r,
-        Err(e) => return super::sync::report_conflict(&a.task, e, g, "git hybrid merge"),
-    };
-    if g.json {
-        output::print_json(&report)?;
+    if a.tasks.len() == 1 {
+        let task = &a.tasks[0];
+        let report = match land::land_task(&project, task, a.attempt, &opts) {
+            Ok(r) => r,
+            Err(e) => return super::sync::report_conflict(task, e, g, "git hybrid merge"),
+        };
+        if g.json {
+            output::print_json(&report)?;
+        } else {
+            print_report(&report);
+        }
         return Ok(0);
     }
+    // Several tasks: every one must exist before anything lands (bad input changes nothing).
+    for t in &a.tasks {
+        let known = project.ledger().get(t, a.attempt)?.is_some()
+            || project
+                .repo
+                .refname_to_id(&format!("refs/heads/{}", git_hybrid::worktree::branch_name(t, a.attempt)))
+                .is_ok();
+        if !known {
+            return Err(HybridError::UnknownTask(t.clone()).into());
+        }
+    }
+    let mut code = 0;
+    let mut docs = Vec::new();
+    for t in &a.tasks {
+        match land::land_task(&project, t, a.attempt, &opts) {
+            Ok(report) => {
+                if g.json {
+                    docs.push(serde_json::to_value(&report)?);
+                } else {
+                    print_report(&report);
+                }
+            }
+            Err(e) => {
+                let this = error::exit_code(&e);
+                if code == 0 {
+                    code = this;
+                }
+                let mut doc = serde_json::json!({ "task": t, "status": "error", "error": format!("{e:#}"),
+                    "exit_code": this });
+                match error::find_hybrid_error(&e) {
+                    Some(HybridError::Conflict { paths, .. }) => {
+                        doc["status"] = "conflict".into();
+                        doc["conflicts"] = serde_json::json!(paths);
+                    }
+                    Some(HybridError::LocalChanges { paths, .. }) => doc["paths"] = serde_json::json!(paths),
+                    _ => {}
+                }
+                if g.json {
+                    docs.push(doc);
+                } else {
+                    println!("{t}: {}", if doc["status"] == "conflict" { "conflict" } else { "not landed" });
+                    for p in doc["conflicts"].as_array().into_iter().chain(doc["paths"].as_array()).flatten() {
+                        println!("  {}", p.as_str().unwrap_or_default());
+                    }
+                    eprintln!("git-hybrid: {t}: error: {e:#}");
+                }
+            }
+        }
+    }
+    if g.json {
+        output::print_json(&docs)?;
+    }
+    Ok(code)
+}
+
+fn print_report(report: &land::LandReport) {
     let again = if report.already { " (already)" } else { "" };
     match report.merge_sha.as_deref() {
         Some(sha) => println!("{}: landed on {} as {}{again}", report.task, report.target, sha),
@@ -43,5 +116,4 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     if let Some(k) = &report.kept {
         println!("  kept worktree/branch: {k}");
     }
-    Ok(0)
 }

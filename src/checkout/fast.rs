@@ -1,0 +1,653 @@
+//! An in-process replacement for `git read-tree -m -u <old> <new>`, used only where it provably
+//! does what git does.
+//!
+//! Contract: [`plan`] either returns a [`FastMove`] (the checkout was checked and its index is
+//! locked), the paths whose local changes block the move ([`Plan::Blocked`]), or
+//! [`Plan::Fallback`] with the reason the caller must use `git read-tree` instead. It never
+//! changes a file, the index or a ref; [`FastMove::apply`] then writes the changed paths and the
+//! index. Both behave like git's two-tree checkout for the paths the move changes, and leave every
+//! other path (file, index entry, stat data) exactly as it was.
+//!
+//! Why it is equivalent to `read-tree -m -u` where it runs (and falls back everywhere else):
+//! - **No conversion on checkout.** It runs only when no filter, `ident`, `working-tree-encoding`
+//!   or CRLF output applies to a changed path: `core.autocrlf` is unset/false/input, `core.eol`
+//!   is unset/lf/native (on Unix), and the paths' attributes set none of `filter`, `ident`,
+//!   `working-tree-encoding`, `crlf`, and `eol` only as `lf`. `text` (and `text=auto`) is
+//!   allowed: with LF output git writes blobs byte-for-byte (convert.c: `crlf_to_worktree` runs
+//!   only for CRLF output). Settings are checked in every configuration source git reads
+//!   (libgit2's view plus the files `GIT_CONFIG_GLOBAL`/`GIT_CONFIG_SYSTEM` name, which libgit2
+//!   ignores); settings from `git -c` fall back. With no attribute file on any changed path's folders, in
+//!   `info/attributes`, the global or the system attributes file, nothing is looked up at all.
+//! - **Plain index and checkout.** No sparse checkout (`core.sparseCheckout`, `index.sparse`),
+//!   split index, fsmonitor, per-worktree config, `core.symlinks=false`, `core.filemode=false` or
+//!   `core.ignorecase`; no unmerged entries; no skip-worktree, intent-to-add or assume-unchanged
+//!   bit on a touched entry; index version 2 or 3 without mandatory extensions (`link`, `sdir`).
+//!   The `TREE` cache is kept with the touched paths invalidated; the optional caches that the
+//!   move makes stale (`UNTR`, `FSMN`, `EOIE`, `IEOT`) are dropped, git rebuilds them and they
+//!   hold no user data.
+//! - **Simple paths.** Every changed path is a blob or symlink on both sides or absent (no
+//!   file/folder swap, no submodule), not a `.git`, `.gitattributes` or `.gitmodules`
+//!   name (attribute and submodule changes fall back, as do names git's NTFS/HFS protections
+//!   treat specially), no
+//!   folder on the way is a file or a symlink in the checkout or an entry in the index, and no
+//!   index entry lives below a path that becomes a file (libgit2 would silently drop it).
+//!
+//! The check per changed path is git's: the index entry must equal the old tree's and the file
+//! must match it (stat data first, like git's `ie_match_stat`, the content hash when stat data
+//! differs or the entry is racily clean); an added path must be absent (untracked and ignored
+//! files block). A path whose index entry is already the new one with a matching file is already
+//! moved and left alone (as `checkout::blocking_paths` allows). One more state is accepted: index
+//! still old but the file already byte-for-byte the incoming content (or already gone for a
+//! deletion) — what a landing killed while writing files leaves; nothing of the user's can be
+//! lost by rewriting identical bytes.
+//!
+//! The index is read and written by [`super::index`] (git's format, versions 2 and 3; anything
+//! else falls back), which keeps every untouched entry byte-for-byte and invalidates the cache
+//! tree on the changed paths as git does.
+//!
+//! Locking and crashes: the index is locked git's way (`index.lock`, created exclusively, so
+//! every git command keeps out) from the check until the new index is in place, so no `git add`
+//! can slip in between. The new index is written to `hybrid-index.new` beside it and renamed over
+//! `index` while `index.lock` is still held; `index.lock` itself stays empty, which keeps the
+//! stale-lock proof below exact.
+//! Files are written to a temporary file in the git directory and renamed into place (each file
+//! is old or new, never torn; nothing temporary appears in the checkout), all before the index,
+//! and the index before the ref (see [`crate::checkout`]). A `kill -9` leaves: files partly new
+//! with the old index (accepted as explained above), or the new index (already moved), plus our
+//! `index.lock`, which the next landing on the same target removes when a note (written right
+//! after creating it, naming its device, inode and times) proves it is the dead holder's.
+
+use std::collections::BTreeSet;
+use std::fs::{self, Metadata};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use git2::{AttrCheckFlags, AttrValue, ObjectType, Oid, Repository, Tree};
+
+use super::index::{Entry, RawIndex};
+use super::{put_note, wait_index_unlocked, Checkout};
+use crate::error::HybridError;
+use crate::repo::Project;
+
+/// Environment variable that disables the fast path (tests and the benchmark compare both).
+pub const DISABLE_ENV: &str = "HYBRID_NO_FAST_CHECKOUT";
+
+const MODE_LINK: u32 = 0o120000;
+const MODE_EXEC: u32 = 0o100755;
+const MODE_FILE: u32 = 0o100644;
+/// Index entry flag bits (git's index format).
+const FLAG_VALID: u16 = 0x8000;
+const FLAG_EXT_INTENT_TO_ADD: u16 = 0x2000;
+const FLAG_EXT_SKIP_WORKTREE: u16 = 0x4000;
+
+/// What [`plan`] decided.
+pub enum Plan {
+    Fast(Box<FastMove>),
+    Blocked(Vec<String>),
+    Fallback(String),
+}
+
+/// A checked, locked move of one checkout, ready to [`apply`](FastMove::apply).
+pub struct FastMove {
+    co: Checkout,
+    index: RawIndex,
+    lock: IndexLock,
+    /// Paths to write (`Some`) or remove (`None`), with their old entry for a rollback.
+    ops: Vec<Op>,
+}
+
+struct Op {
+    path: String,
+    old: Option<(Oid, u32)>,
+    new: Option<(Oid, u32)>,
+}
+
+/// Checks whether `co` can be moved from `old` to `new` in process (see the module contract).
+/// `target` names the branch being moved; it scopes the stale-lock note.
+pub fn plan(
+    project: &Project,
+    co: &Checkout,
+    target: &str,
+    old: &Tree,
+    new: &Tree,
+    changed: &BTreeSet<String>,
+) -> Result<Plan> {
+    if std::env::var_os(DISABLE_ENV).is_some() {
+        return Ok(Plan::Fallback(format!("{DISABLE_ENV} is set")));
+    }
+    if let Some(reason) = config_blocker(&project.repo)? {
+        return Ok(Plan::Fallback(reason));
+    }
+    let mut ops = Vec::new();
+    for p in changed {
+        if let Some(reason) = unsafe_path(p) {
+            return Ok(Plan::Fallback(format!("{p:?}: {reason}")));
+        }
+        let (Some(o), Some(n)) = (blob_entry(old, p), blob_entry(new, p)) else {
+            return Ok(Plan::Fallback(format!("{p:?} is a folder or submodule on one side")));
+        };
+        ops.push(Op { path: p.clone(), old: o, new: n });
+    }
+    let lock = match IndexLock::acquire(project, co, target)? {
+        Some(l) => l,
+        None => return Ok(Plan::Fallback("the checkout has no index file".into())),
+    };
+    let data = fs::read(&lock.index).with_context(|| format!("cannot read {}", lock.index.display()))?;
+    let index_mtime = fs::metadata(&lock.index).map(|m| (m.mtime(), m.mtime_nsec())).unwrap_or((i64::MAX, 0));
+    let index = match RawIndex::parse(data)? {
+        Ok(i) => i,
+        Err(reason) => return Ok(Plan::Fallback(reason)),
+    };
+    if index.has_conflicts() {
+        return Ok(Plan::Fallback("the index has unmerged entries".into()));
+    }
+    if let Some(reason) = attributes_blocker(project, co, &index, &ops)? {
+        return Ok(Plan::Fallback(reason));
+    }
+    let mut blocked = Vec::new();
+    let mut todo = Vec::new();
+    for op in ops {
+        let path = Path::new(&op.path);
+        let ie = index.get(&op.path);
+        if let Some(e) = &ie {
+            if e.flags & FLAG_VALID != 0 || e.flags_extended & (FLAG_EXT_INTENT_TO_ADD | FLAG_EXT_SKIP_WORKTREE) != 0 {
+                return Ok(Plan::Fallback(format!(
+                    "{:?} has an assume-unchanged/skip-worktree/intent-to-add bit",
+                    op.path
+                )));
+            }
+        }
+        if let Some(reason) = structure_blocker(co, &index, &op.path)? {
+            return Ok(Plan::Fallback(reason));
+        }
+        let file = match fs::symlink_metadata(co.dir.join(path)) {
+            Ok(m) if m.is_dir() => return Ok(Plan::Fallback(format!("{:?} is a folder in the checkout", op.path))),
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", co.dir.join(path).display())),
+        };
+        let idx = ie.as_ref().map(|e| (e.id, e.mode));
+        let file_is =
+            |want: Option<(Oid, u32)>| file_matches(co, &op.path, file.as_ref(), want, ie.as_ref(), index_mtime);
+        if idx == op.old && file_is(op.old)? {
+            todo.push(op); // clean: move it
+        } else if idx == op.new && file_is(op.new)? {
+            // already moved (a killed run, or the user staged exactly the incoming change)
+        } else if idx == op.old && file_is(op.new)? {
+            todo.push(op); // files written by a killed run: identical bytes, nothing to lose
+        } else {
+            blocked.push(op.path);
+        }
+    }
+    if !blocked.is_empty() {
+        return Ok(Plan::Blocked(blocked));
+    }
+    Ok(Plan::Fast(Box::new(FastMove { co: co.clone(), index, lock, ops: todo })))
+}
+
+impl FastMove {
+    /// The checkout this moves.
+    pub fn checkout(&self) -> &Checkout {
+        &self.co
+    }
+
+    /// Writes the changed paths and the index (see the module contract). On an error before
+    /// the index is written, the files already written are put back (best effort).
+    pub fn apply(self, repo: &Repository) -> Result<()> {
+        let mut entries: Vec<(String, Option<Entry>)> = Vec::with_capacity(self.ops.len());
+        for op in &self.ops {
+            match put(&self.co, repo, &op.path, op.new) {
+                Ok(entry) => entries.push((op.path.clone(), entry)),
+                Err(e) => {
+                    self.rollback(repo, entries.len());
+                    return Err(e);
+                }
+            }
+        }
+        // Folders a removal emptied go too, as git does; deepest first, never the root.
+        let mut dirs: BTreeSet<&str> = BTreeSet::new();
+        for op in self.ops.iter().filter(|o| o.new.is_none()) {
+            let mut p = op.path.as_str();
+            while let Some((parent, _)) = p.rsplit_once('/') {
+                dirs.insert(parent);
+                p = parent;
+            }
+        }
+        for d in dirs.iter().rev() {
+            let _ = fs::remove_dir(self.co.dir.join(d)); // fails (and stays) when not empty
+        }
+        // The kill -9 tests stop here too: files new, index old (see the module contract).
+        crate::land::pause();
+        // `ops` come from a sorted set, so `entries` are sorted and unique, as write_with needs.
+        let bytes = self.index.write_with(&entries);
+        if let Err(e) = self.lock.commit(&bytes) {
+            self.rollback(repo, entries.len());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn rollback(&self, repo: &Repository, done: usize) {
+        for op in self.ops[..done].iter().rev() {
+            if let Err(e) = put(&self.co, repo, &op.path, op.old) {
+                eprintln!("git-hybrid: warning: could not restore {}: {e:#}", self.co.dir.join(&op.path).display());
+            }
+        }
+    }
+}
+
+/// Writes (or removes) one path of the checkout; returns its new index entry.
+fn put(co: &Checkout, repo: &Repository, rel: &str, entry: Option<(Oid, u32)>) -> Result<Option<Entry>> {
+    let dst = co.dir.join(rel);
+    let Some((id, mode)) = entry else {
+        match fs::remove_file(&dst) {
+            Ok(()) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", dst.display())),
+        }
+    };
+    let blob = repo.find_blob(id)?;
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let tmp = co.git_dir.join(format!("hybrid-checkout-{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    write_file(&tmp, blob.content(), mode)?;
+    if let Err(e) = fs::rename(&tmp, &dst) {
+        let _ = fs::remove_file(&tmp);
+        if e.raw_os_error() != Some(libc::EXDEV) {
+            return Err(e).with_context(|| format!("cannot write {}", dst.display()));
+        }
+        // The git directory is on another file system: write in place, as git does.
+        match fs::remove_file(&dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot replace {}", dst.display())),
+        }
+        write_file(&dst, blob.content(), mode)?;
+    }
+    let m = fs::symlink_metadata(&dst).with_context(|| format!("cannot inspect {}", dst.display()))?;
+    Ok(Some(Entry {
+        ctime: (m.ctime() as u32, m.ctime_nsec() as u32),
+        mtime: (m.mtime() as u32, m.mtime_nsec() as u32),
+        dev: m.dev() as u32,
+        ino: m.ino() as u32,
+        mode,
+        uid: m.uid(),
+        gid: m.gid(),
+        size: m.size() as u32,
+        id,
+        flags: 0,
+        flags_extended: 0,
+    }))
+}
+
+/// Creates `path` with `content`: a symlink for links, else a file with git's permissions
+/// (0777 or 0666 minus the umask).
+fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    if mode == MODE_LINK {
+        use std::os::unix::ffi::OsStrExt;
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(content), path)
+            .with_context(|| format!("cannot create the symlink {}", path.display()))?;
+        return Ok(());
+    }
+    let perm = if mode == MODE_EXEC { 0o777 } else { 0o666 };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(perm)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(content).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Whether the file at `rel` (its `lstat`) is `want` as git would judge it.
+fn file_matches(
+    co: &Checkout,
+    rel: &str,
+    file: Option<&Metadata>,
+    want: Option<(Oid, u32)>,
+    ie: Option<&Entry>,
+    index_mtime: (i64, i64),
+) -> Result<bool> {
+    let (m, (id, mode)) = match (file, want) {
+        (None, None) => return Ok(true),
+        (Some(m), Some(w)) => (m, w),
+        _ => return Ok(false),
+    };
+    let is_link = m.file_type().is_symlink();
+    if is_link != (mode == MODE_LINK) || (!is_link && !m.is_file()) {
+        return Ok(false);
+    }
+    if !is_link && (m.mode() & 0o100 != 0) != (mode == MODE_EXEC) {
+        return Ok(false);
+    }
+    // git's stat shortcut: the entry's stat data matches and the entry is not racily clean.
+    if let Some(e) = ie.filter(|e| e.id == id && e.mode == mode) {
+        let racy = (e.mtime.0 as i64, e.mtime.1 as i64) >= index_mtime;
+        if !racy
+            && e.size == m.size() as u32
+            && e.mtime == (m.mtime() as u32, m.mtime_nsec() as u32)
+            && e.ctime == (m.ctime() as u32, m.ctime_nsec() as u32)
+            && e.ino == m.ino() as u32
+            && e.uid == m.uid()
+            && e.gid == m.gid()
+        {
+            return Ok(true);
+        }
+    }
+    let path = co.dir.join(rel);
+    let actual = if is_link {
+        use std::os::unix::ffi::OsStrExt;
+        let target = fs::read_link(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Oid::hash_object(ObjectType::Blob, target.as_os_str().as_bytes())?
+    } else {
+        Oid::hash_file(ObjectType::Blob, &path).with_context(|| format!("cannot hash {}", path.display()))?
+    };
+    Ok(actual == id)
+}
+
+/// The blob (or symlink) at `path` in `tree`: `Some(None)` when absent, `None` for a folder or
+/// a submodule.
+fn blob_entry(tree: &Tree, path: &str) -> Option<Option<(Oid, u32)>> {
+    match tree.get_path(Path::new(path)) {
+        Ok(e) => {
+            let mode = e.filemode() as u32;
+            matches!(mode, MODE_FILE | MODE_EXEC | MODE_LINK).then_some(Some((e.id(), mode)))
+        }
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            // Absent, unless a parent is a file (a file/folder swap): that also falls back.
+            let mut p = path;
+            while let Some((parent, _)) = p.rsplit_once('/') {
+                if tree.get_path(Path::new(parent)).is_ok_and(|e| e.kind() != Some(ObjectType::Tree)) {
+                    return None;
+                }
+                p = parent;
+            }
+            Some(None)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Paths the fast path leaves to git: anything git's path protections look at twice.
+fn unsafe_path(p: &str) -> Option<&'static str> {
+    if p.contains('\u{fffd}') {
+        return Some("not UTF-8");
+    }
+    for c in p.split('/') {
+        let lower = c.to_ascii_lowercase();
+        if c.is_empty() || c == "." || c == ".." {
+            return Some("unusual path component");
+        }
+        let bare = lower.trim_end_matches(['.', ' ']);
+        if matches!(bare, ".git" | ".gitattributes" | ".gitmodules") || lower.starts_with("git~") {
+            return Some("a .git, .gitattributes or .gitmodules name");
+        }
+        if !c.is_ascii() && lower.contains('g') {
+            return Some("non-ASCII (git's HFS protection ignores some characters)");
+        }
+        if c.ends_with(['.', ' ']) || c.contains(['\\', ':']) || c.chars().any(|ch| ch.is_control()) {
+            return Some("a name git's NTFS protection checks");
+        }
+    }
+    None
+}
+
+/// Folders on the way to `rel` must be real folders (or absent) in the checkout and not files
+/// in the index; nothing in the index may live below `rel`.
+fn structure_blocker(co: &Checkout, index: &RawIndex, rel: &str) -> Result<Option<String>> {
+    if index.has_prefix(&format!("{rel}/")) {
+        return Ok(Some(format!("the index has entries below {rel:?}")));
+    }
+    let mut checked_disk = true;
+    let mut prefix = String::new();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if index.get(&prefix).is_some() {
+            return Ok(Some(format!("{prefix:?} is a file in the index")));
+        }
+        if checked_disk {
+            match fs::symlink_metadata(co.dir.join(&prefix)) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Ok(Some(format!("{prefix:?} is not a folder in the checkout"))),
+                Err(e) if e.kind() == ErrorKind::NotFound => checked_disk = false,
+                Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", co.dir.join(&prefix).display())),
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The configuration sources git would read that libgit2 (opened without its environment mode)
+/// may not: libgit2's view plus the files `GIT_CONFIG_GLOBAL`/`GIT_CONFIG_SYSTEM` name. A setting
+/// must be harmless in every one of them (a conservative union: the effective value comes from one
+/// of them or is the default). Settings given on git's command line (`git -c`, which reaches us
+/// as `GIT_CONFIG_PARAMETERS`) or by `GIT_CONFIG_COUNT` are not read at all: the caller falls back.
+fn config_sources(repo: &Repository) -> Result<std::result::Result<Vec<git2::Config>, String>> {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
+    if set("GIT_CONFIG_PARAMETERS") || set("GIT_CONFIG_COUNT") {
+        return Ok(Err("configuration given on the git command line".into()));
+    }
+    let mut out = vec![repo.config()?];
+    for var in ["GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"] {
+        if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()).map(PathBuf::from) {
+            if p.is_file() {
+                out.push(git2::Config::open(&p).with_context(|| format!("cannot read {}", p.display()))?);
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn config_blocker(repo: &Repository) -> Result<Option<String>> {
+    if cfg!(not(unix)) {
+        return Ok(Some("not a Unix system".into()));
+    }
+    let configs = match config_sources(repo)? {
+        Ok(c) => c,
+        Err(reason) => return Ok(Some(reason)),
+    };
+    for cfg in &configs {
+        if let Some(reason) = config_blocker_in(cfg) {
+            return Ok(Some(reason));
+        }
+    }
+    Ok(None)
+}
+
+fn config_blocker_in(cfg: &git2::Config) -> Option<String> {
+    let s = |k: &str| cfg.get_string(k).ok().map(|v| v.to_ascii_lowercase());
+    // `None`: unset; `Some(None)`: set to something that is not a boolean (treated as blocking).
+    let on = |k: &str| cfg.get_string(k).ok().map(|_| cfg.get_bool(k).ok());
+    let autocrlf = s("core.autocrlf");
+    if autocrlf.as_deref().is_some_and(|v| !matches!(v, "false" | "no" | "off" | "0" | "input" | "")) {
+        return Some("core.autocrlf".into());
+    }
+    if s("core.eol").is_some_and(|v| !matches!(v.as_str(), "lf" | "native" | "")) {
+        return Some("core.eol".into());
+    }
+    let defaults = [
+        ("core.symlinks", true),
+        ("core.filemode", true),
+        ("core.ignorecase", false),
+        ("core.sparsecheckout", false),
+        ("index.sparse", false),
+        ("core.splitindex", false),
+        ("extensions.worktreeconfig", false),
+    ];
+    for (key, default) in defaults {
+        if on(key).is_some_and(|v| v != Some(default)) {
+            return Some(key.into());
+        }
+    }
+    if s("core.fsmonitor").is_some_and(|v| !matches!(v.as_str(), "false" | "no" | "off" | "0" | "")) {
+        return Some("core.fsmonitor".into());
+    }
+    None
+}
+
+/// `Some(reason)` when an attribute that changes how git writes files applies to a changed path.
+fn attributes_blocker(project: &Project, co: &Checkout, index: &RawIndex, ops: &[Op]) -> Result<Option<String>> {
+    if !any_attribute_file(project, co, index, ops) {
+        return Ok(None);
+    }
+    let repo = Repository::open(&co.dir).with_context(|| format!("cannot open the checkout {}", co.dir.display()))?;
+    for op in ops {
+        for flags in [AttrCheckFlags::INDEX_THEN_FILE, AttrCheckFlags::FILE_THEN_INDEX] {
+            for name in ["text", "eol", "crlf", "filter", "ident", "working-tree-encoding"] {
+                let v = repo.get_attr_bytes(Path::new(&op.path), name, flags)?;
+                let ok = match (name, AttrValue::from_bytes(v)) {
+                    (_, AttrValue::Unspecified) => true,
+                    // LF output (checked in the config): git writes the blob as it is.
+                    ("text", _) => true,
+                    ("eol", AttrValue::Bytes(b)) => b == b"lf",
+                    ("filter" | "ident", AttrValue::False) => true,
+                    _ => false,
+                };
+                if !ok {
+                    return Ok(Some(format!("the attribute {name} applies to {:?}", op.path)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether any attributes file could apply to the changed paths: `.gitattributes` in their
+/// folders (checkout or index), `info/attributes`, the global and the system file.
+fn any_attribute_file(project: &Project, co: &Checkout, index: &RawIndex, ops: &[Op]) -> bool {
+    let mut dirs: BTreeSet<&str> = BTreeSet::from([""]);
+    for op in ops {
+        let mut p = op.path.as_str();
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            dirs.insert(parent);
+            p = parent;
+        }
+    }
+    for d in dirs {
+        let rel = if d.is_empty() { ".gitattributes".to_string() } else { format!("{d}/.gitattributes") };
+        if index.get(&rel).is_some() || fs::symlink_metadata(co.dir.join(&rel)).is_ok() {
+            return true;
+        }
+    }
+    if project.common_dir.join("info").join("attributes").exists() {
+        return true;
+    }
+    match config_sources(&project.repo) {
+        Ok(Ok(configs)) if configs.iter().all(|c| c.get_path("core.attributesfile").is_err()) => {}
+        _ => return true,
+    }
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if xdg.is_some_and(|x| x.join("git").join("attributes").exists()) {
+        return true;
+    }
+    let no_system = std::env::var_os("GIT_ATTR_NOSYSTEM").is_some_and(|v| v != "0" && v != "false");
+    !no_system
+        && ["/etc/gitattributes", "/usr/etc/gitattributes", "/usr/local/etc/gitattributes"]
+            .iter()
+            .any(|p| Path::new(p).exists())
+}
+
+/// git's `index.lock`, held from the check to the rename of the new index (module contract).
+struct IndexLock {
+    lock: PathBuf,
+    index: PathBuf,
+    /// Where the new index is written before it is renamed over `index`.
+    new: PathBuf,
+    note: PathBuf,
+}
+
+impl IndexLock {
+    /// `Ok(None)` when the checkout has no index (git's own code handles that case).
+    fn acquire(project: &Project, co: &Checkout, target: &str) -> Result<Option<IndexLock>> {
+        let index = co.git_dir.join("index");
+        let lock = co.git_dir.join("index.lock");
+        let who = co.git_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let note = project.state_dir().join("locks").join(format!(
+            "index-{}-{}.note",
+            if co.git_dir == project.common_dir { "main".to_string() } else { format!("wt-{who}") },
+            target.replace('/', "%")
+        ));
+        remove_stale(&note, &lock);
+        if !index.exists() {
+            return Ok(None);
+        }
+        wait_index_unlocked(co)?;
+        match fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(HybridError::Busy(format!(
+                    "another git command is using the checkout {} ({} exists); nothing was changed. Retry when it \
+                     finishes",
+                    co.dir.display(),
+                    lock.display()
+                ))
+                .into())
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", lock.display())),
+        }
+        if let Some((dev, ino, s, ns, _)) = super::identity(&lock) {
+            put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
+        }
+        let new = co.git_dir.join("hybrid-index.new");
+        let _ = fs::remove_file(&new); // a killed run's, under the lock we now hold
+        Ok(Some(IndexLock { lock, index, new, note }))
+    }
+
+    /// Puts `bytes` in place as the new index (written beside it, then renamed over it while
+    /// `index.lock` is held, so readers see the old or the new index, never a torn one);
+    /// dropping `self` then releases the lock.
+    fn commit(&self, bytes: &[u8]) -> Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(&self.new)
+            .with_context(|| format!("cannot create {}", self.new.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {}", self.new.display()))?;
+        drop(f);
+        fs::rename(&self.new, &self.index).with_context(|| format!("cannot replace {}", self.index.display()))
+    }
+}
+
+impl Drop for IndexLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.new);
+        let _ = fs::remove_file(&self.lock);
+        put_note(&self.note, "none");
+    }
+}
+
+/// Removes an `index.lock` the note proves was left by a dead git-hybrid landing (the caller
+/// holds that landing's flock): same device and inode, and the exact times noted (our lock file
+/// is never written, so a git command's lock, even on a reused inode, differs).
+fn remove_stale(note: &Path, lock: &Path) {
+    let Ok(recorded) = fs::read_to_string(note) else { return };
+    let f: Vec<&str> = recorded.split_whitespace().collect();
+    if f.first() != Some(&"held") {
+        return;
+    }
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
+    if let Some((dev, ino, s, ns, len)) = super::identity(lock) {
+        if len == 0
+            && num(1) == Some(dev as i64)
+            && num(2) == Some(ino as i64)
+            && num(3) == Some(s)
+            && num(4) == Some(ns)
+        {
+            let _ = fs::remove_file(lock);
+        }
+    }
+    put_note(note, "none");
+}
