@@ -6,6 +6,8 @@
 //! attempt the [`crate::schedule::Scheduler`] releases. Per attempt:
 //!
 //! 1. `worktree::start` (attempt N on `hybrid/<id>@N`); an existing worktree is reused as is;
+//!    the plan's claims for the task are recorded in its ledger record (`claims`), which is
+//!    what the pre-commit hook checks;
 //! 2. anything left uncommitted in that worktree (an interrupted run's work) is committed as a
 //!    checkpoint: the worktree is git-hybrid's own, never the user's checkout;
 //! 3. `sync::sync_task`: a conflict marks the task `conflict` and launches no agent;
@@ -503,13 +505,25 @@ fn attempt_inner(
 
     phase("worktree", String::new());
     timing.worktree_begin_ns = Some(agent::now_ns());
-    let opts =
-        StartOptions { id: id.to_string(), base: task.base.clone(), attempt: Some(attempt), title: task.title.clone() };
+    let opts = StartOptions {
+        id: id.to_string(),
+        base: task.base.clone(),
+        attempt: Some(attempt),
+        title: task.title.clone(),
+        claims: Some(task.claims.clone()),
+    };
     let started = start_worktree(&project, &opts)?;
     timing.worktree_ready_ns = Some(agent::now_ns());
-    let rec = started.record;
+    let mut rec = started.record;
     if rec.state.is_done() {
         return Ok(AttemptEnd::Landed { state: rec.state.as_str().into(), merge_sha: rec.merge_sha });
+    }
+    // The pre-commit hook checks the claims of the plan this dispatch runs, recorded before
+    // any agent runs; an attempt resumed under another plan takes that plan's claims.
+    if rec.claims.as_ref() != Some(&task.claims) {
+        rec = ledger
+            .update(id, attempt, |r| r.claims = Some(task.claims.clone()))?
+            .context("the task record vanished")?;
     }
     let wt = rec.worktree.clone().context("the task record has no worktree")?;
     // A worktree made just now from the target tip holds nothing to checkpoint and nothing to

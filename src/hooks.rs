@@ -17,10 +17,11 @@
 //! - **Missing binary.** The wrapper looks for `git-hybrid` on `PATH`, then at the absolute path of
 //!   the binary that installed it; when neither exists it warns and lets git continue.
 //! - **pre-commit** ([`pre_commit`]), in a task worktree (branch `hybrid/<id>[@N]` with a ledger
-//!   record): refuses staged paths outside the task's claims ([`crate::claims`]) and staged added
-//!   lines that look like secrets ([`crate::secrets`]); then records a checkpoint commit of the
-//!   index at `refs/hybrid/checkpoints/<id>[@N]` (parents: HEAD and the previous checkpoint), so
-//!   every state an agent committed stays recoverable after resets or amends. Outside task
+//!   record): refuses staged paths outside the attempt's claims ([`crate::claims`]: the ones its
+//!   ledger record holds, else `hybrid.toml`'s) and staged added lines that look like secrets
+//!   ([`crate::secrets`]); then records a checkpoint commit of the index at
+//!   `refs/hybrid/checkpoints/<id>[@N]` (parents: HEAD and the previous checkpoint), so every
+//!   state an agent committed stays recoverable after resets or amends. Outside task
 //!   worktrees it does nothing unless `[hooks] everywhere = true` (then: the secret scan only).
 //!   It reads only the index and HEAD with git2 and never spawns git.
 //! - **post-merge** ([`post_merge`]): records commits with `Hybrid-Task` trailers that a merge or
@@ -647,7 +648,7 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
     };
     // A task branch counts only with a ledger record; an unreadable record is an error (warned).
     let task = match task {
-        Some((id, n)) => project.ledger().get(&id, n)?.map(|_| (id, n)),
+        Some((id, n)) => project.ledger().get(&id, n)?.map(|rec| (id, n, rec)),
         None => None,
     };
     let hooks_cfg = &project.config.config.hooks;
@@ -656,7 +657,7 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
         return Ok(report);
     }
     report.checked = true;
-    if let Some((id, n)) = &task {
+    if let Some((id, n, _)) = &task {
         report.task = Some(id.clone());
         report.attempt = Some(*n);
     }
@@ -680,9 +681,10 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
         staged.retain(|p| changed_vs_other.contains(p));
     }
 
-    if let Some((id, _)) = &task {
+    if let Some((_, _, rec)) = &task {
         if !hooks_cfg.no_claims {
-            if let Some(claims) = claims::for_task(&project, id)? {
+            // The claims recorded when the attempt started; hybrid.toml's when none were.
+            if let Some(claims) = claims::for_record(&project, rec)? {
                 report.outside_claims = staged.iter().filter(|p| !claims.allows(p)).cloned().collect();
                 report.claims = Some(claims.patterns.clone());
             }
@@ -693,7 +695,7 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
     if report.refused() {
         return Ok(report);
     }
-    if let Some((id, n)) = &task {
+    if let Some((id, n, _)) = &task {
         let name = format!("refs/hybrid/checkpoints/{}", worktree::worktree_name(id, *n));
         let oid = checkpoint(&repo, index_tree_id, head.as_ref(), &name, id, *n)?;
         report.checkpoint = Some(oid.to_string());

@@ -108,6 +108,12 @@ pub struct TaskRecord {
     #[serde(default)]
     pub runs: u32,
     pub labels: Option<Labels>,
+    /// The paths this attempt may change (see [`crate::claims`]), fixed when it was started:
+    /// the dispatched plan's claims, or the `hybrid.toml` entry's for `git hybrid start`. `[]`
+    /// means unrestricted; `null` (not known when it started) makes the pre-commit hook read
+    /// `hybrid.toml` at commit time.
+    #[serde(default)]
+    pub claims: Option<Vec<String>>,
     /// Fields written by other versions, kept verbatim.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -138,6 +144,7 @@ impl TaskRecord {
             conflicts: Vec::new(),
             runs: 0,
             labels: None,
+            claims: None,
             extra: serde_json::Map::new(),
         }
     }

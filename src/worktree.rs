@@ -58,6 +58,8 @@ pub struct StartOptions {
     /// Attempt number (default 1).
     pub attempt: Option<u32>,
     pub title: Option<String>,
+    /// Claims recorded in the ledger when the record is written (`None`: left as they are).
+    pub claims: Option<Vec<String>>,
 }
 
 /// What `start` did.
@@ -150,6 +152,9 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
     rec.worktree = Some(path.clone());
     if opts.title.is_some() {
         rec.title = opts.title.clone();
+    }
+    if opts.claims.is_some() {
+        rec.claims = opts.claims.clone();
     }
     ledger.put(&rec)?;
 

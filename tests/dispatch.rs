@@ -675,3 +675,32 @@ fn landing_refused_by_local_changes_waits_as_passed_then_lands() {
     assert_eq!(rec["runs"], 1);
     assert_eq!(r.read("shared.txt"), "lc 1\n");
 }
+
+#[test]
+fn status_shows_the_claims_each_dispatched_attempt_was_started_with() {
+    let r = setup("");
+    let plan_path = r.base().join("plan.toml");
+    // `redo` fails every run, so the next dispatch resumes it under the edited plan.
+    let plan = |touches: &str| {
+        format!(
+            "{HEAD}{}{}\n[[task]]\nid = \"redo\"\nprompt = \"x\"\nagent = [\"sh\", \"-c\", \"exit 1\"]\ntouches = [{touches}]\n",
+            script_task("plug", "shape = \"plugin\"\nplugin = \"login\"\ntouches = [\"docs/login.md\"]\n", &["src/plugins/login/a.txt"]),
+            script_task("free", "", &["free.txt"]),
+        )
+    };
+    std::fs::write(&plan_path, plan("\"src/old/**\"")).unwrap();
+    let out = dispatch(&r, &["--plan", plan_path.to_str().unwrap()]);
+    assert_code(&out, 1);
+    let tasks = r.tasks();
+    assert_eq!(task(&tasks, "plug", 1)["claims"], serde_json::json!(["src/plugins/login/**", "docs/login.md"]));
+    assert_eq!(task(&tasks, "free", 1)["claims"], serde_json::json!([]), "known and unrestricted");
+    assert_eq!(task(&tasks, "redo", 1)["claims"], serde_json::json!(["src/old/**"]));
+    assert_eq!(task(&tasks, "redo", 1)["state"], "failed");
+
+    std::fs::write(&plan_path, plan("\"src/new/**\"")).unwrap();
+    let _ = dispatch(&r, &["--plan", plan_path.to_str().unwrap()]);
+    assert_eq!(task(&r.tasks(), "redo", 1)["claims"], serde_json::json!(["src/new/**"]));
+    // A task started by hand with no plan entry has no recorded claims.
+    r.hybrid_ok(&["start", "manual"]);
+    assert_eq!(task(&r.tasks(), "manual", 1)["claims"], serde_json::Value::Null);
+}

@@ -533,3 +533,79 @@ fn concluding_a_merge_only_checks_what_the_task_changed() {
     assert_ok(&out, &["commit", "(concluding the merge)"]);
     assert_eq!(r.git_in(&wt, &["rev-list", "--count", "--merges", "HEAD"]), "1");
 }
+
+/// Agent for the dispatch tests: commits a file outside `src/a` (recording git's exit code and
+/// stderr in its run directory), takes it back, then commits `src/a/in.txt`.
+const CLAIM_AGENT: &str = r#"#!/bin/sh
+mkdir -p src/a src/b
+echo out > src/b/out.txt
+git add -A
+git commit -q -m "outside the claim" 2> "$HYBRID_RUN_DIR/outside.err"
+echo $? > "$HYBRID_RUN_DIR/outside.rc"
+git reset -q
+rm -f src/b/out.txt
+echo in > src/a/in.txt
+git add -A
+git commit -q -m "inside the claim" 2> "$HYBRID_RUN_DIR/inside.err"
+echo $? > "$HYBRID_RUN_DIR/inside.rc"
+"#;
+
+#[test]
+fn dispatched_plan_file_claims_are_enforced_by_the_hook() {
+    let r = TestRepo::new();
+    r.write("agent.sh", CLAIM_AGENT);
+    r.commit_all("agent");
+    r.hybrid_ok(&["hooks", "install"]);
+    // hybrid.toml has no [[task]]: the claims exist only in the plan file.
+    let plan = r.base().join("plan.toml");
+    write_file(
+        &plan,
+        "[agent]\ncommand = [\"builtin:script\", \"agent.sh\"]\n\n[[task]]\nid = \"pa\"\nprompt = \"p\"\ntouches = [\"src/a/**\"]\n",
+    );
+    assert_ok(&r.hybrid(&["dispatch", "--plan", plan.to_str().unwrap()]), &["dispatch", "--plan"]);
+
+    let run = r.root.join(".git/hybrid/runs/pa/1/1");
+    let rc = |name: &str| std::fs::read_to_string(run.join(name)).unwrap().trim().to_string();
+    assert_ne!(rc("outside.rc"), "0", "the commit outside the claim was refused");
+    let err = std::fs::read_to_string(run.join("outside.err")).unwrap();
+    assert!(err.contains("src/b/out.txt") && err.contains("src/a/**"), "{err}");
+    assert_eq!(rc("inside.rc"), "0", "{}", std::fs::read_to_string(run.join("inside.err")).unwrap());
+
+    let tasks = r.tasks();
+    let t = tasks.iter().find(|t| t["id"] == "pa").unwrap();
+    assert_eq!(t["state"], "landed", "{t:#}");
+    assert_eq!(t["claims"], serde_json::json!(["src/a/**"]));
+    assert_eq!(r.read("src/a/in.txt"), "in\n");
+    assert!(!r.root.join("src/b/out.txt").exists());
+    assert!(!r.git(&["ls-tree", "-r", "--name-only", "main"]).contains("src/b/"));
+}
+
+#[test]
+fn start_records_hybrid_toml_claims_and_later_edits_do_not_change_them() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["hooks", "install"]);
+    config(&r, "[[task]]\nid = \"x\"\ntouches = [\"src/x/**\"]\n");
+    let wt = start(&r, "x");
+    assert_eq!(ledger_record(&r.root, "x", 1).unwrap()["claims"], serde_json::json!(["src/x/**"]));
+    // A task with no plan entry records nothing: the hook reads hybrid.toml when it runs.
+    let wt_y = start(&r, "y");
+    assert_eq!(ledger_record(&r.root, "y", 1).unwrap()["claims"], serde_json::Value::Null);
+
+    // The plan is edited after the start: x keeps the claims it started with; y, recorded
+    // without claims, takes hybrid.toml's as they are now.
+    config(&r, "[[task]]\nid = \"x\"\ntouches = [\"other/**\"]\n\n[[task]]\nid = \"y\"\ntouches = [\"src/y/**\"]\n");
+    write_file(&wt.join("src/x/a.rs"), "a\n");
+    r.git_in(&wt, &["add", "-A"]);
+    assert_ok(&commit_h(&r, &wt, "x in its recorded claim"), &["commit"]);
+    write_file(&wt.join("other/b.rs"), "b\n");
+    r.git_in(&wt, &["add", "-A"]);
+    let out = commit_h(&r, &wt, "x outside its recorded claim");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("other/b.rs") && stderr(&out).contains("src/x/**"), "{}", stderr(&out));
+
+    write_file(&wt_y.join("src/z.rs"), "z\n");
+    r.git_in(&wt_y, &["add", "-A"]);
+    let out = commit_h(&r, &wt_y, "y outside hybrid.toml's claim");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("src/y/**"), "{}", stderr(&out));
+}

@@ -24,9 +24,11 @@ pub fn handle_start(a: StartArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     // Validate before touching git at all.
     git_hybrid::task_id::validate(&a.task)?;
     let project = output::project(g)?;
+    // No plan here: the task's hybrid.toml entry, when it has one, gives the claims recorded.
+    let claims = git_hybrid::claims::plan_entry_patterns(&project, &a.task);
     let out = worktree::start(
         &project,
-        &StartOptions { id: a.task, base: a.base, attempt: Some(a.attempt), title: a.title },
+        &StartOptions { id: a.task, base: a.base, attempt: Some(a.attempt), title: a.title, claims },
     )?;
     if !out.created {
         eprintln!("task {} (attempt {}) already exists; nothing changed", out.record.id, out.record.attempt);
