@@ -54,8 +54,8 @@
 //! is old or new, never torn; nothing temporary appears in the checkout), all before the index,
 //! and the index before the ref (see [`crate::checkout`]). A `kill -9` leaves: files partly new
 //! with the old index (accepted as explained above), or the new index (already moved), plus our
-//! `index.lock`, which the next landing on the same target removes when a note (written right
-//! after creating it, naming its device, inode and times) proves it is the dead holder's.
+//! `index.lock`, which the next landing on the same target removes when a note (written before
+//! the lock is linked into place, naming its device, inode and times) proves it is the dead holder's.
 
 use std::collections::BTreeSet;
 use std::fs::{self, Metadata};
@@ -583,22 +583,40 @@ impl IndexLock {
         if !index.exists() {
             return Ok(None);
         }
+        // A killed run's lock candidate (see below); we hold its flock, so it is dead.
+        let candidate = co.git_dir.join("hybrid-index-lock.tmp");
+        let _ = fs::remove_file(&candidate);
         wait_index_unlocked(co)?;
-        match fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
-            Ok(_) => {}
+        // No window for kill -9: the lock is made as an empty file under another name, its
+        // identity is noted, and only then is it hard-linked to `index.lock` (link(2) fails if
+        // the name exists, exactly like git's O_EXCL create). A run killed before the link leaves
+        // no `index.lock`; one killed after it leaves a lock the note proves is its own.
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)
+            .with_context(|| format!("cannot create {}", candidate.display()))?;
+        if let Some((dev, ino, s, ns, _)) = super::identity(&candidate) {
+            put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
+        }
+        let linked = fs::hard_link(&candidate, &lock);
+        let _ = fs::remove_file(&candidate);
+        match linked {
+            Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                put_note(&note, "none");
                 return Err(HybridError::Busy(format!(
                     "another git command is using the checkout {} ({} exists); nothing was changed. Retry when it \
                      finishes",
                     co.dir.display(),
                     lock.display()
                 ))
-                .into())
+                .into());
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot create {}", lock.display())),
-        }
-        if let Some((dev, ino, s, ns, _)) = super::identity(&lock) {
-            put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
+            Err(e) => {
+                put_note(&note, "none");
+                return Err(e).with_context(|| format!("cannot create {}", lock.display()));
+            }
         }
         let new = co.git_dir.join("hybrid-index.new");
         let _ = fs::remove_file(&new); // a killed run's, under the lock we now hold
