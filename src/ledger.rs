@@ -228,7 +228,11 @@ impl Ledger {
     pub fn put(&self, rec: &TaskRecord) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(rec)?;
         json.push(b'\n');
-        write_atomic(&self.path(&rec.id, rec.attempt), &json)
+        let path = self.path(&rec.id, rec.attempt);
+        if let Some(dir) = path.parent() {
+            remove_dead_temp_files(dir);
+        }
+        write_atomic(&path, &json)
             .with_context(|| format!("cannot write the ledger record of {}#{}", rec.id, rec.attempt))
     }
 
@@ -253,6 +257,26 @@ impl Ledger {
         rec.updated = now_rfc3339();
         self.put(&rec)?;
         Ok(Some(rec))
+    }
+}
+
+/// Removes temporary files a writer killed mid-write left behind (readers already skip them).
+/// Writers hold the task lock, so a temporary file older than a minute belongs to a dead one.
+fn remove_dead_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() >= 60);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -283,6 +307,25 @@ mod tests {
         l.update("t1", 1, |r| r.state = TaskState::Landed).unwrap();
         assert_eq!(l.list().unwrap()[0].state, TaskState::Landed);
         assert!(l.get("t2", 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn dead_writers_temp_files_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path());
+        let rec = TaskRecord::new("t1", 1, "hybrid/t1", Path::new("/w/t1"), "abc", "main");
+        l.put(&rec).unwrap();
+        let dir = d.path().join("hybrid/ledger/t1");
+        let stale = dir.join(".tmp-dead");
+        let fresh = dir.join(".tmp-live");
+        std::fs::write(&stale, "half").unwrap();
+        std::fs::write(&fresh, "half").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&stale).unwrap().set_modified(old).unwrap();
+        l.put(&rec).unwrap();
+        assert!(!stale.exists(), "a dead writer's temporary file is removed");
+        assert!(fresh.exists(), "a recent one may be a live writer's and is kept");
+        assert_eq!(l.attempts("t1").unwrap().len(), 1);
     }
 
     #[test]
