@@ -129,6 +129,21 @@ fn version_and_completions() {
 }
 
 #[test]
+fn bash_completion_serves_git_hybrid_through_git() {
+    let r = TestRepo::new();
+    let script = stdout(&r.hybrid(&["completions", "bash"]));
+    assert!(script.contains("_git_hybrid()"), "no shim for `git hybrid <TAB>`");
+    // git's completion calls _git_hybrid with COMP_WORDS = (git hybrid ...).
+    let probe =
+        format!("{script}\nCOMP_WORDS=(git hybrid st); COMP_CWORD=2; _git_hybrid; echo \"[${{COMPREPLY[*]}}]\"");
+    let Ok(out) = std::process::Command::new("bash").arg("-c").arg(&probe).output() else {
+        return; // no bash on this machine
+    };
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "[start status]");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let r = TestRepo::new();
     assert_code(&r.hybrid(&["no-such-command"]), 2);
