@@ -739,8 +739,7 @@ fn fast_index_tree(repo: &Repository, cwd: &Path) -> Result<Option<Oid>> {
     let Ok(Ok(idx)) = RawIndex::parse(data) else { return Ok(None) };
     let Ok(cache) = idx.cache_tree() else { return Ok(None) };
     for i in 0..idx.entry_count() {
-        let e = idx.entry_at(i);
-        if e.flags & 0x7000 != 0 || !plain_path(idx.path_at(i)) {
+        if idx.flags_at(i) & 0x7000 != 0 || !plain_path(idx.path_at(i)) {
             return Ok(None); // a conflict stage, an extended flag, or a path libgit2 may refuse
         }
     }
@@ -750,17 +749,14 @@ fn fast_index_tree(repo: &Repository, cwd: &Path) -> Result<Option<Oid>> {
 
 /// Whether every component of an index path is one libgit2 accepts on every platform setting.
 fn plain_path(path: &[u8]) -> bool {
-    path.split(|b| *b == b'/').all(|c| {
-        let lower = c.to_ascii_lowercase();
-        !c.is_empty()
-            && c.is_ascii()
-            && !c.contains(&b'\\')
-            && !c.contains(&b':')
-            && c != b"."
-            && c != b".."
-            && !lower.starts_with(b".git")
-            && !lower.starts_with(b"git~")
-    })
+    // `.git` itself, also as NTFS sees it (trailing dots and spaces dropped, `git~1` short names).
+    let dot_git = |c: &[u8]| {
+        let end = c.len() - c.iter().rev().take_while(|b| **b == b'.' || **b == b' ').count();
+        c[..end].eq_ignore_ascii_case(b".git") || (c.len() >= 4 && c[..4].eq_ignore_ascii_case(b"git~"))
+    };
+    path.is_ascii()
+        && !path.iter().any(|b| *b < 0x20 || b"\\:<>\"|?*".contains(b))
+        && path.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b".." && !dot_git(c))
 }
 
 /// The tree of the index folder `prefix` (`""` or ending in `/`), whose entries start at
@@ -1125,7 +1121,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path();
         git(dir, &["init", "-q"]);
-        for p in ["a.txt", "a-b", "a/x", "a/b/c.txt", "a/b/d/e.txt", "b/y", "b.c/z", "c/d/e/f/g", "z"] {
+        for p in [
+            "a.txt",
+            "a-b",
+            "a/x",
+            "a/b/c.txt",
+            "a/b/d/e.txt",
+            "b/y",
+            "b.c/z",
+            "c/d/e/f/g",
+            "z",
+            ".github/w.yml",
+            ".gitattributes",
+        ] {
             put(dir, p, p);
         }
         put(dir, "run.sh", "#!/bin/sh\n");
@@ -1177,5 +1185,25 @@ mod tests {
         git(dir, &["add", "-N", "ita.txt"]);
         let repo = Repository::open(dir).unwrap();
         assert!(fast_index_tree(&repo, dir).unwrap().is_none());
+    }
+
+    /// Names libgit2 may refuse to write into a tree send the hook to libgit2.
+    #[test]
+    fn unusual_paths_are_left_to_libgit2() {
+        assert!(plain_path(b"a/b.c/d-e") && plain_path(b".github/x") && plain_path(b".gitignore"));
+        for p in [
+            &b"a/.GIT/x"[..],
+            b".git. /x",
+            b"a/.git",
+            b"GIT~1/x",
+            b"a//b",
+            b"a/./b",
+            b"../a",
+            b"a\\b",
+            b"c:d",
+            "\u{e9}".as_bytes(),
+        ] {
+            assert!(!plain_path(p), "{}", String::from_utf8_lossy(p));
+        }
     }
 }

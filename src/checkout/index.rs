@@ -184,6 +184,11 @@ impl RawIndex {
         self.entry(i)
     }
 
+    /// The flags of entry `i` (stage, extended-flags bit, name length).
+    pub fn flags_at(&self, i: usize) -> u16 {
+        be16(&self.data, self.slots[i].bytes.start + 60)
+    }
+
     /// The cache tree (`TREE` extension): `Ok(None)` when the index has none, `Err(())` when it
     /// cannot be parsed (libgit2 refuses such an index).
     #[allow(clippy::result_unit_err)]
