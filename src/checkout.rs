@@ -36,7 +36,7 @@ use crate::error::HybridError;
 use crate::repo::Project;
 
 mod fast;
-mod index;
+pub(crate) mod index;
 pub use fast::DISABLE_ENV as NO_FAST_CHECKOUT_ENV;
 
 /// One checkout of a branch.

@@ -38,6 +38,7 @@ use anyhow::{Context, Result};
 use git2::{DiffOptions, Index, Oid, Repository, Sort};
 use serde::{Deserialize, Serialize};
 
+use crate::checkout::index::{Node as CacheNode, RawIndex};
 use crate::claims;
 use crate::error::HybridError;
 use crate::fsutil::write_atomic;
@@ -662,13 +663,12 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
         report.attempt = Some(*n);
     }
 
-    let mut index = open_index(&repo, cwd)?;
     let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
     let head_tree = head.as_ref().map(|c| c.tree()).transpose()?;
     // The index as a tree: libgit2 reuses the index's cache of unchanged subtrees, and a
     // tree-to-tree diff then skips every subtree whose id did not change, so the cost follows
     // the size of the change rather than of the repository. The checkpoint reuses the tree.
-    let index_tree_id = index.write_tree_to(&repo).context("cannot write the index as a tree")?;
+    let index_tree_id = index_tree(&repo, cwd)?;
     let index_tree = repo.find_tree(index_tree_id)?;
     let mut changes = Vec::new();
     tree_changes(&repo, head_tree.as_ref(), Some(&index_tree), "", &mut changes)?;
@@ -710,6 +710,115 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
 fn fast_object_access() {
     git2::opts::strict_hash_verification(false);
     git2::opts::strict_object_creation(false);
+}
+
+/// The index being committed as a tree id, as libgit2's `write_tree_to` writes it: read with
+/// [`RawIndex`] (no collision-detecting SHA-1 over the whole index, no per-entry copies) when it
+/// parses and holds nothing unusual, else through libgit2 itself.
+fn index_tree(repo: &Repository, cwd: &Path) -> Result<Oid> {
+    if let Some(id) = fast_index_tree(repo, cwd)? {
+        return Ok(id);
+    }
+    let mut index = open_index(repo, cwd)?;
+    index.write_tree_to(repo).context("cannot write the index as a tree")
+}
+
+/// The file [`open_index`] reads.
+fn index_file(repo: &Repository, cwd: &Path) -> PathBuf {
+    match std::env::var_os("GIT_INDEX_FILE").filter(|v| !v.is_empty()) {
+        Some(f) => cwd.join(PathBuf::from(f)),
+        None => repo.path().join("index"),
+    }
+}
+
+/// [`index_tree`] from the raw index; `Ok(None)` when libgit2 must decide (unreadable or
+/// unusual index: other versions, conflicts, extended flags such as intent-to-add, a cache tree
+/// that does not parse, names libgit2 would refuse or modes it does not write).
+fn fast_index_tree(repo: &Repository, cwd: &Path) -> Result<Option<Oid>> {
+    let Ok(data) = std::fs::read(index_file(repo, cwd)) else { return Ok(None) };
+    let Ok(Ok(idx)) = RawIndex::parse(data) else { return Ok(None) };
+    let Ok(cache) = idx.cache_tree() else { return Ok(None) };
+    for i in 0..idx.entry_count() {
+        if idx.flags_at(i) & 0x7000 != 0 || !plain_path(idx.path_at(i)) {
+            return Ok(None); // a conflict stage, an extended flag, or a path libgit2 may refuse
+        }
+    }
+    let odb = repo.odb().context("cannot open the object database")?;
+    Ok(write_index_dir(&odb, &idx, cache.as_ref(), b"", 0)?.map(|(id, _)| id))
+}
+
+/// Whether every component of an index path is one libgit2 accepts on every platform setting.
+fn plain_path(path: &[u8]) -> bool {
+    // `.git` itself, also as NTFS sees it (trailing dots and spaces dropped, `git~1` short names).
+    let dot_git = |c: &[u8]| {
+        let end = c.len() - c.iter().rev().take_while(|b| **b == b'.' || **b == b' ').count();
+        c[..end].eq_ignore_ascii_case(b".git") || (c.len() >= 4 && c[..4].eq_ignore_ascii_case(b"git~"))
+    };
+    path.is_ascii()
+        && !path.iter().any(|b| *b < 0x20 || b"\\:<>\"|?*".contains(b))
+        && path.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b".." && !dot_git(c))
+}
+
+/// The tree of the index folder `prefix` (`""` or ending in `/`), whose entries start at
+/// `start`, and the first entry after it — libgit2's `write_tree`: a valid cache-tree node is
+/// reused as is; otherwise the folder's tree is built from its entries and subfolders.
+fn write_index_dir(
+    odb: &git2::Odb<'_>,
+    idx: &RawIndex,
+    node: Option<&CacheNode>,
+    prefix: &[u8],
+    start: usize,
+) -> Result<Option<(Oid, usize)>> {
+    let end = start + (start..idx.entry_count()).take_while(|i| idx.path_at(*i).starts_with(prefix)).count();
+    if let Some((_, id)) = node.and_then(|n| n.valid) {
+        return Ok(Some((Oid::from_bytes(&id)?, end)));
+    }
+    // (name, mode, id, is a folder)
+    let mut items: Vec<(&[u8], u32, Oid, bool)> = Vec::new();
+    let mut i = start;
+    while i < end {
+        let path = idx.path_at(i);
+        let rest = &path[prefix.len()..];
+        match rest.iter().position(|b| *b == b'/') {
+            Some(slash) => {
+                let name = &rest[..slash];
+                let child = node.and_then(|n| n.children.iter().find(|c| c.name == name));
+                let sub = &path[..prefix.len() + slash + 1];
+                let Some((id, next)) = write_index_dir(odb, idx, child, sub, i)? else { return Ok(None) };
+                items.push((name, 0o40000, id, true));
+                i = next;
+            }
+            None => {
+                let e = idx.entry_at(i);
+                if !matches!(e.mode, 0o100644 | 0o100755 | 0o120000 | 0o160000) {
+                    return Ok(None);
+                }
+                items.push((rest, e.mode, e.id, false));
+                i += 1;
+            }
+        }
+    }
+    // git's tree order: names compared as if folders ended in '/'.
+    let key = |(name, _, _, dir): &(&[u8], u32, Oid, bool)| -> Vec<u8> {
+        let mut k = name.to_vec();
+        if *dir {
+            k.push(b'/');
+        }
+        k
+    };
+    items.sort_by_cached_key(key);
+    if items.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Ok(None); // a file and a folder of one name: libgit2 keeps one, refuse to guess
+    }
+    let mut buf = Vec::with_capacity(items.len() * 48);
+    for (name, mode, id, _) in &items {
+        buf.extend_from_slice(format!("{mode:o} ").as_bytes());
+        buf.extend_from_slice(name);
+        buf.push(0);
+        buf.extend_from_slice(id.as_bytes());
+    }
+    let id = odb.write(git2::ObjectType::Tree, &buf).context("cannot write the index as a tree")?;
+    Ok(Some((id, end)))
 }
 
 /// The index being committed: `$GIT_INDEX_FILE` (git points it at a temporary index for
@@ -963,4 +1072,138 @@ pub fn post_merge(cwd: &Path, squash: bool) -> Result<Vec<PostMergeItem>> {
         items.push(item);
     }
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@e")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@e")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn put(dir: &Path, p: &str, content: &str) {
+        let f = dir.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, content).unwrap();
+    }
+
+    /// The raw-index tree id next to libgit2's and git's (`None`: the fast path declined).
+    fn compare(dir: &Path) -> Option<Oid> {
+        let repo = Repository::open(dir).unwrap();
+        let fast = fast_index_tree(&repo, dir).unwrap();
+        let mut index = repo.index().unwrap();
+        let libgit2 = index.write_tree_to(&repo).unwrap();
+        if let Some(f) = fast {
+            assert_eq!(f, libgit2, "raw-index tree differs from libgit2's");
+        }
+        assert_eq!(libgit2.to_string(), git(dir, &["write-tree"]).trim());
+        fast
+    }
+
+    /// Nested folders, exec bits, symlinks, a gitlink, names that sort differently as folders,
+    /// staged adds/modifications/deletions with a partly invalidated cache tree, and an index
+    /// without any cache tree: the raw-index tree is libgit2's, byte for byte.
+    #[test]
+    fn raw_index_tree_matches_libgit2() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        git(dir, &["init", "-q"]);
+        for p in [
+            "a.txt",
+            "a-b",
+            "a/x",
+            "a/b/c.txt",
+            "a/b/d/e.txt",
+            "b/y",
+            "b.c/z",
+            "c/d/e/f/g",
+            "z",
+            ".github/w.yml",
+            ".gitattributes",
+        ] {
+            put(dir, p, p);
+        }
+        put(dir, "run.sh", "#!/bin/sh\n");
+        std::os::unix::fs::symlink("a/x", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("missing", dir.join("b/dangling")).unwrap();
+        git(dir, &["add", "-A"]);
+        git(dir, &["update-index", "--chmod=+x", "run.sh"]);
+        let head_like = git(dir, &["write-tree"]);
+        let commit = git(dir, &["commit-tree", head_like.trim(), "-m", "sub"]);
+        git(dir, &["update-index", "--add", "--cacheinfo", &format!("160000,{},sub/mod", commit.trim())]);
+        git(dir, &["commit", "-q", "-m", "c"]);
+        // Fully valid cache tree (git commit writes it).
+        assert!(compare(dir).is_some());
+        // Modify, add, delete: git add invalidates the nodes on the way.
+        put(dir, "a/b/c.txt", "changed");
+        put(dir, "c/d/new/h", "new");
+        put(dir, "a/b.txt", "sorts before a/b/");
+        git(dir, &["add", "a/b/c.txt", "c/d/new/h", "a/b.txt"]);
+        git(dir, &["rm", "-q", "--cached", "b.c/z", "z"]);
+        git(dir, &["update-index", "--chmod=-x", "run.sh"]);
+        let raw = RawIndex::parse(std::fs::read(dir.join(".git/index")).unwrap()).unwrap().unwrap();
+        let root = raw.cache_tree().unwrap().unwrap();
+        let names: Vec<_> =
+            root.children.iter().map(|c| (String::from_utf8_lossy(&c.name).into_owned(), c.valid.is_some())).collect();
+        assert!(root.valid.is_none() && root.children.iter().any(|c| c.name == b"b" && c.valid.is_some()), "{names:?}");
+        assert!(compare(dir).is_some());
+        // No TREE extension at all: every folder is built from the entries.
+        let listed = git(dir, &["ls-files", "-s"]);
+        std::fs::remove_file(dir.join(".git/index")).unwrap();
+        let mut child = std::process::Command::new("git")
+            .args(["update-index", "--index-info"])
+            .current_dir(dir)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(listed.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+        let raw = RawIndex::parse(std::fs::read(dir.join(".git/index")).unwrap()).unwrap().unwrap();
+        assert!(raw.cache_tree().unwrap().is_none(), "a fresh index has no cache tree");
+        assert!(compare(dir).is_some());
+        git(dir, &["add", "-A"]);
+        assert!(compare(dir).is_some());
+        // An empty index.
+        git(dir, &["rm", "-r", "-q", "--cached", "."]);
+        assert!(compare(dir).is_some());
+        // Intent-to-add (extended flag): libgit2 decides.
+        git(dir, &["add", "-A"]);
+        put(dir, "ita.txt", "x");
+        git(dir, &["add", "-N", "ita.txt"]);
+        let repo = Repository::open(dir).unwrap();
+        assert!(fast_index_tree(&repo, dir).unwrap().is_none());
+    }
+
+    /// Names libgit2 may refuse to write into a tree send the hook to libgit2.
+    #[test]
+    fn unusual_paths_are_left_to_libgit2() {
+        assert!(plain_path(b"a/b.c/d-e") && plain_path(b".github/x") && plain_path(b".gitignore"));
+        for p in [
+            &b"a/.GIT/x"[..],
+            b".git. /x",
+            b"a/.git",
+            b"GIT~1/x",
+            b"a//b",
+            b"a/./b",
+            b"../a",
+            b"a\\b",
+            b"c:d",
+            "\u{e9}".as_bytes(),
+        ] {
+            assert!(!plain_path(p), "{}", String::from_utf8_lossy(p));
+        }
+    }
 }

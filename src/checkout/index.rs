@@ -169,6 +169,40 @@ impl RawIndex {
         }
     }
 
+    /// How many entries the index holds (all stages).
+    pub fn entry_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The path of entry `i` (entries are in git's index order: by path bytes, then stage).
+    pub fn path_at(&self, i: usize) -> &[u8] {
+        self.path(i)
+    }
+
+    /// The fields of entry `i`.
+    pub fn entry_at(&self, i: usize) -> Entry {
+        self.entry(i)
+    }
+
+    /// The flags of entry `i` (stage, extended-flags bit, name length).
+    pub fn flags_at(&self, i: usize) -> u16 {
+        be16(&self.data, self.slots[i].bytes.start + 60)
+    }
+
+    /// The cache tree (`TREE` extension): `Ok(None)` when the index has none, `Err(())` when it
+    /// cannot be parsed (libgit2 refuses such an index).
+    #[allow(clippy::result_unit_err)]
+    pub fn cache_tree(&self) -> std::result::Result<Option<Node>, ()> {
+        let Some(tree) = &self.tree else { return Ok(None) };
+        let data = &self.data[tree.clone()];
+        let mut at = 0;
+        let root = parse_node(data, &mut at).ok_or(())?;
+        if at != data.len() {
+            return Err(());
+        }
+        Ok(Some(root))
+    }
+
     /// The first slot whose (path, stage) is not below (`path`, `stage`).
     fn lower_bound(&self, path: &[u8], stage: u16) -> usize {
         self.slots.partition_point(|s| {
@@ -253,11 +287,12 @@ fn write_entry(out: &mut Vec<u8>, path: &str, e: &Entry) {
 }
 
 /// A cache-tree node (git's `TREE` extension).
-struct Node {
-    name: Vec<u8>,
-    /// `None` when invalid (`-1` entries, no id).
-    valid: Option<(u64, [u8; 20])>,
-    children: Vec<Node>,
+pub struct Node {
+    /// The folder's name (empty for the root).
+    pub name: Vec<u8>,
+    /// Entry count and tree id; `None` when invalid (`-1` entries, no id).
+    pub valid: Option<(u64, [u8; 20])>,
+    pub children: Vec<Node>,
 }
 
 fn parse_node(d: &[u8], at: &mut usize) -> Option<Node> {
