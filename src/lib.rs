@@ -52,6 +52,8 @@ pub mod secrets;
 pub mod status;
 pub mod sync;
 pub mod task_id;
+#[cfg(test)]
+mod test_support;
 pub mod verify;
 pub mod worktree;
 

@@ -368,21 +368,7 @@ fn invalidate_tree<'a>(data: &[u8], paths: impl Iterator<Item = &'a str>) -> Opt
 mod tests {
     use super::*;
 
-    fn run(dir: &std::path::Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@e")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@e")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+    use crate::test_support::git as run;
 
     /// Rewriting with no change reproduces git's file byte for byte; a change reads back
     /// through git with the right entries and a cache tree git accepts.
