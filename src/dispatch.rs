@@ -262,9 +262,6 @@ pub fn dispatch(project: &Project, opts: &DispatchOptions, on_event: &mut dyn Fn
     let _lock = acquire_dispatcher_lock(project)?;
     let ledger = project.ledger();
 
-    // libgit2 creates `<git dir>/worktrees` on the first worktree add and fails when two adds
-    // race to create it: make it once, up front.
-    std::fs::create_dir_all(project.common_dir.join("worktrees")).context("cannot create the worktrees folder")?;
     let (mut sched, already) = initial_scheduler(project, &plan, jobs)?;
     retire_attempts_of_landed_tasks(&ledger, &plan)?;
     on_event(&Event::Plan { tasks: plan.tasks.len(), already_landed: already, jobs });
@@ -512,7 +509,7 @@ fn attempt_inner(
         title: task.title.clone(),
         claims: Some(task.claims.clone()),
     };
-    let started = start_worktree(&project, &opts)?;
+    let started = worktree::start(&project, &opts)?;
     timing.worktree_ready_ns = Some(agent::now_ns());
     let mut rec = started.record;
     if rec.state.is_done() {
@@ -705,14 +702,7 @@ fn attempt_inner(
         }
         Err(e) => {
             if let Some(HybridError::Conflict { paths, .. }) = find_hybrid_error(&e) {
-                let paths = paths.clone();
-                let why = format!("landing conflicts in {}", paths.join(", "));
-                ledger.update(id, attempt, |r| {
-                    r.state = TaskState::Conflict;
-                    r.conflicts = paths.clone();
-                    r.failure = Some(why.clone());
-                })?;
-                return not_landed(TaskState::Conflict, why);
+                return record_conflict(&ledger, id, attempt, "landing", paths);
             }
             // Verify passed; the landing itself was refused (e.g. local changes in the way).
             let why = format!("verify passed but landing failed: {e:#}");
@@ -727,55 +717,28 @@ fn attempt_inner(
     }
 }
 
-/// `worktree::start`, retried when libgit2 trips over another worktree being made or removed.
-///
-/// Also retried: a racing `mkdir` inside libgit2's worktree add ("failed to make directory").
-///
-/// Why: before adding a worktree libgit2 checks that the branch is not checked out elsewhere by
-/// opening every linked worktree, and a worktree whose admin folder is half made or half
-/// removed at that instant makes the check report "already checked out" for any branch (its
-/// `git_repository_foreach_worktree` turns the failed lookup into a "found"). Worktrees of
-/// other tasks are made and removed concurrently (here, by landings, by other processes), so
-/// the transient error is retried rather than serialized away. A failed start leaves a `starting` record that the next
-/// start repairs (see `worktree`).
-fn start_worktree(project: &Project, opts: &StartOptions) -> Result<worktree::StartOutcome> {
-    let mut delay = Duration::from_millis(5);
-    for _ in 0..8 {
-        match worktree::start(project, opts) {
-            Err(e) if is_transient_worktree_error(&e) => {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(200));
-            }
-            other => return other,
-        }
-    }
-    worktree::start(project, opts)
-}
-
-/// libgit2 errors that come from another worktree being made or removed at the same moment.
-fn is_transient_worktree_error(e: &anyhow::Error) -> bool {
-    let text = format!("{e:#}");
-    text.contains("is already checked out") || (text.contains("failed to make directory") && text.contains("exists"))
-}
-
 /// Syncs the task branch; `Some(end)` when it conflicts (state `conflict`, nothing launched).
 fn sync_or_conflict(project: &Project, id: &str, attempt: u32) -> Result<Option<AttemptEnd>> {
     match sync::sync_task(project, id, attempt) {
         Ok(_) => Ok(None),
         Err(e) => {
             if let Some(HybridError::Conflict { paths, .. }) = find_hybrid_error(&e) {
-                let paths = paths.clone();
-                let why = format!("sync conflicts in {}", paths.join(", "));
-                project.ledger().update(id, attempt, |r| {
-                    r.state = TaskState::Conflict;
-                    r.conflicts = paths.clone();
-                    r.failure = Some(why.clone());
-                })?;
-                return Ok(Some(AttemptEnd::NotLanded { state: "conflict".into(), reason: why }));
+                return record_conflict(&project.ledger(), id, attempt, "sync", paths).map(Some);
             }
             Err(e.context(format!("cannot sync {id} with the target")))
         }
     }
+}
+
+/// Marks an attempt `conflict` with the paths `step` ("sync" or "landing") reported.
+fn record_conflict(ledger: &Ledger, id: &str, attempt: u32, step: &str, paths: &[String]) -> Result<AttemptEnd> {
+    let why = format!("{step} conflicts in {}", paths.join(", "));
+    ledger.update(id, attempt, |r| {
+        r.state = TaskState::Conflict;
+        r.conflicts = paths.to_vec();
+        r.failure = Some(why.clone());
+    })?;
+    not_landed(TaskState::Conflict, why)
 }
 
 fn mark_failed(ledger: &Ledger, id: &str, attempt: u32, why: &str) -> Result<()> {
