@@ -517,22 +517,7 @@ mod tests {
     fn tree<'r>(repo: &'r Repository, files: &[(&str, &str)]) -> git2::Tree<'r> {
         let mut index = git2::Index::new().unwrap();
         for (p, c) in files {
-            let id = repo.blob(c.as_bytes()).unwrap();
-            let e = git2::IndexEntry {
-                ctime: git2::IndexTime::new(0, 0),
-                mtime: git2::IndexTime::new(0, 0),
-                dev: 0,
-                ino: 0,
-                mode: 0o100644,
-                uid: 0,
-                gid: 0,
-                file_size: 0,
-                id,
-                flags: (p.len() as u16) & 0xfff,
-                flags_extended: 0,
-                path: p.as_bytes().to_vec(),
-            };
-            index.add(&e).unwrap();
+            crate::test_support::add_file(repo, &mut index, p, c);
         }
         repo.find_tree(index.write_tree_to(repo).unwrap()).unwrap()
     }

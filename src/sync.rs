@@ -368,25 +368,7 @@ mod tests {
         }
         for (path, content) in files {
             match content {
-                Some(c) => {
-                    let blob = repo.blob(c.as_bytes()).unwrap();
-                    let mut e = git2::IndexEntry {
-                        ctime: git2::IndexTime::new(0, 0),
-                        mtime: git2::IndexTime::new(0, 0),
-                        dev: 0,
-                        ino: 0,
-                        mode: 0o100644,
-                        uid: 0,
-                        gid: 0,
-                        file_size: c.len() as u32,
-                        id: blob,
-                        flags: 0,
-                        flags_extended: 0,
-                        path: path.as_bytes().to_vec(),
-                    };
-                    e.flags = (path.len() as u16) & 0xfff;
-                    index.add(&e).unwrap();
-                }
+                Some(c) => crate::test_support::add_file(repo, &mut index, path, c),
                 None => index.remove_path(std::path::Path::new(path)).unwrap(),
             }
         }

@@ -19,3 +19,23 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Stages `content` at `path` (mode 100644) in an in-memory index, as a test fixture.
+pub fn add_file(repo: &git2::Repository, index: &mut git2::Index, path: &str, content: &str) {
+    let id = repo.blob(content.as_bytes()).expect("write blob");
+    let entry = git2::IndexEntry {
+        ctime: git2::IndexTime::new(0, 0),
+        mtime: git2::IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode: 0o100644,
+        uid: 0,
+        gid: 0,
+        file_size: content.len() as u32,
+        id,
+        flags: (path.len() as u16) & 0xfff,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    };
+    index.add(&entry).expect("stage file");
+}

@@ -518,8 +518,8 @@ echo done > "$1"
 git add -A && git commit -q -m "hold: done"
 "#;
 
-#[test]
-fn second_dispatcher_is_refused_with_pid() {
+/// A repository whose plan is one task `h` whose agent holds until released (see [`HOLD`]).
+fn repo_with_one_holding_task() -> TestRepo {
     let r = TestRepo::new();
     let base = r.base().to_string_lossy().into_owned();
     let plan = format!(
@@ -528,6 +528,12 @@ fn second_dispatcher_is_refused_with_pid() {
     r.write("hybrid.toml", &plan);
     r.write("hold.sh", HOLD);
     r.commit_all("plan");
+    r
+}
+
+#[test]
+fn second_dispatcher_is_refused_with_pid() {
+    let r = repo_with_one_holding_task();
     let mut first = r.hybrid_cmd(&r.root, &["dispatch"]).stdout(Stdio::null()).stderr(log_file(&r)).spawn().unwrap();
     wait_for(&r, "the agent to start", || run_dir(&r, "h", 1, 1).join("pid").exists());
     let out = dispatch(&r, &[]);
@@ -623,14 +629,7 @@ fn plan_file_option_is_used() {
 
 #[test]
 fn sigint_stops_the_agents_and_the_next_dispatch_resumes() {
-    let r = TestRepo::new();
-    let base = r.base().to_string_lossy().into_owned();
-    let plan = format!(
-        "[[task]]\nid = \"h\"\nprompt = \"hold\"\nagent = [\"builtin:script\", \"hold.sh\", \"h.txt\", \"{base}\"]\n"
-    );
-    r.write("hybrid.toml", &plan);
-    r.write("hold.sh", HOLD);
-    r.commit_all("plan");
+    let r = repo_with_one_holding_task();
     let mut first = r.hybrid_cmd(&r.root, &["dispatch"]).stdout(Stdio::piped()).stderr(log_file(&r)).spawn().unwrap();
     wait_for(&r, "the agent to start", || run_dir(&r, "h", 1, 1).join("pid").exists());
     let agent_pid: i32 = std::fs::read_to_string(run_dir(&r, "h", 1, 1).join("pid")).unwrap().trim().parse().unwrap();
