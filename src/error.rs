@@ -23,7 +23,7 @@ pub const EXIT_CONFLICT: i32 = 3;
 pub const EXIT_BUSY: i32 = 4;
 
 /// Errors that carry a specific exit code or that callers inspect.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HybridError {
     /// Bad command-line input.
     #[error("{0}")]

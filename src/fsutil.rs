@@ -2,7 +2,9 @@
 //!
 //! Contract: [`write_atomic`] either leaves the old file or the complete new one, never a torn
 //! write: it writes a temporary file in the same directory, syncs it and renames it over the
-//! target (rename is atomic on POSIX file systems).
+//! target (rename is atomic on POSIX file systems). [`write_atomic_with`] may skip the sync: the
+//! rename alone is already atomic for every reader and survives any process crash (`kill -9`);
+//! only a power loss can lose a write that was not synced, see [`git_fsyncs_refs`].
 
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +13,11 @@ use anyhow::{Context, Result};
 
 /// Writes `data` to `path` atomically (temp file + fsync + rename).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_with(path, data, true)
+}
+
+/// Writes `data` to `path` atomically (temp file + rename), syncing the data first when `sync`.
+pub fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
@@ -18,9 +25,22 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(data).context("cannot write temporary file")?;
-    tmp.as_file().sync_all().context("cannot sync temporary file")?;
+    if sync {
+        tmp.as_file().sync_all().context("cannot sync temporary file")?;
+    }
     tmp.persist(path).with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())
+}
+
+/// Whether git itself syncs ref updates to disk under the value of `core.fsync` (`None` when
+/// unset): git's default syncs packs and derived metadata but neither refs, the index nor loose
+/// objects, so a power loss can lose a fresh commit and the ref naming it. A record of a landing
+/// (the ledger) cannot be more durable than the commit it names, so it follows the same switch.
+/// Parsed as git does (`parse_fsync_components`): `none` resets, `-x` removes, and every named
+/// component is added back at the end, so a positive name wins.
+pub fn git_fsyncs_refs(core_fsync: Option<&str>) -> bool {
+    let Some(value) = core_fsync else { return false };
+    value.split(',').map(str::trim).any(|t| matches!(t, "reference" | "committed" | "added" | "all"))
 }
 
 /// The current time as RFC 3339 (UTC, seconds).

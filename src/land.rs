@@ -16,18 +16,31 @@
 //!    checkout that has the target checked out is checked first: a local change (modified,
 //!    staged, untracked, ignored) on a path the landing changes refuses the landing before
 //!    anything moves ([`HybridError::LocalChanges`], exit 3). Then the task branch takes its
-//!    catch-up merge, those checkouts move with `git read-tree -m -u` (local changes elsewhere
-//!    carried along, staged changes stay staged and are never in the squash), and only then the
-//!    target ref moves; see [`crate::checkout`] for why this order.
+//!    catch-up merge (unless the branch is removed right after: no worktree, no `--keep`), those
+//!    checkouts move (in process where provably equal to `git read-tree -m -u`, else with it;
+//!    local changes elsewhere carried along, staged changes stay staged and are never in the
+//!    squash), and only then the target ref moves; see [`crate::checkout`] for why this order.
 //! 4. **Record.** The ledger gets `merge_sha`, `merge_base`, `tip`, `landed_at` and state `landed`
 //!    (or `empty`); `refs/hybrid/tips/<id>[@N]` keeps the landed tip reachable.
 //! 5. **Clean.** Unless `keep`, a clean task worktree and the branch are removed; anything with
 //!    uncommitted work, or a failure anywhere, keeps them.
 //!
-//! Crash safety: before the target moves, the ledger records the squash it is about to land
-//! (`landing` key). A re-run that finds that squash on the target finishes the record and the
-//! cleanup instead of landing anything twice; one that does not find it starts over. A re-run of a
-//! landed task is a no-op that reports the recorded landing.
+//! **Trains.** [`land_tasks`] lands several tasks the same way in one pass, the way a merge queue
+//! does: task k is caught up with and squashed onto task k-1's squash (the first onto the target
+//! tip), so each task is still its own squash commit with one parent and its own trailers, and
+//! the target ref, the checkouts and the index move once for the whole train (one reflog
+//! entry). A task that conflicts with what is ahead of it reports `conflict` and drops out; one
+//! whose paths have local changes in a checkout is refused and the rest are chained again
+//! without it. A train of [`PACK_MIN_TASKS`] or more writes its new objects as one pack
+//! ([`crate::pack`]). [`land_task`] is a train of one.
+//!
+//! Crash safety: before the target moves, the landing writes a note
+//! (`hybrid/landing/<target>.json`: the tip it started from and its last squash) and removes it
+//! once every task is recorded. The next landing on that target finds a note left by a killed
+//! run: if its last squash is on the target, it records every squash of the train from their
+//! trailers (task, attempt, tip; the base is the parent); if not, nothing landed and the note
+//! goes. A re-run of a landed task is a no-op that reports the recorded landing and finishes its
+//! cleanup.
 //!
 //! Test hook: `HYBRID_TEST_PAUSE_MS=<ms>` makes a landing sleep that long between its steps, so
 //! the kill -9 tests can interrupt it at many points. It is read only for that purpose.
@@ -82,140 +95,429 @@ pub struct LandReport {
     pub kept: Option<String>,
 }
 
-/// Lands a task attempt (see the module contract).
+/// Lands a task attempt (see the module contract): a train of one.
 pub fn land_task(project: &Project, id: &str, attempt: u32, opts: &LandOptions) -> Result<LandReport> {
-    task_id::validate(id)?;
+    let mut results = land_tasks(project, &[(id.to_string(), attempt)], opts)?;
+    results.pop().context("a landing returned no result")?.1
+}
+
+/// Lands several task attempts in the order given, each as its own squash commit, as trains
+/// (one per target; see the module contract). One result per task, in the same order; a
+/// conflict or refusal of one task does not stop the others. `Err` only for bad input (an
+/// invalid id, a task given twice, `-m` with several tasks), before anything is changed.
+pub fn land_tasks(
+    project: &Project,
+    tasks: &[(String, u32)],
+    opts: &LandOptions,
+) -> Result<Vec<(String, Result<LandReport>)>> {
+    for (id, _) in tasks {
+        task_id::validate(id)?;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some((dup, _)) = tasks.iter().find(|(id, _)| !seen.insert(id.as_str())) {
+        return Err(HybridError::Usage(format!("task {dup:?} is given twice")).into());
+    }
+    if let Some(m) = opts.message.as_deref() {
+        if m.trim().is_empty() {
+            return Err(HybridError::Usage("the -m message is empty".into()).into());
+        }
+        if tasks.len() > 1 {
+            return Err(HybridError::Usage("-m/--message names one squash commit; give one task with it".into()).into());
+        }
+    }
     sync::fast_reads();
     project.require_commits()?;
-    if opts.message.as_deref().is_some_and(|m| m.trim().is_empty()) {
-        return Err(HybridError::Usage("the -m message is empty".into()).into());
-    }
-    let repo = &project.repo;
     let ledger = project.ledger();
-    let _task_lock = ledger.lock_task(id)?;
-    let rec = sync::load_or_adopt(project, id, attempt, opts.target.as_deref())?;
-    let target = opts.target.clone().unwrap_or_else(|| rec.target.clone());
-    let target_ref = sync::branch_ref_checked(project, &target)?;
-    let land_lock = FileLock::acquire(&land_lock_path(project, &target))?;
+    // Task locks in id order, so two processes landing overlapping sets cannot deadlock.
+    let mut by_id: Vec<&str> = tasks.iter().map(|(id, _)| id.as_str()).collect();
+    by_id.sort_unstable();
+    let _task_locks = by_id.iter().map(|id| ledger.lock_task(id)).collect::<Result<Vec<_>>>()?;
+
+    let mut results: Vec<Option<Result<LandReport>>> = tasks.iter().map(|_| None).collect();
+    // Trains by target, each in the order the tasks were given.
+    let mut trains: Vec<(String, Vec<(usize, TaskRecord)>)> = Vec::new();
+    for (slot, (id, attempt)) in tasks.iter().enumerate() {
+        let rec = match sync::load_or_adopt_unsaved(project, id, *attempt, opts.target.as_deref()) {
+            Ok((rec, _)) => rec,
+            Err(e) => {
+                results[slot] = Some(Err(e));
+                continue;
+            }
+        };
+        let target = opts.target.clone().unwrap_or_else(|| rec.target.clone());
+        match trains.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, cars)) => cars.push((slot, rec)),
+            None => trains.push((target, vec![(slot, rec)])),
+        }
+    }
+    for (target, cars) in trains {
+        let slots: Vec<usize> = cars.iter().map(|(slot, _)| *slot).collect();
+        let mut out = Vec::new();
+        let stopped = run_train(project, &target, cars, opts, &by_id, &mut out).err();
+        for (slot, r) in out {
+            results[slot] = Some(r);
+        }
+        if let Some(e) = stopped {
+            // The train stopped before these tasks landed: each gets the reason.
+            let unfinished: Vec<usize> = slots.into_iter().filter(|s| results[*s].is_none()).collect();
+            for slot in unfinished.iter().skip(1) {
+                results[*slot] = Some(Err(same_error(&e)));
+            }
+            if let Some(first) = unfinished.first() {
+                results[*first] = Some(Err(e));
+            }
+        }
+    }
+    Ok(tasks
+        .iter()
+        .zip(results)
+        .map(|((id, _), r)| (id.clone(), r.unwrap_or_else(|| Err(anyhow::anyhow!("{id} was not landed")))))
+        .collect())
+}
+
+/// A copy of an error for another task of the same stopped train, keeping its exit code.
+fn same_error(e: &anyhow::Error) -> anyhow::Error {
+    match crate::error::find_hybrid_error(e) {
+        Some(h) => anyhow::Error::from(h.clone()).context(format!("not landed: {e:#}")),
+        None => anyhow::anyhow!("not landed: {e:#}"),
+    }
+}
+
+/// One task's place in a train.
+struct Car {
+    slot: usize,
+    rec: TaskRecord,
+    /// The target commit this task's squash is computed on (the previous car's squash, or the
+    /// target tip for the first).
+    base: Oid,
+    /// The task branch tip before the catch-up.
+    tip: Oid,
+    /// The catch-up merge of `base` into the branch, when the branch did not contain it.
+    caught_up: Option<Oid>,
+    /// The squash commit; `None` when the task's work is already on `base` (`empty`).
+    squash: Option<Oid>,
+    /// Whether the task branch was moved to the catch-up merge (else it is still at `tip`).
+    branch_moved: bool,
+}
+
+impl Car {
+    /// The tip that lands (and that `refs/hybrid/tips/<id>` keeps): the catch-up merge if any.
+    fn landed_tip(&self) -> Oid {
+        if self.squash.is_some() {
+            self.caught_up.unwrap_or(self.tip)
+        } else {
+            self.tip
+        }
+    }
+}
+
+/// Lands one train: the tasks (all with `target`) chained on the target tip, the target moved
+/// once. Per-task outcomes go to `out`; `Err` stops the train and every task without an
+/// outcome gets that error (nothing of theirs landed).
+fn run_train(
+    project: &Project,
+    target: &str,
+    tasks: Vec<(usize, TaskRecord)>,
+    opts: &LandOptions,
+    held: &[&str],
+    out: &mut Vec<(usize, Result<LandReport>)>,
+) -> Result<()> {
+    let target_ref = sync::branch_ref_checked(project, target)?;
+    // A long train writes its objects as one pack (see [`PACK_MIN_TASKS`]) through its own
+    // handle on the repository, so the in-memory backend never outlives it.
+    let disk = &project.repo;
+    let packing_handle = if tasks.len() >= PACK_MIN_TASKS { Some(project.reopen()?) } else { None };
+    let project = packing_handle.as_ref().unwrap_or(project);
+    let repo = &project.repo;
+    let odb = if packing_handle.is_some() { Some(repo.odb()?) } else { None };
+    let mempack = match &odb {
+        Some(odb) => Some(odb.add_new_mempack_backend(1000).context("cannot set up an in-memory object store")?),
+        None => None,
+    };
+    let land_lock = FileLock::acquire(&land_lock_path(project, target))?;
     pause();
 
-    let rec = match finish_interrupted(project, &rec)? {
-        Some(done) => done,
-        None => rec,
-    };
-    if rec.state.is_done() {
-        drop(land_lock);
-        return already_done(project, rec, opts);
+    recover_train(project, target, &target_ref, held)?;
+    let mut landed_before = Vec::new();
+    let mut pending = Vec::new();
+    for (slot, rec) in tasks {
+        // Re-read: the recovery may just have recorded this task's landing.
+        let rec = project.ledger().get(&rec.id, rec.attempt)?.unwrap_or(rec);
+        if rec.state.is_done() {
+            landed_before.push((slot, rec));
+        } else {
+            pending.push((slot, rec));
+        }
     }
 
-    let branch_ref = format!("refs/heads/{}", rec.branch);
-    let tip = sync::task_tip(project, &rec)?;
-    for _ in 0..MAX_TRIES {
-        let base = repo.refname_to_id(&target_ref)?;
+    let mut tries = 0;
+    let cars = loop {
+        if pending.is_empty() {
+            break Vec::new();
+        }
+        if tries == MAX_TRIES {
+            let ids: Vec<&str> = pending.iter().map(|(_, r)| r.id.as_str()).collect();
+            return Err(HybridError::Busy(format!(
+                "{target} kept moving while landing {} ({MAX_TRIES} tries); nothing of it landed, re-run",
+                ids.join(", ")
+            ))
+            .into());
+        }
+        tries += 1;
+        let start = repo.refname_to_id(&target_ref)?;
+        let (cars, dropped) = build_train(project, target, start, std::mem::take(&mut pending), opts)?;
+        out.extend(dropped);
+        if let Some(mempack) = &mempack {
+            write_pack(repo, disk, mempack, &cars)?;
+        }
+        let end = cars.iter().rev().find_map(|c| c.squash).unwrap_or(start);
+        pause();
+        if end == start {
+            break cars; // nothing to commit: every task is empty
+        }
+
+        let target_lock = RefLock::acquire(project, &target_ref)?;
+        if target_lock.current != Some(start) {
+            pending = cars.into_iter().map(|c| (c.slot, c.rec)).collect();
+            continue; // someone else moved the target: recompute on its new tip
+        }
+        let start_tree = repo.find_commit(start)?.tree()?;
+        let end_tree = repo.find_commit(end)?.tree()?;
+        let checkouts = checkout::checkouts_of(project, &target_ref)?;
+        let mut moves = Vec::with_capacity(checkouts.len());
+        let mut blocked = Vec::new();
+        if !checkouts.is_empty() {
+            let changed = checkout::changed_paths(repo, &start_tree, &end_tree)?;
+            for co in &checkouts {
+                match checkout::prepare_move(project, co, &target_ref, &start_tree, &end_tree, &changed)? {
+                    Ok(m) => moves.push(m),
+                    Err(paths) => blocked.push((co.dir.clone(), paths)),
+                }
+            }
+        }
+        if !blocked.is_empty() {
+            // Refuse the tasks that change those paths, before anything moves; land the rest.
+            drop(moves);
+            drop(target_lock);
+            let (refused, rest) = blame(project, target, cars, &blocked)?;
+            out.extend(refused);
+            pending = rest;
+            tries -= 1; // not a race; bounded by the number of tasks
+            continue;
+        }
+        // From here until the target moves, a failure removes the note (best effort: a note left
+        // behind is harmless, the next landing checks it against the target).
+        let mut note = TrainNote::write(project, target, start, end)?;
+        pause();
+        let mut cars = cars;
+        for car in cars.iter_mut() {
+            if let (Some(m), Some(_)) = (car.caught_up, car.squash) {
+                let branch_ref = format!("refs/heads/{}", car.rec.branch);
+                if removed_after_landing(project, &car.rec, &branch_ref, opts)? {
+                    continue; // the tip ref keeps the catch-up merge; the branch goes anyway
+                }
+                sync::move_task_branch(
+                    project,
+                    &branch_ref,
+                    car.tip,
+                    m,
+                    &format!("git-hybrid merge: catch up with {target}"),
+                )?;
+                car.branch_moved = true;
+            }
+        }
+        pause();
+        checkout::apply_moves(project, moves, start, end)?;
+        pause();
+        let message = match cars.iter().filter(|c| c.squash.is_some()).map(|c| c.rec.id.as_str()).collect::<Vec<_>>()[..]
+        {
+            [one] => format!("git-hybrid merge: land {one}"),
+            ref many => format!("git-hybrid merge: land {} tasks ({})", many.len(), many.join(", ")),
+        };
+        if let Err(e) = target_lock.commit(repo, end, &message) {
+            checkout::undo(&checkouts, start, end);
+            return Err(e);
+        }
+        note.armed = false;
+        pause();
+        break cars;
+    };
+
+    // Record every car while the landing lock is held, so no other landing sees half a train.
+    let mut recorded = Vec::with_capacity(cars.len());
+    let mut all_recorded = true;
+    for car in cars {
+        let (state, landed_tip) = match car.squash {
+            Some(_) => (TaskState::Landed, car.landed_tip()),
+            None => (TaskState::Empty, car.tip),
+        };
+        let done = set_tip_ref(project, &car.rec, landed_tip)
+            .and_then(|()| mark_done(project, &car.rec, state, car.squash, car.base, landed_tip, target));
+        match done {
+            Ok(rec) => recorded.push((car, rec)),
+            Err(e) => {
+                all_recorded = false;
+                out.push((car.slot, Err(e)));
+            }
+        }
+    }
+    if all_recorded {
+        TrainNote::remove(project, target);
+    }
+    drop(land_lock);
+    for (slot, rec) in landed_before {
+        out.push((slot, already_done(project, rec, opts)));
+    }
+    for (car, rec) in recorded {
+        let landed_tip = car.landed_tip();
+        let branch_at = if car.branch_moved { landed_tip } else { car.tip };
+        let (cleaned, kept) = cleanup(project, &rec, branch_at, opts.keep);
+        let status = if car.squash.is_some() { "landed" } else { "empty" };
+        let caught_up = car.squash.is_some() && car.caught_up.is_some();
+        let report = report(&rec, status, car.squash, car.base, landed_tip, target, cleaned, kept, false, caught_up);
+        out.push((car.slot, Ok(report)));
+        pause();
+    }
+    Ok(())
+}
+
+/// From how many tasks a train writes its new objects (catch-up merges, trees, squashes:
+/// about four per task) as one pack instead of loose files. Near git's own threshold for keeping
+/// received objects packed (`transfer.unpackLimit`, 100 objects); one pack per landing would
+/// make many small packs, which slow every object lookup until `git gc` repacks them.
+pub const PACK_MIN_TASKS: usize = 16;
+
+/// Writes the objects the train's commits introduced (held in memory) as one pack, then
+/// empties the in-memory store. Called before anything refers to those objects.
+fn write_pack(repo: &git2::Repository, disk: &git2::Repository, mempack: &git2::Mempack, cars: &[Car]) -> Result<()> {
+    let commits: Vec<Oid> =
+        cars.iter().filter(|c| c.squash.is_some()).flat_map(|c| c.caught_up.into_iter().chain(c.squash)).collect();
+    let disk_odb = disk.odb()?;
+    let objects = crate::pack::new_objects(repo, &disk_odb, &commits)?;
+    crate::pack::write_pack(repo, &disk_odb, &objects)?;
+    mempack.reset().context("cannot reset the in-memory object store")?;
+    Ok(())
+}
+
+/// True when the landing will remove the task branch right after (no `--keep`, no worktree, not
+/// checked out anywhere): then moving it to the catch-up merge first is a ref write for nothing.
+fn removed_after_landing(project: &Project, rec: &TaskRecord, branch_ref: &str, opts: &LandOptions) -> Result<bool> {
+    Ok(!opts.keep
+        && rec.worktree.as_deref().is_none_or(|w| !w.exists())
+        && checkout::checkouts_of(project, branch_ref)?.is_empty())
+}
+
+/// Chains the tasks on `start`: each is caught up with the commit before it (the target tip for
+/// the first) and squashed onto it. Writes the catch-up merges and squash commits (objects
+/// only, no ref moves). Returns the train and the tasks that dropped out with their outcome
+/// (conflicts are recorded in the ledger).
+#[allow(clippy::type_complexity)]
+fn build_train(
+    project: &Project,
+    target: &str,
+    start: Oid,
+    tasks: Vec<(usize, TaskRecord)>,
+    opts: &LandOptions,
+) -> Result<(Vec<Car>, Vec<(usize, Result<LandReport>)>)> {
+    let repo = &project.repo;
+    let author = git::signature(repo, git::Role::Author)?;
+    let committer = git::signature(repo, git::Role::Committer)?;
+    let mut cur = repo.find_commit(start)?;
+    let mut cars = Vec::with_capacity(tasks.len());
+    let mut dropped = Vec::new();
+    for (slot, rec) in tasks {
+        let tip = match sync::task_tip(project, &rec) {
+            Ok(t) => t,
+            Err(e) => {
+                dropped.push((slot, Err(e)));
+                continue;
+            }
+        };
+        let base = cur.id();
         let bases = sync::merge_bases(repo, tip, base)?;
         let caught_up = if tip == base || bases == [base] {
             None // the task already contains the target
         } else {
-            match sync::merge_commit_on(project, tip, base, &target, &rec.branch, &bases)? {
+            match sync::merge_commit_on(project, tip, base, target, &rec.branch, &bases)? {
                 Ok(m) => Some(m),
                 Err(paths) => {
                     let what = format!("catching {} up with {target}", rec.branch);
                     sync::record_conflict(project, &rec, &what, &paths)?;
-                    return Err(HybridError::Conflict { what, paths }.into());
+                    dropped.push((slot, Err(HybridError::Conflict { what, paths }.into())));
+                    continue;
                 }
             }
         };
         let landed_tip = caught_up.unwrap_or(tip);
-        let base_commit = repo.find_commit(base)?;
-        let base_tree = base_commit.tree()?;
         let tip_tree = repo.find_commit(landed_tip)?.tree()?;
-        pause();
-
-        if tip_tree.id() == base_tree.id() {
+        if tip_tree.id() == cur.tree_id() {
             // The work is already on the target: record it, commit nothing.
-            set_tip_ref(project, &rec, tip)?;
-            drop(land_lock);
-            let rec = mark_done(project, &rec, TaskState::Empty, None, base, tip, &target)?;
-            let (cleaned, kept) = cleanup(project, &rec, tip, opts.keep);
-            return Ok(report(&rec, "empty", None, base, tip, &target, cleaned, kept, false, false));
+            cars.push(Car { slot, rec, base, tip, caught_up: None, squash: None, branch_moved: false });
+            continue;
         }
-
         let message = squash_message(project, &rec, opts, base, landed_tip, tip, &bases)?;
-        let author = git::signature(repo, git::Role::Author)?;
-        let committer = git::signature(repo, git::Role::Committer)?;
-        let squash = repo.commit(None, &author, &committer, &message, &tip_tree, &[&base_commit])?;
-        let intent = serde_json::json!({
-            "merge_sha": squash.to_string(), "base": base.to_string(), "tip": landed_tip.to_string(), "target": target,
-        });
-        let rec = ledger
-            .update_locked(id, attempt, |r| {
-                r.extra.insert("landing".into(), intent);
-            })?
-            .context("the ledger record vanished")?;
-        pause();
-
-        // Any failure from here until the target moves drops the note (best effort: a note left
-        // behind is harmless, the next run checks it against the target).
-        let mut intent_guard = IntentGuard { project, rec: &rec, armed: true };
-        let target_lock = RefLock::acquire(project, &target_ref)?;
-        if target_lock.current != Some(base) {
-            continue; // someone else moved the target: recompute on its new tip
-        }
-        let checkouts = checkout::checkouts_of(project, &target_ref)?;
-        let mut moves = Vec::with_capacity(checkouts.len());
-        if !checkouts.is_empty() {
-            let changed = checkout::changed_paths(repo, &base_tree, &tip_tree)?;
-            for co in &checkouts {
-                let prepared = checkout::prepare_move(project, co, &target_ref, &base_tree, &tip_tree, &changed)?;
-                if let Err(blocked) = prepared {
-                    return Err(HybridError::LocalChanges {
-                        message: format!(
-                            "landing {id} would change path(s) that have local changes in {} (where {target} is \
-                             checked out); nothing was changed. Commit, stash or move those changes, then re-run \
-                             `git hybrid merge {id}`",
-                            co.dir.display()
-                        ),
-                        paths: blocked,
-                    }
-                    .into());
-                }
-                moves.extend(prepared.ok());
-            }
-        }
-        if let Some(m) = caught_up {
-            sync::move_task_branch(project, &branch_ref, tip, m, &format!("git-hybrid merge: catch up with {target}"))?;
-            pause();
-        }
-        checkout::apply_moves(project, moves, base, squash)?;
-        pause();
-        if let Err(e) = target_lock.commit(repo, squash, &format!("git-hybrid merge: land {id}")) {
-            checkout::undo(&checkouts, base, squash);
-            return Err(e);
-        }
-        intent_guard.armed = false;
-        pause();
-        set_tip_ref(project, &rec, landed_tip)?;
-        drop(land_lock);
-        let rec = mark_done(project, &rec, TaskState::Landed, Some(squash), base, landed_tip, &target)?;
-        pause();
-        let (cleaned, kept) = cleanup(project, &rec, landed_tip, opts.keep);
-        return Ok(report(
-            &rec,
-            "landed",
-            Some(squash),
-            base,
-            landed_tip,
-            &target,
-            cleaned,
-            kept,
-            false,
-            caught_up.is_some(),
-        ));
+        let squash = repo.commit(None, &author, &committer, &message, &tip_tree, &[&cur])?;
+        cur = repo.find_commit(squash)?;
+        cars.push(Car { slot, rec, base, tip, caught_up, squash: Some(squash), branch_moved: false });
     }
-    Err(HybridError::Busy(format!(
-        "{target} kept moving while landing {id} ({MAX_TRIES} tries); nothing landed, re-run"
-    ))
-    .into())
+    Ok((cars, dropped))
+}
+
+/// Splits a train whose landing local changes block: the tasks that change a blocked path are
+/// refused ([`HybridError::LocalChanges`], nothing of theirs changed), the others go back to be
+/// chained again without them.
+#[allow(clippy::type_complexity)]
+fn blame(
+    project: &Project,
+    target: &str,
+    cars: Vec<Car>,
+    blocked: &[(std::path::PathBuf, Vec<String>)],
+) -> Result<(Vec<(usize, Result<LandReport>)>, Vec<(usize, TaskRecord)>)> {
+    let repo = &project.repo;
+    let mut refused = Vec::new();
+    let mut rest = Vec::new();
+    let mut blamed_any = false;
+    let mut own_changes = Vec::with_capacity(cars.len());
+    for car in &cars {
+        let changed = match car.squash {
+            Some(s) => {
+                let old = repo.find_commit(car.base)?.tree()?;
+                let new = repo.find_commit(s)?.tree()?;
+                checkout::changed_paths(repo, &old, &new)?
+            }
+            None => Default::default(),
+        };
+        own_changes.push(changed);
+    }
+    // Were no task to blame (cannot happen: the train's change is the sum of its tasks'), all are.
+    let none_blamed = !own_changes.iter().any(|c| blocked.iter().any(|(_, ps)| ps.iter().any(|p| c.contains(p))));
+    for (car, changed) in cars.into_iter().zip(own_changes) {
+        let hits: Vec<(&std::path::PathBuf, Vec<String>)> = blocked
+            .iter()
+            .map(|(dir, ps)| {
+                (dir, ps.iter().filter(|p| none_blamed || changed.contains(*p)).cloned().collect::<Vec<_>>())
+            })
+            .filter(|(_, ps)| !ps.is_empty())
+            .collect();
+        let Some((dir, _)) = hits.first() else {
+            rest.push((car.slot, car.rec));
+            continue;
+        };
+        blamed_any = true;
+        let paths: Vec<String> = hits.iter().flat_map(|(_, ps)| ps.iter().cloned()).collect();
+        let id = &car.rec.id;
+        let e = HybridError::LocalChanges {
+            message: format!(
+                "landing {id} would change path(s) that have local changes in {} (where {target} is checked out); \
+                 nothing was changed. Commit, stash or move those changes, then re-run `git hybrid merge {id}`",
+                dir.display()
+            ),
+            paths,
+        };
+        refused.push((car.slot, Err(e.into())));
+    }
+    debug_assert!(blamed_any);
+    Ok((refused, rest))
 }
 
 /// `<common>/hybrid/locks/land-<target>.lock`, `/` written as `%`.
@@ -253,69 +555,142 @@ fn mark_done(
     target: &str,
 ) -> Result<TaskRecord> {
     let now = crate::fsutil::now_rfc3339();
-    project
-        .ledger()
-        .update_locked(&rec.id, rec.attempt, |r| {
-            r.state = state;
-            r.merge_sha = squash.map(|s| s.to_string());
-            r.merge_base = Some(base.to_string());
-            r.tip = Some(tip.to_string());
-            r.landed_at = Some(now);
-            r.target = target.to_string();
-            r.conflicts.clear();
-            r.failure = None;
-            r.extra.remove("landing");
-        })?
-        .context("the ledger record vanished")
+    project.ledger().upsert_locked(rec, |r| {
+        r.state = state;
+        r.merge_sha = squash.map(|s| s.to_string());
+        r.merge_base = Some(base.to_string());
+        r.tip = Some(tip.to_string());
+        r.landed_at = Some(now);
+        r.target = target.to_string();
+        r.conflicts.clear();
+        r.failure = None;
+    })
 }
 
-/// Drops the ledger's `landing` note when a landing fails before the target moved.
-struct IntentGuard<'a> {
-    project: &'a Project,
-    rec: &'a TaskRecord,
+/// The note a train leaves while it moves the target: `<common>/hybrid/landing/<target>.json`
+/// with the target tip it started from and the last squash. Written (atomically) before the
+/// target moves, removed once every task of the train is recorded; so a note found under the
+/// landing lock is from a killed run: [`recover_train`] records its landings, or drops it when
+/// the target never moved.
+#[derive(Serialize, serde::Deserialize)]
+struct TrainNote {
+    target: String,
+    start: String,
+    end: String,
+    #[serde(skip)]
+    path: std::path::PathBuf,
+    /// Removes the note on drop (a failure before the target moved).
+    #[serde(skip)]
     armed: bool,
 }
 
-impl Drop for IntentGuard<'_> {
+impl TrainNote {
+    fn path(project: &Project, target: &str) -> std::path::PathBuf {
+        project.state_dir().join("landing").join(format!("{}.json", target.replace('/', "%")))
+    }
+
+    fn write(project: &Project, target: &str, start: Oid, end: Oid) -> Result<TrainNote> {
+        let path = Self::path(project, target);
+        let note =
+            TrainNote { target: target.to_string(), start: start.to_string(), end: end.to_string(), path, armed: true };
+        let json = serde_json::to_vec(&note)?;
+        crate::fsutil::write_atomic_with(&note.path, &json, project.fsync_refs)
+            .with_context(|| format!("cannot write {}", note.path.display()))?;
+        Ok(note)
+    }
+
+    fn remove(project: &Project, target: &str) {
+        let _ = std::fs::remove_file(Self::path(project, target));
+    }
+}
+
+impl Drop for TrainNote {
     fn drop(&mut self) {
         if self.armed {
-            let _ = clear_intent(self.project, self.rec);
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
 
-fn clear_intent(project: &Project, rec: &TaskRecord) -> Result<()> {
-    project.ledger().update_locked(&rec.id, rec.attempt, |r| {
-        r.extra.remove("landing");
-    })?;
+/// Finishes the records of a train a killed run left (see [`TrainNote`]). Its squash commits
+/// carry everything a record needs (`Hybrid-Task`, `Hybrid-Attempt`, `Hybrid-Tip`; the base is
+/// the parent), so the note only names where the train starts and ends. A task whose lock
+/// another live process holds is left, with the note, for later. Caller holds the landing lock
+/// and the task locks of `held`.
+fn recover_train(project: &Project, target: &str, target_ref: &str, held: &[&str]) -> Result<()> {
+    let path = TrainNote::path(project, target);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let repo = &project.repo;
+    let note: Option<(Oid, Oid)> = serde_json::from_slice::<TrainNote>(&bytes)
+        .ok()
+        .and_then(|n| Some((Oid::from_str(&n.start).ok()?, Oid::from_str(&n.end).ok()?)));
+    let Some((start, end)) = note else {
+        TrainNote::remove(project, target); // not ours to understand (written atomically, so never torn)
+        return Ok(());
+    };
+    let tip = repo.refname_to_id(target_ref)?;
+    let landed = tip == end || repo.graph_descendant_of(tip, end).unwrap_or(false);
+    let mut complete = true;
+    if landed {
+        let mut train = Vec::new();
+        let mut c = repo.find_commit(end)?;
+        while c.id() != start {
+            let parent = c.parent(0).context("a landed train does not reach its start")?;
+            train.push((c, parent.id()));
+            c = parent;
+        }
+        let ledger = project.ledger();
+        for (commit, base) in train.into_iter().rev() {
+            let Some((id, attempt, landed_tip)) = squash_trailers(&commit) else { continue };
+            let _lock = if held.contains(&id.as_str()) {
+                None
+            } else {
+                match ledger.try_lock_task(&id)? {
+                    Some(lock) => Some(lock),
+                    None => {
+                        complete = false;
+                        continue;
+                    }
+                }
+            };
+            let fresh = TaskRecord::new(
+                &id,
+                attempt,
+                &worktree::branch_name(&id, attempt),
+                std::path::Path::new(""),
+                &base.to_string(),
+                target,
+            );
+            let mut rec = ledger.get(&id, attempt)?.unwrap_or(fresh);
+            if rec.merge_sha.as_deref() == Some(commit.id().to_string().as_str()) {
+                continue; // recorded already
+            }
+            if rec.worktree.as_deref().is_some_and(|w| w.as_os_str().is_empty()) {
+                rec.worktree = None;
+            }
+            set_tip_ref(project, &rec, landed_tip)?;
+            mark_done(project, &rec, TaskState::Landed, Some(commit.id()), base, landed_tip, target)?;
+        }
+    }
+    if complete {
+        TrainNote::remove(project, target);
+    }
     Ok(())
 }
 
-/// Finishes the record of a landing a killed run made (its squash is on the target), or drops
-/// the note of one that never happened. Caller holds the task and landing locks.
-fn finish_interrupted(project: &Project, rec: &TaskRecord) -> Result<Option<TaskRecord>> {
-    let Some(intent) = rec.extra.get("landing") else { return Ok(None) };
-    let field = |k: &str| intent.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let parsed = (|| {
-        Some((
-            Oid::from_str(&field("merge_sha")?).ok()?,
-            Oid::from_str(&field("base")?).ok()?,
-            Oid::from_str(&field("tip")?).ok()?,
-            field("target")?,
-        ))
-    })();
-    let repo = &project.repo;
-    if let Some((squash, base, tip, target)) = parsed {
-        let on_target = repo
-            .refname_to_id(&format!("refs/heads/{target}"))
-            .is_ok_and(|t| t == squash || repo.graph_descendant_of(t, squash).unwrap_or(false));
-        if on_target {
-            set_tip_ref(project, rec, tip)?;
-            return Ok(Some(mark_done(project, rec, TaskState::Landed, Some(squash), base, tip, &target)?));
-        }
-    }
-    clear_intent(project, rec)?;
-    Ok(None)
+/// `(task, attempt, tip)` from a squash commit's trailers.
+fn squash_trailers(commit: &git2::Commit) -> Option<(String, u32, Oid)> {
+    let msg = commit.message()?;
+    let field = |key: &str| msg.lines().rev().find_map(|l| l.strip_prefix(key)).map(str::trim);
+    let id = field("Hybrid-Task:")?.to_string();
+    task_id::validate(&id).ok()?;
+    let attempt = field("Hybrid-Attempt:").map_or(Some(1), |a| a.parse().ok())?;
+    let tip = Oid::from_str(field("Hybrid-Tip:")?).ok()?;
+    Some((id, attempt, tip))
 }
 
 /// The report for a task that was already landed (or empty); finishes an interrupted cleanup.

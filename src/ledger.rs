@@ -2,8 +2,11 @@
 //!
 //! Contract: records live in the repository's common git directory
 //! (`<git-common-dir>/hybrid/ledger/<task>/<attempt>.json`), so every linked worktree sees the
-//! same ledger. Each record is its own file, replaced atomically (write + fsync + rename), so a
-//! crash never leaves a half record and readers never see one. Read-modify-write goes through
+//! same ledger. Each record is its own file, replaced atomically (write + rename), so a crash
+//! never leaves a half record and readers never see one. The write is synced to disk first when
+//! git syncs refs (`core.fsync` names `reference`, `committed`, `added` or `all`; see
+//! [`crate::fsutil::git_fsyncs_refs`]): by git's default it does not, and a record is only worth
+//! what the commit and ref it names are worth after a power loss. Read-modify-write goes through
 //! [`Ledger::update`], which holds the task's lock ([`crate::lock::FileLock`]) so concurrent
 //! processes never lose each other's updates. Unknown JSON keys are preserved on rewrite, so an
 //! older binary does not drop fields a newer one wrote.
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{now_rfc3339, write_atomic};
+use crate::fsutil::{now_rfc3339, write_atomic_with};
 use crate::lock::FileLock;
 
 /// Where a task attempt is in its life.
@@ -155,12 +158,24 @@ impl TaskRecord {
 pub struct Ledger {
     dir: PathBuf,
     locks: PathBuf,
+    sync: bool,
 }
 
 impl Ledger {
     /// The ledger of the repository whose common git directory is `common_dir`.
+    /// Every write is synced to disk; see [`Ledger::synced`].
     pub fn new(common_dir: &Path) -> Ledger {
-        Ledger { dir: common_dir.join("hybrid").join("ledger"), locks: common_dir.join("hybrid").join("locks") }
+        Ledger {
+            dir: common_dir.join("hybrid").join("ledger"),
+            locks: common_dir.join("hybrid").join("locks"),
+            sync: true,
+        }
+    }
+
+    /// Whether writes are synced to disk before they replace a record (see the module docs).
+    pub fn synced(mut self, sync: bool) -> Ledger {
+        self.sync = sync;
+        self
     }
 
     fn path(&self, id: &str, attempt: u32) -> PathBuf {
@@ -232,7 +247,7 @@ impl Ledger {
         if let Some(dir) = path.parent() {
             remove_dead_temp_files(dir);
         }
-        write_atomic(&path, &json)
+        write_atomic_with(&path, &json, self.sync)
             .with_context(|| format!("cannot write the ledger record of {}#{}", rec.id, rec.attempt))
     }
 
@@ -243,6 +258,24 @@ impl Ledger {
     {
         let _lock = self.lock_task(id)?;
         self.update_locked(id, attempt, f)
+    }
+
+    /// Read-modify-write of one record under the task lock the caller holds, starting from
+    /// `fresh` when the record does not exist yet (a branch adopted by the same command).
+    pub fn upsert_locked<F>(&self, fresh: &TaskRecord, f: F) -> Result<TaskRecord>
+    where
+        F: FnOnce(&mut TaskRecord),
+    {
+        let mut rec = self.get(&fresh.id, fresh.attempt)?.unwrap_or_else(|| fresh.clone());
+        f(&mut rec);
+        rec.updated = now_rfc3339();
+        self.put(&rec)?;
+        Ok(rec)
+    }
+
+    /// Takes the task's lock if no live process holds it.
+    pub fn try_lock_task(&self, id: &str) -> Result<Option<FileLock>> {
+        FileLock::try_acquire(&self.task_lock_path(id))
     }
 
     /// Like [`Ledger::update`] for a caller that already holds the task lock.

@@ -43,6 +43,7 @@ pub mod labels;
 pub mod land;
 pub mod ledger;
 pub mod lock;
+pub mod pack;
 pub mod plan;
 pub mod populate;
 pub mod redact;

@@ -63,10 +63,11 @@ impl FileLock {
     }
 
     fn write_pid(&mut self) {
-        // Best effort: the pid is only used in messages.
-        let _ = self.file.set_len(0);
+        // Best effort: the pid is only used in messages. Written over the old one at a fixed
+        // width instead of truncating first: freeing a file's blocks is a metadata write (with
+        // `discard` mounts, a device round trip) on every lock taken.
         let _ = self.file.seek(SeekFrom::Start(0));
-        let _ = write!(self.file, "{}", std::process::id());
+        let _ = writeln!(self.file, "{:<10}", std::process::id());
         let _ = self.file.flush();
     }
 

@@ -26,6 +26,8 @@ pub struct Project {
     pub cwd_workdir: Option<PathBuf>,
     /// The configuration (defaults when `hybrid.toml` is absent).
     pub config: LoadedConfig,
+    /// Whether git syncs ref updates to disk here (`core.fsync`); the ledger follows it.
+    pub fsync_refs: bool,
 }
 
 impl Project {
@@ -54,12 +56,29 @@ impl Project {
         }
         let root = canonical(repo.workdir().context("repository has no working tree")?);
         let config = config::load(&root)?;
-        Ok(Project { repo, common_dir, root, cwd_workdir, config })
+        let core_fsync = repo.config().ok().and_then(|c| c.get_string("core.fsync").ok());
+        let fsync_refs = crate::fsutil::git_fsyncs_refs(core_fsync.as_deref());
+        Ok(Project { repo, common_dir, root, cwd_workdir, config, fsync_refs })
+    }
+
+    /// A second handle on the same repository (own libgit2 object database, same config), for
+    /// work that attaches an in-memory object backend it must not leave behind.
+    pub fn reopen(&self) -> Result<Project> {
+        let repo =
+            Repository::open(&self.common_dir).with_context(|| format!("cannot open {}", self.common_dir.display()))?;
+        Ok(Project {
+            repo,
+            common_dir: self.common_dir.clone(),
+            root: self.root.clone(),
+            cwd_workdir: self.cwd_workdir.clone(),
+            config: self.config.clone(),
+            fsync_refs: self.fsync_refs,
+        })
     }
 
     /// The ledger of this repository.
     pub fn ledger(&self) -> Ledger {
-        Ledger::new(&self.common_dir)
+        Ledger::new(&self.common_dir).synced(self.fsync_refs)
     }
 
     /// Where git-hybrid keeps its own state: `<common git dir>/hybrid`.

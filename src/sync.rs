@@ -116,12 +116,27 @@ pub(crate) fn contains(repo: &git2::Repository, tip: Oid, target: Oid) -> Result
 
 /// The task's ledger record; a branch `hybrid/<id>` without one is adopted. Caller holds the task lock.
 pub(crate) fn load_or_adopt(project: &Project, id: &str, attempt: u32, target: Option<&str>) -> Result<TaskRecord> {
+    let (rec, saved) = load_or_adopt_unsaved(project, id, attempt, target)?;
+    if !saved {
+        project.ledger().put(&rec)?;
+    }
+    Ok(rec)
+}
+
+/// [`load_or_adopt`] without writing an adopted record (`false`: not in the ledger yet); the
+/// caller's first ledger write for the task creates it ([`crate::ledger::Ledger::upsert_locked`]).
+pub(crate) fn load_or_adopt_unsaved(
+    project: &Project,
+    id: &str,
+    attempt: u32,
+    target: Option<&str>,
+) -> Result<(TaskRecord, bool)> {
     if attempt == 0 {
         return Err(HybridError::Usage("--attempt starts at 1".into()).into());
     }
     let ledger = project.ledger();
     if let Some(rec) = ledger.get(id, attempt)? {
-        return Ok(rec);
+        return Ok((rec, true));
     }
     let branch = worktree::branch_name(id, attempt);
     let Ok(tip) = project.repo.refname_to_id(&format!("refs/heads/{branch}")) else {
@@ -138,8 +153,7 @@ pub(crate) fn load_or_adopt(project: &Project, id: &str, attempt: u32, target: O
     let mut rec = TaskRecord::new(id, attempt, &branch, Path::new(""), &base.to_string(), &target);
     rec.worktree = None;
     rec.state = TaskState::Ready;
-    ledger.put(&rec)?;
-    Ok(rec)
+    Ok((rec, false))
 }
 
 /// Merges `target_tip` into `tip` in memory and writes the merge commit (no ref moves).
@@ -336,7 +350,7 @@ pub(crate) fn move_task_branch(project: &Project, branch_ref: &str, old: Oid, ne
 
 /// Marks a task `conflict` with its paths.
 pub(crate) fn record_conflict(project: &Project, rec: &TaskRecord, what: &str, paths: &[String]) -> Result<()> {
-    project.ledger().update_locked(&rec.id, rec.attempt, |r| {
+    project.ledger().upsert_locked(rec, |r| {
         r.state = TaskState::Conflict;
         r.conflicts = paths.to_vec();
         r.failure = Some(format!("{what} conflicts in {}", paths.join(", ")));

@@ -570,3 +570,137 @@ fn commit_list_after_an_earlier_sync_and_a_moved_target_names_only_the_tasks_com
     assert!(msg.contains("Commits:\n- task one\n- task two\n\nHybrid-Task"), "{msg}");
     assert!(!msg.contains("main ") && !msg.contains("Merge"), "{msg}");
 }
+
+#[test]
+fn a_train_lands_each_task_as_its_own_squash_and_moves_the_target_once() {
+    let repo = TestRepo::new();
+    let ids: Vec<String> = (0..3).map(|i| format!("r{i}")).collect();
+    for id in &ids {
+        task(&repo, id, &[(&format!("{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
+    }
+    let before = repo.rev("main");
+    let reflog_before = repo.git(&["reflog", "show", "--format=%H", "main"]).lines().count();
+    let out = repo.hybrid(&["--json", "merge", "r0", "r1", "r2"]);
+    assert_ok(&out, &["merge", "r0", "r1", "r2"]);
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // Each squash's parent is the one before it, the first's is the old tip.
+    assert_eq!(docs[0]["base"], before.as_str());
+    assert_eq!(docs[1]["base"], docs[0]["merge_sha"]);
+    assert_eq!(docs[2]["base"], docs[1]["merge_sha"]);
+    assert_eq!(repo.rev("main"), docs[2]["merge_sha"].as_str().unwrap());
+    for (i, id) in ids.iter().enumerate() {
+        let rev = format!("main~{}", 2 - i);
+        assert_eq!(trailer(&repo, &rev, "Hybrid-Task"), *id);
+        assert_eq!(repo.git(&["log", "-1", "--format=%p", &rev]).split_whitespace().count(), 1, "{id}: one parent");
+        assert_eq!(record(&repo, id)["merge_sha"], docs[i]["merge_sha"]);
+        // Hybrid-Tip is reachable and contains the squash's parent (the caught-up tip).
+        let tip = trailer(&repo, &rev, "Hybrid-Tip");
+        assert_eq!(repo.rev(&format!("refs/hybrid/tips/{id}")), tip);
+        repo.git(&["merge-base", "--is-ancestor", &format!("{rev}^"), &tip]);
+        assert_eq!(repo.git(&["diff", &tip, &rev]), "", "{id}: squash tree is the caught-up tip's");
+    }
+    let reflog_after = repo.git(&["reflog", "show", "--format=%H", "main"]).lines().count();
+    assert_eq!(reflog_after, reflog_before + 1, "the target moved once for the whole train");
+    assert_eq!(repo.porcelain(&repo.root), "");
+    fsck_clean(&repo);
+}
+
+#[test]
+fn a_local_change_refuses_only_the_task_of_the_train_that_changes_its_path() {
+    let repo = TestRepo::new();
+    repo.write("b.txt", "b\n");
+    repo.commit_all("b");
+    task(&repo, "a1", &[("a.txt", "a\n")], "a1 adds a");
+    task(&repo, "b1", &[("b.txt", "changed by b1\n")], "b1 edits b");
+    task(&repo, "c1", &[("c.txt", "c\n")], "c1 adds c");
+    repo.write("b.txt", "the user's uncommitted edit\n");
+    let out = repo.hybrid(&["--json", "merge", "a1", "b1", "c1"]);
+    assert_code(&out, 3);
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(docs[0]["status"], "landed");
+    assert_eq!(docs[1]["status"], "error");
+    assert_eq!(docs[1]["paths"], serde_json::json!(["b.txt"]));
+    assert_eq!(docs[2]["status"], "landed");
+    assert_eq!(docs[2]["base"], docs[0]["merge_sha"], "c1 chained on a1 without b1");
+    assert_eq!(repo.read("b.txt"), "the user's uncommitted edit\n");
+    assert_eq!(landings_of(&repo, "b1"), 0);
+    assert_eq!(repo.porcelain(&repo.root), " M b.txt");
+    assert!(repo.task_dir("b1").exists(), "the refused task keeps its worktree");
+    assert_eq!(record(&repo, "b1")["state"], "ready");
+}
+
+#[test]
+fn a_train_killed_after_the_target_moved_is_recorded_by_the_next_landing() {
+    let repo = TestRepo::new();
+    for id in ["q1", "q2", "q3", "q4"] {
+        task(&repo, id, &[(&format!("{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
+    }
+    let before = repo.rev("main");
+    let mut child = repo.hybrid_cmd(&repo.root, &["merge", "q1", "q2", "q3"]);
+    child.env("HYBRID_TEST_PAUSE_MS", "400").stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = child.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while repo.rev("main") == before {
+        assert!(start.elapsed() < Duration::from_secs(30), "the train never moved main");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill(); // SIGKILL while it pauses right after moving the target
+    let _ = child.wait();
+    let note = repo.root.join(".git/hybrid/landing/main.json");
+    assert!(note.exists(), "the killed train left its note");
+    assert_ne!(record(&repo, "q1")["state"], "landed", "killed before recording");
+
+    // Any landing on main finishes the killed train's records first.
+    let r = merge_json(&repo, &["q4"]);
+    assert_eq!(r["status"], "landed");
+    assert!(!note.exists());
+    for (i, id) in ["q1", "q2", "q3"].iter().enumerate() {
+        let rec = record(&repo, id);
+        assert_eq!(rec["state"], "landed", "{id}");
+        let sha = repo.rev(&format!("main~{}", 3 - i));
+        assert_eq!(rec["merge_sha"], sha.as_str(), "{id}");
+        assert_eq!(rec["merge_base"], repo.rev(&format!("{sha}^")).as_str(), "{id}");
+        assert_eq!(rec["tip"], trailer(&repo, &sha, "Hybrid-Tip").as_str(), "{id}");
+        assert_eq!(repo.rev(&format!("refs/hybrid/tips/{id}")), trailer(&repo, &sha, "Hybrid-Tip"));
+        assert_eq!(landings_of(&repo, id), 1);
+    }
+    // Re-running the killed command lands nothing twice and finishes the cleanup.
+    let out = repo.hybrid(&["--json", "merge", "q1", "q2", "q3"]);
+    assert_ok(&out, &["merge", "q1", "q2", "q3"]);
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(docs.iter().all(|d| d["already"] == true), "{docs:?}");
+    for id in ["q1", "q2", "q3"] {
+        assert_eq!(landings_of(&repo, id), 1);
+        assert!(!repo.task_dir(id).exists(), "{id}: worktree cleaned on re-run");
+    }
+    assert_eq!(repo.porcelain(&repo.root), "");
+    fsck_clean(&repo);
+}
+
+#[test]
+fn a_long_train_writes_its_objects_as_one_pack() {
+    let repo = TestRepo::new();
+    let ids: Vec<String> = (0..16).map(|i| format!("p{i:02}")).collect();
+    for id in &ids {
+        task(&repo, id, &[(&format!("p/{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
+    }
+    repo.write("main.txt", "main moved\n");
+    repo.commit_all("main moves: every task needs a catch-up");
+    let counts = |repo: &TestRepo| {
+        let v = repo.git(&["count-objects", "-v"]);
+        let get = |k: &str| v.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().parse::<u64>().unwrap();
+        (get("count:"), get("packs:"))
+    };
+    let (loose, packs) = counts(&repo);
+    let mut args = vec!["merge"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_ok(&repo.hybrid(&args), &args);
+    assert_eq!(counts(&repo), (loose, packs + 1), "no loose objects, one new pack");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(trailer(&repo, &format!("main~{}", 15 - i), "Hybrid-Task"), *id);
+        assert_eq!(record(&repo, id)["state"], "landed");
+    }
+    assert_eq!(repo.porcelain(&repo.root), "");
+    let out = repo.git_out(&repo.root, &["fsck", "--strict", "--no-progress"]);
+    assert!(out.status.success(), "git fsck: {}", stderr(&out));
+}

@@ -6,8 +6,9 @@ use super::{output, GlobalArgs};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The task(s) to land. Several tasks land one after another in this process, each as its
-    /// own squash commit with the same checks; a failure of one does not stop the others.
+    /// The task(s) to land. Several tasks land as one train: each its own squash commit on the
+    /// one before, with the same checks, and the target moves once; a conflict or refusal of one
+    /// does not stop the others.
     #[arg(value_name = "TASK", required = true, num_args = 1..)]
     pub tasks: Vec<String>,
     /// Branch to land on (default: the project's target).
@@ -63,8 +64,9 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     }
     let mut code = 0;
     let mut docs = Vec::new();
-    for t in &a.tasks {
-        match land::land_task(&project, t, a.attempt, &opts) {
+    let tasks: Vec<(String, u32)> = a.tasks.iter().map(|t| (t.clone(), a.attempt)).collect();
+    for (t, result) in land::land_tasks(&project, &tasks, &opts)? {
+        match result {
             Ok(report) => {
                 if g.json {
                     docs.push(serde_json::to_value(&report)?);
