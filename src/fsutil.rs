@@ -73,4 +73,14 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }
+
+    #[test]
+    fn ref_fsync_follows_gits_core_fsync() {
+        assert!(!git_fsyncs_refs(None), "git's default does not sync refs");
+        assert!(!git_fsyncs_refs(Some("objects,index")));
+        assert!(!git_fsyncs_refs(Some("none")));
+        for v in ["reference", "committed", "added", "all", "none,reference", "all,-reference", " index , committed"] {
+            assert!(git_fsyncs_refs(Some(v)), "{v}");
+        }
+    }
 }
