@@ -12,13 +12,15 @@ Setups (each on its own identical copy):
                `git read-tree -m -u`, which it is here)
   read-tree    the same with the in-process path disabled (HYBRID_NO_FAST_CHECKOUT=1)
   detached     the main checkout is not on `main` (nothing to keep coherent)
-  batch        checked out, each turn's tasks given to one `git hybrid merge t000 t001 ...` process
+  train        checked out, each turn's tasks given to one `git hybrid merge t000 t001 ...` process:
+               a train, each task its own squash commit, the target moved once per process
   cli          `git checkout main`, `git merge --squash`, `git commit` per task, in the checkout
+  train-all    after the turns, on its own copy: all tasks in one `git hybrid merge` process
 
 The ways take turns landing --chunk tasks each (default 20), so changing load from other processes
 hits all of them alike. Prints wall and CPU (user+sys of the processes run) ms per landing for each way, the load average,
-and the ratios; the headline ratio is one landing per process. Checks that all copies end with the
-same tree and clean checkouts.
+and the ratios: the headline is the train (how git-hybrid lands several ready tasks), next to
+one landing per process. Checks that all copies end with the same tree and clean checkouts.
 Usage: benches/land.py [--files N] [--tasks N] [--chunk N] [--dir PARENT] [--keep-dir]
 """
 
@@ -141,7 +143,7 @@ WAYS = [
     ("checked-out", "git-hybrid, target checked out", "per-process"),
     ("read-tree", "  same, fast checkout path disabled", "per-process"),
     ("detached", "git-hybrid, target not checked out", "per-process"),
-    ("batch", "git-hybrid, one process per turn (checked out)", "batch"),
+    ("train", "git-hybrid train, one `merge` per turn (checked out)", "batch"),
     ("cli", "git CLI (checkout, merge --squash, commit)", "cli"),
 ]
 
@@ -193,32 +195,44 @@ def main():
                     w, c = timed(lambda: land_each(repo, e, binary, chunk))
                 results[name] = (results[name][0] + w, results[name][1] + c)
         load_after = os.getloadavg()
+        # The whole set as one train, on its own copy, timed once after the turns.
+        all_copy = os.path.join(tmp, "train-all", "repo")
+        shutil.copytree(seed, all_copy, symlinks=True)
+        all_wall, all_cpu = timed(lambda: land_batch(all_copy, env, binary, range(a.tasks)))
+        copies["train-all"] = all_copy
 
         trees = {n: git(p, env, "rev-parse", "main^{tree}").strip() for n, p in copies.items()}
         same = len(set(trees.values())) == 1
         counts = {n: git(p, env, "rev-list", "--count", "main").strip() for n, p in copies.items()}
-        dirty = {n: git(copies[n], env, "status", "--porcelain").strip() for n in ("checked-out", "read-tree", "batch")}
+        dirty = {
+            n: git(copies[n], env, "status", "--porcelain").strip()
+            for n in ("checked-out", "read-tree", "train", "train-all")
+        }
 
         print()
         fs = subprocess.run(["stat", "-f", "-c", "%T", tmp], capture_output=True, text=True).stdout.strip()
         print(f"repository: {tracked} tracked files, {a.tasks} landings each, in {tmp} ({fs})")
         print(f"load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} CPUs")
-        print(f"{'way':<48}{'wall s':>8}{'wall ms/landing':>17}{'CPU ms/landing':>16}")
+        print(f"{'way':<52}{'wall s':>8}{'wall ms/landing':>17}{'CPU ms/landing':>16}")
         per = {}
         for name, label, _ in WAYS:
             wall, cpu = results[name]
             per[name] = (1000 * wall / a.tasks, 1000 * cpu / a.tasks)
-            print(f"{label:<48}{wall:>8.2f}{per[name][0]:>17.1f}{per[name][1]:>16.1f}")
+            print(f"{label:<52}{wall:>8.2f}{per[name][0]:>17.1f}{per[name][1]:>16.1f}")
+        per["train-all"] = (1000 * all_wall / a.tasks, 1000 * all_cpu / a.tasks)
+        label = f"git-hybrid, all {a.tasks} as one train (after the turns)"
+        print(f"{label:<52}{all_wall:>8.2f}{per['train-all'][0]:>17.1f}{per['train-all'][1]:>16.1f}")
         print()
 
         def ratio(n):
             return f"{per['cli'][0] / per[n][0]:.1f}x wall, {per['cli'][1] / per[n][1]:.1f}x CPU"
 
-        print("headline, one landing per process:")
+        print(f"headline: landing {a.tasks} ready tasks, {a.chunk} per `git hybrid merge` (a train), target checked out:")
+        print(f"  ratio CLI / git-hybrid train:                    {ratio('train')}")
+        print(f"  ratio CLI / git-hybrid, all {a.tasks} in one train:     {ratio('train-all')}")
+        print("one landing per process (what a single `git hybrid merge <task>` costs):")
         print(f"  ratio CLI / git-hybrid (target checked out):     {ratio('checked-out')}")
         print(f"  ratio CLI / git-hybrid (target not checked out): {ratio('detached')}")
-        print("separately, several tasks per `git hybrid merge` process:")
-        print(f"  ratio CLI / git-hybrid batch (checked out):      {ratio('batch')}")
         print(f"same final tree on all: {same}; commits on main: {counts}")
         print(f"main checkout clean after git-hybrid landings: {all(v == '' for v in dirty.values())}")
         if not same or any(dirty.values()):
