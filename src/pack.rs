@@ -18,8 +18,7 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use git2::{ObjectType, Odb, Oid, Repository};
 use sha1::{Digest, Sha1};
 
@@ -80,6 +79,8 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[Oid]) -> Result<()> 
     pack.extend_from_slice(b"PACK");
     pack.extend_from_slice(&2u32.to_be_bytes());
     pack.extend_from_slice(&u32::try_from(objects.len()).context("too many objects for one pack")?.to_be_bytes());
+    // One compressor for all objects: setting one up zeroes a few hundred KB of tables.
+    let mut z = Compress::new(Compression::fast(), true);
     for &id in objects {
         let obj = odb.read(id).with_context(|| format!("cannot read the new object {id}"))?;
         let kind = match obj.kind() {
@@ -90,9 +91,7 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[Oid]) -> Result<()> 
             other => anyhow::bail!("cannot pack an object of type {other:?}"),
         };
         entry_header(&mut pack, kind, obj.data().len() as u64);
-        let mut z = ZlibEncoder::new(&mut pack, Compression::fast());
-        z.write_all(obj.data())?;
-        z.finish()?;
+        deflate_into(&mut z, obj.data(), &mut pack)?;
     }
     let checksum = Sha1::digest(&pack);
     pack.extend_from_slice(&checksum);
@@ -100,6 +99,21 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[Oid]) -> Result<()> 
     w.write_all(&pack).context("cannot write a pack")?;
     w.commit().context("cannot store the pack")?;
     Ok(())
+}
+
+/// Appends `data` zlib-compressed to `out` (one complete stream), reusing `z`.
+fn deflate_into(z: &mut Compress, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    z.reset();
+    let mut input = data;
+    loop {
+        out.reserve(input.len() / 2 + 64);
+        let before = z.total_in();
+        let status = z.compress_vec(input, out, FlushCompress::Finish).context("cannot compress an object")?;
+        input = &input[(z.total_in() - before) as usize..];
+        if status == Status::StreamEnd {
+            return Ok(());
+        }
+    }
 }
 
 /// A pack entry's header: type and size, 4 bits of size first, then 7 bits per byte.
