@@ -704,3 +704,105 @@ fn a_long_train_writes_its_objects_as_one_pack() {
     let out = repo.git_out(&repo.root, &["fsck", "--strict", "--no-progress"]);
     assert!(out.status.success(), "git fsck: {}", stderr(&out));
 }
+
+#[test]
+fn concurrent_trains_and_single_landings_all_land_once() {
+    let repo = TestRepo::new();
+    let ids: Vec<String> = (0..10).map(|i| format!("w{i}")).collect();
+    for id in &ids {
+        task(&repo, id, &[(&format!("w/{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
+    }
+    // Two trains, a single landing and a two-task train race for main.
+    let groups: [&[&str]; 4] = [&["w0", "w1", "w2", "w3"], &["w4", "w5", "w6"], &["w7"], &["w8", "w9"]];
+    let children: Vec<_> = groups
+        .iter()
+        .map(|g| {
+            let mut args = vec!["--json", "merge"];
+            args.extend_from_slice(g);
+            repo.hybrid_cmd(&repo.root, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for (g, child) in groups.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert_ok(&out, g);
+    }
+    assert_eq!(repo.git(&["rev-list", "--count", "main"]), "11");
+    for id in &ids {
+        assert_eq!(landings_of(&repo, id), 1, "{id}");
+        let rec = record(&repo, id);
+        assert_eq!(rec["state"], "landed", "{id}");
+        assert_eq!(trailer(&repo, rec["merge_sha"].as_str().unwrap(), "Hybrid-Task"), *id);
+        assert_eq!(repo.read(&format!("w/{id}.txt")), format!("{id}\n"));
+    }
+    assert_eq!(repo.porcelain(&repo.root), "");
+    assert!(!repo.root.join(".git/hybrid/landing/main.json").exists());
+    fsck_clean(&repo);
+}
+
+#[test]
+fn a_train_killed_at_many_points_then_rerun_lands_each_task_exactly_once() {
+    let repo = TestRepo::new();
+    let rounds = 6;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    for r in 0..rounds {
+        let ids: Vec<String> = (0..3).map(|i| format!("k{r}x{i}")).collect();
+        for id in &ids {
+            task(&repo, id, &[(&format!("k/{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
+        }
+        repo.write(&format!("moved/{r}.txt"), "moved\n");
+        repo.commit_all(&format!("main moves {r}"));
+        let delay = (seed.wrapping_mul(6364136223846793005).wrapping_add(r as u64 * 1442695040888963407) >> 33) % 400;
+        let mut args = vec!["merge"];
+        args.extend(ids.iter().map(String::as_str));
+        let mut child = repo.hybrid_cmd(&repo.root, &args);
+        child.env("HYBRID_TEST_PAUSE_MS", "25").stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = child.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let mut json_args = vec!["--json"];
+        json_args.extend_from_slice(&args);
+        let mut out = repo.hybrid(&json_args);
+        for _ in 0..20 {
+            if out.status.code() != Some(4) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            out = repo.hybrid(&json_args);
+        }
+        assert_ok(&out, &[&format!("round {r}, killed after {delay} ms")]);
+        for id in &ids {
+            assert_eq!(landings_of(&repo, id), 1, "{id} (killed after {delay} ms)");
+            let rec = record(&repo, id);
+            assert_eq!(rec["state"], "landed", "{id}");
+            let sha = rec["merge_sha"].as_str().unwrap();
+            assert_eq!(trailer(&repo, sha, "Hybrid-Task"), *id);
+            assert_eq!(rec["merge_base"], repo.rev(&format!("{sha}^")).as_str(), "{id}");
+            assert!(!repo.task_dir(id).exists(), "{id}: worktree cleaned on re-run");
+        }
+        assert_eq!(repo.porcelain(&repo.root), "", "round {r} (killed after {delay} ms): checkout coherent");
+        assert!(!repo.root.join(".git/hybrid/landing/main.json").exists());
+    }
+    fsck_clean(&repo);
+    assert!(!repo.root.join(".git/refs/heads/main.lock").exists());
+}
+
+#[test]
+fn a_task_whose_change_an_earlier_car_already_made_lands_as_empty() {
+    let repo = TestRepo::new();
+    task(&repo, "e1", &[("same.txt", "identical\n")], "e1 adds same.txt");
+    task(&repo, "e2", &[("same.txt", "identical\n")], "e2 adds the same file");
+    task(&repo, "e3", &[("e3.txt", "3\n")], "e3 work");
+    let out = repo.hybrid(&["--json", "merge", "e1", "e2", "e3"]);
+    assert_ok(&out, &["merge", "e1", "e2", "e3"]);
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(docs[0]["status"], "landed");
+    assert_eq!(docs[1]["status"], "empty");
+    assert!(docs[1]["merge_sha"].is_null());
+    assert_eq!(docs[1]["base"], docs[0]["merge_sha"], "empty on top of e1's squash");
+    assert_eq!(record(&repo, "e2")["state"], "empty");
+    assert_eq!(docs[2]["base"], docs[0]["merge_sha"]);
+    assert_eq!(repo.git(&["rev-list", "--count", "main"]), "3");
+    assert_eq!(landings_of(&repo, "e2"), 0);
+    assert_eq!(repo.porcelain(&repo.root), "");
+}
