@@ -44,6 +44,30 @@ fn trailer(repo: &TestRepo, rev: &str, key: &str) -> String {
     repo.git(&["log", "-1", &format!("--format=%(trailers:key={key},valueonly)"), rev]).trim().to_string()
 }
 
+/// The task landed exactly once on `main`, and its record names that squash commit; returns it.
+fn assert_landed_once(repo: &TestRepo, id: &str, context: &str) -> String {
+    assert_eq!(landings_of(repo, id), 1, "{id} {context}");
+    let rec = record(repo, id);
+    assert_eq!(rec["state"], "landed", "{id} {context}");
+    let sha = rec["merge_sha"].as_str().unwrap().to_string();
+    assert_eq!(trailer(repo, &sha, "Hybrid-Task"), id, "{context}");
+    sha
+}
+
+/// Runs git-hybrid; while it reports busy (exit 4: a git child a killed run orphaned may still
+/// hold a lock for a moment), waits and runs it again.
+fn rerun_while_busy(repo: &TestRepo, args: &[&str]) -> std::process::Output {
+    let mut out = repo.hybrid(args);
+    for _ in 0..20 {
+        if out.status.code() != Some(4) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        out = repo.hybrid(args);
+    }
+    out
+}
+
 fn fsck_clean(repo: &TestRepo) {
     let out = repo.git_out(&repo.root, &["fsck", "--no-progress"]);
     assert!(out.status.success(), "git fsck: {}", stderr(&out));
@@ -299,11 +323,7 @@ fn sixteen_concurrent_landings_all_land_and_are_recorded() {
     assert_eq!(repo.git(&["rev-list", "--count", "main"]), "17");
     assert_eq!(repo.git(&["rev-list", "--merges", "--count", "main"]), "0");
     for id in &ids {
-        assert_eq!(landings_of(&repo, id), 1, "{id}");
-        let rec = record(&repo, id);
-        assert_eq!(rec["state"], "landed", "{id}");
-        let sha = rec["merge_sha"].as_str().unwrap();
-        assert_eq!(trailer(&repo, sha, "Hybrid-Task"), *id);
+        assert_landed_once(&repo, id, "");
         assert_eq!(repo.read(&format!("files/{id}.txt")), format!("{id}\n"));
     }
     assert_eq!(repo.porcelain(&repo.root), "?? user-notes.txt");
@@ -460,20 +480,9 @@ fn kill_9_at_many_points_then_rerun_lands_exactly_once() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // A git child (read-tree) the kill orphaned may still be finishing; the re-run waits for it.
-        let mut out = repo.hybrid(&["--json", "merge", &id]);
-        for _ in 0..20 {
-            if out.status.code() != Some(4) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            out = repo.hybrid(&["--json", "merge", &id]);
-        }
+        let out = rerun_while_busy(&repo, &["--json", "merge", &id]);
         assert_ok(&out, &["merge", &id, &format!("(killed after {delay} ms)")]);
-        assert_eq!(landings_of(&repo, &id), 1, "{id} killed after {delay} ms");
-        let rec = record(&repo, &id);
-        assert_eq!(rec["state"], "landed", "{id}");
-        assert_eq!(trailer(&repo, rec["merge_sha"].as_str().unwrap(), "Hybrid-Task"), id);
-        assert!(rec.get("landing").is_none());
+        assert_landed_once(&repo, &id, &format!("(killed after {delay} ms)"));
         assert_eq!(repo.porcelain(&repo.root), "", "{id} killed after {delay} ms: main checkout coherent");
         assert!(!repo.task_dir(&id).exists(), "{id}: worktree cleaned on re-run");
     }
@@ -728,10 +737,7 @@ fn concurrent_trains_and_single_landings_all_land_once() {
     }
     assert_eq!(repo.git(&["rev-list", "--count", "main"]), "11");
     for id in &ids {
-        assert_eq!(landings_of(&repo, id), 1, "{id}");
-        let rec = record(&repo, id);
-        assert_eq!(rec["state"], "landed", "{id}");
-        assert_eq!(trailer(&repo, rec["merge_sha"].as_str().unwrap(), "Hybrid-Task"), *id);
+        assert_landed_once(&repo, id, "");
         assert_eq!(repo.read(&format!("w/{id}.txt")), format!("{id}\n"));
     }
     assert_eq!(repo.porcelain(&repo.root), "");
@@ -760,24 +766,11 @@ fn a_train_killed_at_many_points_then_rerun_lands_each_task_exactly_once() {
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        let mut json_args = vec!["--json"];
-        json_args.extend_from_slice(&args);
-        let mut out = repo.hybrid(&json_args);
-        for _ in 0..20 {
-            if out.status.code() != Some(4) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            out = repo.hybrid(&json_args);
-        }
+        let out = rerun_while_busy(&repo, &args);
         assert_ok(&out, &[&format!("round {r}, killed after {delay} ms")]);
         for id in &ids {
-            assert_eq!(landings_of(&repo, id), 1, "{id} (killed after {delay} ms)");
-            let rec = record(&repo, id);
-            assert_eq!(rec["state"], "landed", "{id}");
-            let sha = rec["merge_sha"].as_str().unwrap();
-            assert_eq!(trailer(&repo, sha, "Hybrid-Task"), *id);
-            assert_eq!(rec["merge_base"], repo.rev(&format!("{sha}^")).as_str(), "{id}");
+            let sha = assert_landed_once(&repo, id, &format!("(killed after {delay} ms)"));
+            assert_eq!(record(&repo, id)["merge_base"], repo.rev(&format!("{sha}^")).as_str(), "{id}");
             assert!(!repo.task_dir(id).exists(), "{id}: worktree cleaned on re-run");
         }
         assert_eq!(repo.porcelain(&repo.root), "", "round {r} (killed after {delay} ms): checkout coherent");
