@@ -15,11 +15,12 @@
 //!    moved it, everything is recomputed on the new tip (at most [`MAX_TRIES`] times). Every
 //!    checkout that has the target checked out is checked first: a local change (modified,
 //!    staged, untracked, ignored) on a path the landing changes refuses the landing before
-//!    anything moves ([`HybridError::LocalChanges`], exit 3). Then the task branch takes its
-//!    catch-up merge (unless the branch is removed right after: no worktree, no `--keep`), those
-//!    checkouts move (in process where provably equal to `git read-tree -m -u`, else with it;
-//!    local changes elsewhere carried along, staged changes stay staged and are never in the
-//!    squash), and only then the target ref moves; see [`crate::checkout`] for why this order.
+//!    anything moves ([`HybridError::LocalChanges`], exit 3). Then those checkouts move (in
+//!    process where provably equal to `git read-tree -m -u`, else with it; local changes
+//!    elsewhere carried along, staged changes stay staged and are never in the squash), and only
+//!    then the target ref moves; see [`crate::checkout`] for why this order. After that the task
+//!    branch takes its catch-up merge (unless it is removed right after: no worktree, no
+//!    `--keep`); a task worktree with uncommitted changes keeps its branch where it was.
 //! 4. **Record.** The ledger gets `merge_sha`, `merge_base`, `tip`, `landed_at` and state `landed`
 //!    (or `empty`); `refs/hybrid/tips/<id>[@N]` keeps the landed tip reachable.
 //! 5. **Clean.** Unless `keep`, a clean task worktree and the branch are removed; anything with
@@ -196,8 +197,6 @@ struct Car {
     caught_up: Option<Oid>,
     /// The squash commit; `None` when the task's work is already on `base` (`empty`).
     squash: Option<Oid>,
-    /// Whether the task branch was moved to the catch-up merge (else it is still at `tip`).
-    branch_moved: bool,
 }
 
 impl Car {
@@ -309,24 +308,6 @@ fn run_train(
         // behind is harmless, the next landing checks it against the target).
         let mut note = TrainNote::write(project, target, start, end)?;
         pause();
-        let mut cars = cars;
-        for car in cars.iter_mut() {
-            if let (Some(m), Some(_)) = (car.caught_up, car.squash) {
-                let branch_ref = format!("refs/heads/{}", car.rec.branch);
-                if removed_after_landing(project, &car.rec, &branch_ref, opts)? {
-                    continue; // the tip ref keeps the catch-up merge; the branch goes anyway
-                }
-                sync::move_task_branch(
-                    project,
-                    &branch_ref,
-                    car.tip,
-                    m,
-                    &format!("git-hybrid merge: catch up with {target}"),
-                )?;
-                car.branch_moved = true;
-            }
-        }
-        pause();
         checkout::apply_moves(project, moves, start, end)?;
         pause();
         let message = match cars.iter().filter(|c| c.squash.is_some()).map(|c| c.rec.id.as_str()).collect::<Vec<_>>()[..]
@@ -370,8 +351,12 @@ fn run_train(
     }
     for (car, rec) in recorded {
         let landed_tip = car.landed_tip();
-        let branch_at = if car.branch_moved { landed_tip } else { car.tip };
+        let (branch_at, not_caught_up) = catch_up_branch(project, &car, target, opts);
         let (cleaned, kept) = cleanup(project, &rec, branch_at, opts.keep);
+        let kept = match (kept, not_caught_up) {
+            (Some(k), Some(n)) => Some(format!("{k}; {n}")),
+            (k, n) => k.or(n),
+        };
         let status = if car.squash.is_some() { "landed" } else { "empty" };
         let caught_up = car.squash.is_some() && car.caught_up.is_some();
         let report = report(&rec, status, car.squash, car.base, landed_tip, target, cleaned, kept, false, caught_up);
@@ -397,6 +382,40 @@ fn write_pack(repo: &git2::Repository, disk: &git2::Repository, mempack: &git2::
     crate::pack::write_pack(repo, &disk_odb, &objects)?;
     mempack.reset().context("cannot reset the in-memory object store")?;
     Ok(())
+}
+
+/// Moves a landed task's branch to its catch-up merge, so a kept branch (and its worktree)
+/// holds what landed. Done after the target moved: the merge then joins real target history, and
+/// a landing that fails earlier leaves the branch as it was. Skipped when the branch is removed
+/// right after anyway (the tip ref keeps the merge). Best effort: a task worktree with
+/// uncommitted changes keeps its branch where it was, and the reason is returned. Returns where
+/// the branch is.
+fn catch_up_branch(project: &Project, car: &Car, target: &str, opts: &LandOptions) -> (Oid, Option<String>) {
+    match (car.caught_up, car.squash) {
+        (Some(merge), Some(_)) => move_branch_to(project, &car.rec, car.tip, merge, target, opts),
+        _ => (car.tip, None),
+    }
+}
+
+/// [`catch_up_branch`] from `from` to `to` (also finishes one a killed run left half done: the
+/// task worktree "already moved", see [`crate::checkout::blocking_paths`]).
+fn move_branch_to(
+    project: &Project,
+    rec: &TaskRecord,
+    from: Oid,
+    to: Oid,
+    target: &str,
+    opts: &LandOptions,
+) -> (Oid, Option<String>) {
+    let branch_ref = format!("refs/heads/{}", rec.branch);
+    if removed_after_landing(project, rec, &branch_ref, opts).unwrap_or(false) {
+        return (from, None);
+    }
+    let message = format!("git-hybrid merge: catch up with {target}");
+    match sync::move_task_branch(project, &branch_ref, from, to, &message) {
+        Ok(()) => (to, None),
+        Err(e) => (from, Some(format!("{} was not caught up with {target}: {e:#}", rec.branch))),
+    }
 }
 
 /// True when the landing will remove the task branch right after (no `--keep`, no worktree, not
@@ -455,13 +474,13 @@ fn build_train(
         let tip_tree = repo.find_commit(landed_tip)?.tree()?;
         if tip_tree.id() == cur.tree_id() {
             // The work is already on the target: record it, commit nothing.
-            cars.push(Car { slot, rec, base, tip, caught_up: None, squash: None, branch_moved: false });
+            cars.push(Car { slot, rec, base, tip, caught_up: None, squash: None });
             continue;
         }
         let message = squash_message(project, &rec, opts, base, landed_tip, tip, &bases)?;
         let squash = repo.commit(None, &author, &committer, &message, &tip_tree, &[&cur])?;
         cur = repo.find_commit(squash)?;
-        cars.push(Car { slot, rec, base, tip, caught_up, squash: Some(squash), branch_moved: false });
+        cars.push(Car { slot, rec, base, tip, caught_up, squash: Some(squash) });
     }
     Ok((cars, dropped))
 }
@@ -533,12 +552,16 @@ pub fn tip_ref(id: &str, attempt: u32) -> String {
     format!("refs/hybrid/tips/{}", worktree::worktree_name(id, attempt))
 }
 
+/// Points `refs/hybrid/tips/<id>` at `tip`. Through [`RefLock`] (the caller holds the task
+/// lock, which guards this ref), so a lock file a killed landing left on it is recognised as
+/// that run's and removed, never mistaken for another process's.
 fn set_tip_ref(project: &Project, rec: &TaskRecord, tip: Oid) -> Result<()> {
-    project
-        .repo
-        .reference(&tip_ref(&rec.id, rec.attempt), tip, true, "git-hybrid merge: landed tip")
-        .context("cannot write the tip ref")?;
-    Ok(())
+    let name = tip_ref(&rec.id, rec.attempt);
+    let lock = RefLock::acquire(project, &name)?;
+    if lock.current == Some(tip) {
+        return Ok(());
+    }
+    lock.commit(&project.repo, tip, "git-hybrid merge: landed tip").context("cannot write the tip ref")
 }
 
 /// Sleeps between steps when `HYBRID_TEST_PAUSE_MS` is set (test-only; see the module docs).
@@ -717,6 +740,12 @@ fn already_done(project: &Project, rec: TaskRecord, opts: &LandOptions) -> Resul
         }
     }
     let (cleaned, kept) = match (branch_tip, recorded_tip) {
+        // Behind its landed (caught-up) tip: the catch-up after the landing was interrupted.
+        (Some(t), Some(landed)) if t != landed && sync::contains(repo, landed, t)? => {
+            let (at, not_caught_up) = move_branch_to(project, &rec, t, landed, &rec.target, opts);
+            let (cleaned, kept) = cleanup(project, &rec, at, opts.keep);
+            (cleaned, kept.or(not_caught_up))
+        }
         (Some(t), _) => cleanup(project, &rec, t, opts.keep),
         (None, _) => cleanup_worktree_only(project, &rec, opts.keep),
     };

@@ -799,3 +799,31 @@ fn a_task_whose_change_an_earlier_car_already_made_lands_as_empty() {
     assert_eq!(landings_of(&repo, "e2"), 0);
     assert_eq!(repo.porcelain(&repo.root), "");
 }
+
+#[test]
+fn a_dirty_task_worktree_does_not_stop_its_landing_and_keeps_its_branch() {
+    let repo = TestRepo::new();
+    let dir = task(&repo, "d1", &[("d1.txt", "committed\n")], "d1 work");
+    let tip = repo.rev("hybrid/d1");
+    write_file(&dir.join("scratch.txt"), "the agent's unfinished, uncommitted work\n");
+    repo.write("main.txt", "main moved\n");
+    repo.commit_all("main moves: d1 needs a catch-up");
+    let r = merge_json(&repo, &["d1"]);
+    assert_eq!(r["status"], "landed");
+    assert_eq!(r["cleaned"], false);
+    let kept = r["kept"].as_str().unwrap();
+    assert!(kept.contains("uncommitted") && kept.contains("scratch.txt"), "{kept}");
+    // Nothing in the task worktree moved: its branch, its files, the uncommitted file.
+    assert_eq!(repo.rev("hybrid/d1"), tip);
+    assert!(!dir.join("main.txt").exists());
+    assert_eq!(std::fs::read_to_string(dir.join("scratch.txt")).unwrap(), "the agent's unfinished, uncommitted work\n");
+    // What landed is the committed work; the caught-up tip stays reachable.
+    assert_eq!(repo.read("d1.txt"), "committed\n");
+    assert_eq!(repo.rev("refs/hybrid/tips/d1"), r["tip"].as_str().unwrap());
+    assert_eq!(landings_of(&repo, "d1"), 1);
+    // Landing it again reports the landing and still keeps the dirty worktree.
+    let again = merge_json(&repo, &["d1"]);
+    assert_eq!(again["already"], true);
+    assert!(dir.join("scratch.txt").exists());
+    fsck_clean(&repo);
+}

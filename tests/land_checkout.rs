@@ -282,7 +282,7 @@ fn a_stale_index_lock_of_a_killed_landing_is_removed_but_a_git_one_is_not() {
     std::fs::remove_file(repo.root.join(".git/index.lock")).unwrap();
 
     // A landing killed while it holds the index lock (it is held from the check to the index
-    // write; the catch-up step in between pauses here): the next landing removes that lock.
+    // write; writing the landing note in between pauses here): the next landing removes that lock.
     let mut child = repo.hybrid_cmd(&repo.root, &["merge", "t1"]);
     child.env("HYBRID_TEST_PAUSE_MS", "500").stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = child.spawn().unwrap();
@@ -301,12 +301,12 @@ fn a_stale_index_lock_of_a_killed_landing_is_removed_but_a_git_one_is_not() {
 #[test]
 fn a_landing_killed_between_writing_files_and_the_index_is_finished_by_the_next_run() {
     let repo = scenario();
-    // Pauses of 500 ms: after the landing lock, the merge, the intent, the catch-up, then inside
-    // the checkout move after the files are written and before the index is: killed there.
+    // Pauses of 500 ms: after the landing lock, the merge, the landing note, then inside the
+    // checkout move after the files are written and before the index is: killed there.
     let mut child = repo.hybrid_cmd(&repo.root, &["merge", "t1"]);
     child.env("HYBRID_TEST_PAUSE_MS", "500").stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = child.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(2250));
+    std::thread::sleep(Duration::from_millis(1750));
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(repo.read("mod/a.txt"), "a changed by the task\n", "killed after the files were written");
