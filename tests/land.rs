@@ -611,6 +611,10 @@ fn a_train_lands_each_task_as_its_own_squash_and_moves_the_target_once() {
     let reflog_after = repo.git(&["reflog", "show", "--format=%H", "main"]).lines().count();
     assert_eq!(reflog_after, reflog_before + 1, "the target moved once for the whole train");
     assert_eq!(repo.porcelain(&repo.root), "");
+    // Each squash of the train passes the CI check like any other landing.
+    let out = repo.hybrid(&["verify", "--all"]);
+    assert_ok(&out, &["verify", "--all"]);
+    assert!(stdout(&out).contains("3 checked, 0 failed"), "{}", stdout(&out));
     fsck_clean(&repo);
 }
 
