@@ -665,7 +665,13 @@ fn recover_train(project: &Project, target: &str, target_ref: &str, held: &[&str
         let mut train = Vec::new();
         let mut c = repo.find_commit(end)?;
         while c.id() != start {
-            let parent = c.parent(0).context("a landed train does not reach its start")?;
+            let Ok(parent) = c.parent(0) else {
+                // Not a note this code wrote (its end always descends from its start by first
+                // parents): say so and drop it rather than block every landing on the target.
+                eprintln!("git-hybrid: warning: ignoring {}: {end} does not descend from {start}", path.display());
+                TrainNote::remove(project, target);
+                return Ok(());
+            };
             train.push((c, parent.id()));
             c = parent;
         }

@@ -831,3 +831,24 @@ fn a_dirty_task_worktree_does_not_stop_its_landing_and_keeps_its_branch() {
     assert!(dir.join("scratch.txt").exists());
     fsck_clean(&repo);
 }
+
+#[test]
+fn a_landing_note_that_is_not_ours_never_blocks_landings() {
+    let repo = TestRepo::new();
+    task(&repo, "n1", &[("n1.txt", "1\n")], "n1 work");
+    task(&repo, "n2", &[("n2.txt", "2\n")], "n2 work");
+    let note = repo.root.join(".git/hybrid/landing/main.json");
+    std::fs::create_dir_all(note.parent().unwrap()).unwrap();
+    // Unparsable, then an end that does not descend from its start.
+    std::fs::write(&note, "{ not json").unwrap();
+    assert_eq!(merge_json(&repo, &["n1"])["status"], "landed");
+    assert!(!note.exists());
+    let unrelated = repo.rev("hybrid/n2");
+    let main = repo.rev("main");
+    std::fs::write(&note, format!(r#"{{"target":"main","start":"{unrelated}","end":"{main}"}}"#)).unwrap();
+    let out = repo.hybrid(&["--json", "merge", "n2"]);
+    assert_ok(&out, &["merge", "n2"]);
+    assert!(stderr(&out).contains("does not descend"), "{}", stderr(&out));
+    assert!(!note.exists());
+    assert_landed_once(&repo, "n2", "");
+}
