@@ -47,7 +47,7 @@
 //! the kill -9 tests can interrupt it at many points. It is read only for that purpose.
 
 use anyhow::{Context, Result};
-use git2::{Oid, Sort};
+use git2::Oid;
 use serde::Serialize;
 
 use crate::checkout::{self, RefLock};
@@ -57,6 +57,14 @@ use crate::lock::FileLock;
 use crate::repo::Project;
 use crate::sync;
 use crate::{git, task_id, worktree};
+
+mod cleanup;
+mod message;
+mod note;
+
+use cleanup::{catch_up_branch, cleanup, cleanup_worktree_only, move_branch_to};
+use message::squash_message;
+use note::{recover_train, TrainNote};
 
 /// How often a landing recomputes after the target moved under it before giving up (exit 4).
 pub const MAX_TRIES: usize = 10;
@@ -384,48 +392,6 @@ fn write_pack(repo: &git2::Repository, disk: &git2::Repository, mempack: &git2::
     Ok(())
 }
 
-/// Moves a landed task's branch to its catch-up merge, so a kept branch (and its worktree)
-/// holds what landed. Done after the target moved: the merge then joins real target history, and
-/// a landing that fails earlier leaves the branch as it was. Skipped when the branch is removed
-/// right after anyway (the tip ref keeps the merge). Best effort: a task worktree with
-/// uncommitted changes keeps its branch where it was, and the reason is returned. Returns where
-/// the branch is.
-fn catch_up_branch(project: &Project, car: &Car, target: &str, opts: &LandOptions) -> (Oid, Option<String>) {
-    match (car.caught_up, car.squash) {
-        (Some(merge), Some(_)) => move_branch_to(project, &car.rec, car.tip, merge, target, opts),
-        _ => (car.tip, None),
-    }
-}
-
-/// [`catch_up_branch`] from `from` to `to` (also finishes one a killed run left half done: the
-/// task worktree "already moved", see [`crate::checkout::blocking_paths`]).
-fn move_branch_to(
-    project: &Project,
-    rec: &TaskRecord,
-    from: Oid,
-    to: Oid,
-    target: &str,
-    opts: &LandOptions,
-) -> (Oid, Option<String>) {
-    let branch_ref = format!("refs/heads/{}", rec.branch);
-    if removed_after_landing(project, rec, &branch_ref, opts).unwrap_or(false) {
-        return (from, None);
-    }
-    let message = format!("git-hybrid merge: catch up with {target}");
-    match sync::move_task_branch(project, &branch_ref, from, to, &message) {
-        Ok(()) => (to, None),
-        Err(e) => (from, Some(format!("{} was not caught up with {target}: {e:#}", rec.branch))),
-    }
-}
-
-/// True when the landing will remove the task branch right after (no `--keep`, no worktree, not
-/// checked out anywhere): then moving it to the catch-up merge first is a ref write for nothing.
-fn removed_after_landing(project: &Project, rec: &TaskRecord, branch_ref: &str, opts: &LandOptions) -> Result<bool> {
-    Ok(!opts.keep
-        && rec.worktree.as_deref().is_none_or(|w| !w.exists())
-        && checkout::checkouts_of(project, branch_ref)?.is_empty())
-}
-
 /// Chains the tasks on `start`: each is caught up with the commit before it (the target tip for
 /// the first) and squashed onto it. Writes the catch-up merges and squash commits (objects
 /// only, no ref moves). Returns the train and the tasks that dropped out with their outcome
@@ -593,138 +559,6 @@ fn mark_done(
     })
 }
 
-/// The note a train leaves while it moves the target: `<common>/hybrid/landing/<target>.json`
-/// with the target tip it started from and the last squash. Written (atomically) before the
-/// target moves, removed once every task of the train is recorded; so a note found under the
-/// landing lock is from a killed run: [`recover_train`] records its landings, or drops it when
-/// the target never moved.
-#[derive(Serialize, serde::Deserialize)]
-struct TrainNote {
-    target: String,
-    start: String,
-    end: String,
-    #[serde(skip)]
-    path: std::path::PathBuf,
-    /// Removes the note on drop (a failure before the target moved).
-    #[serde(skip)]
-    armed: bool,
-}
-
-impl TrainNote {
-    fn path(project: &Project, target: &str) -> std::path::PathBuf {
-        project.state_dir().join("landing").join(format!("{}.json", target.replace('/', "%")))
-    }
-
-    fn write(project: &Project, target: &str, start: Oid, end: Oid) -> Result<TrainNote> {
-        let path = Self::path(project, target);
-        let note =
-            TrainNote { target: target.to_string(), start: start.to_string(), end: end.to_string(), path, armed: true };
-        let json = serde_json::to_vec(&note)?;
-        crate::fsutil::write_atomic_with(&note.path, &json, project.fsync_refs)
-            .with_context(|| format!("cannot write {}", note.path.display()))?;
-        Ok(note)
-    }
-
-    fn remove(project: &Project, target: &str) {
-        let _ = std::fs::remove_file(Self::path(project, target));
-    }
-}
-
-impl Drop for TrainNote {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Finishes the records of a train a killed run left (see [`TrainNote`]). Its squash commits
-/// carry everything a record needs (`Hybrid-Task`, `Hybrid-Attempt`, `Hybrid-Tip`; the base is
-/// the parent), so the note only names where the train starts and ends. A task whose lock
-/// another live process holds is left, with the note, for later. Caller holds the landing lock
-/// and the task locks of `held`.
-fn recover_train(project: &Project, target: &str, target_ref: &str, held: &[&str]) -> Result<()> {
-    let path = TrainNote::path(project, target);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let repo = &project.repo;
-    let note: Option<(Oid, Oid)> = serde_json::from_slice::<TrainNote>(&bytes)
-        .ok()
-        .and_then(|n| Some((Oid::from_str(&n.start).ok()?, Oid::from_str(&n.end).ok()?)));
-    let Some((start, end)) = note else {
-        TrainNote::remove(project, target); // not ours to understand (written atomically, so never torn)
-        return Ok(());
-    };
-    let tip = repo.refname_to_id(target_ref)?;
-    let landed = tip == end || repo.graph_descendant_of(tip, end).unwrap_or(false);
-    let mut complete = true;
-    if landed {
-        let mut train = Vec::new();
-        let mut c = repo.find_commit(end)?;
-        while c.id() != start {
-            let Ok(parent) = c.parent(0) else {
-                // Not a note this code wrote (its end always descends from its start by first
-                // parents): say so and drop it rather than block every landing on the target.
-                eprintln!("git-hybrid: warning: ignoring {}: {end} does not descend from {start}", path.display());
-                TrainNote::remove(project, target);
-                return Ok(());
-            };
-            train.push((c, parent.id()));
-            c = parent;
-        }
-        let ledger = project.ledger();
-        for (commit, base) in train.into_iter().rev() {
-            let Some((id, attempt, landed_tip)) = squash_trailers(&commit) else { continue };
-            let _lock = if held.contains(&id.as_str()) {
-                None
-            } else {
-                match ledger.try_lock_task(&id)? {
-                    Some(lock) => Some(lock),
-                    None => {
-                        complete = false;
-                        continue;
-                    }
-                }
-            };
-            let fresh = TaskRecord::new(
-                &id,
-                attempt,
-                &worktree::branch_name(&id, attempt),
-                std::path::Path::new(""),
-                &base.to_string(),
-                target,
-            );
-            let mut rec = ledger.get(&id, attempt)?.unwrap_or(fresh);
-            if rec.merge_sha.as_deref() == Some(commit.id().to_string().as_str()) {
-                continue; // recorded already
-            }
-            if rec.worktree.as_deref().is_some_and(|w| w.as_os_str().is_empty()) {
-                rec.worktree = None;
-            }
-            set_tip_ref(project, &rec, landed_tip)?;
-            mark_done(project, &rec, TaskState::Landed, Some(commit.id()), base, landed_tip, target)?;
-        }
-    }
-    if complete {
-        TrainNote::remove(project, target);
-    }
-    Ok(())
-}
-
-/// `(task, attempt, tip)` from a squash commit's trailers.
-fn squash_trailers(commit: &git2::Commit) -> Option<(String, u32, Oid)> {
-    let msg = commit.message()?;
-    let field = |key: &str| msg.lines().rev().find_map(|l| l.strip_prefix(key)).map(str::trim);
-    let id = field("Hybrid-Task:")?.to_string();
-    task_id::validate(&id).ok()?;
-    let attempt = field("Hybrid-Attempt:").map_or(Some(1), |a| a.parse().ok())?;
-    let tip = Oid::from_str(field("Hybrid-Tip:")?).ok()?;
-    Some((id, attempt, tip))
-}
-
 /// The report for a task that was already landed (or empty); finishes an interrupted cleanup.
 fn already_done(project: &Project, rec: TaskRecord, opts: &LandOptions) -> Result<LandReport> {
     let repo = &project.repo;
@@ -789,151 +623,4 @@ fn report(
         caught_up,
         kept,
     }
-}
-
-/// The squash commit message: summary, the task's commit subjects, trailers.
-///
-/// The subjects are those of the non-merge commits reachable from the task tip and not from the
-/// target (`base`). Those are exactly the ones not reachable from any merge base of the two
-/// (a commit reachable from both is a common ancestor, so it is reachable from some merge base),
-/// so the walk hides the merge bases: it then stops near the task's own commits instead of
-/// walking everything the target gained since the task started. The catch-up merge itself is
-/// a merge commit and never listed.
-#[allow(clippy::too_many_arguments)]
-fn squash_message(
-    project: &Project,
-    rec: &TaskRecord,
-    opts: &LandOptions,
-    base: Oid,
-    tip: Oid,
-    task_tip: Oid,
-    merge_bases: &[Oid],
-) -> Result<String> {
-    let repo = &project.repo;
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
-    walk.push(task_tip)?;
-    if merge_bases.is_empty() {
-        walk.hide(base)?;
-    }
-    for b in merge_bases {
-        walk.hide(*b)?;
-    }
-    let mut subjects = Vec::new();
-    for oid in walk {
-        let c = repo.find_commit(oid?)?;
-        if c.parent_count() <= 1 {
-            subjects.push(String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).trim().to_string());
-        }
-    }
-    let (summary, extra) = match (&opts.message, &rec.title) {
-        (Some(m), _) => {
-            let m = m.trim();
-            match m.split_once('\n') {
-                Some((first, rest)) => (first.trim().to_string(), Some(rest.trim().to_string())),
-                None => (m.to_string(), None),
-            }
-        }
-        (None, Some(t)) if !t.trim().is_empty() => (t.trim().to_string(), None),
-        _ => (summary_from_subjects(&rec.id, &subjects), None),
-    };
-    let mut msg = summary;
-    msg.push_str("\n\n");
-    if let Some(e) = extra.filter(|e| !e.is_empty()) {
-        msg.push_str(&e);
-        msg.push_str("\n\n");
-    }
-    if !subjects.is_empty() {
-        msg.push_str("Commits:\n");
-        for s in &subjects {
-            msg.push_str(&format!("- {s}\n"));
-        }
-        msg.push('\n');
-    }
-    msg.push_str(&format!("Hybrid-Task: {}\nHybrid-Base: {base}\nHybrid-Tip: {tip}\n", rec.id));
-    if rec.attempt > 1 {
-        msg.push_str(&format!("Hybrid-Attempt: {}\n", rec.attempt));
-    }
-    Ok(msg)
-}
-
-fn summary_from_subjects(id: &str, subjects: &[String]) -> String {
-    match subjects {
-        [] => format!("Land task {id}"),
-        [one] => one.clone(),
-        [first, rest @ ..] => {
-            let joined = subjects.join("; ");
-            if joined.chars().count() <= 72 {
-                joined
-            } else {
-                format!("{first} (+{} more)", rest.len())
-            }
-        }
-    }
-}
-
-/// Removes the task worktree (when clean) and the branch (when still at `expected`).
-/// Never fails the landing: problems become the "kept" reason.
-fn cleanup(project: &Project, rec: &TaskRecord, expected: Oid, keep: bool) -> (bool, Option<String>) {
-    if keep {
-        return (false, Some("--keep".into()));
-    }
-    match try_cleanup(project, rec, Some(expected)) {
-        Ok(None) => (true, None),
-        Ok(Some(reason)) => (false, Some(reason)),
-        Err(e) => (false, Some(format!("cleanup failed: {e:#}"))),
-    }
-}
-
-fn cleanup_worktree_only(project: &Project, rec: &TaskRecord, keep: bool) -> (bool, Option<String>) {
-    if keep {
-        return (false, Some("--keep".into()));
-    }
-    match try_cleanup(project, rec, None) {
-        Ok(None) => (true, None),
-        Ok(Some(reason)) => (false, Some(reason)),
-        Err(e) => (false, Some(format!("cleanup failed: {e:#}"))),
-    }
-}
-
-/// `Ok(Some(reason))` when something had to be kept.
-fn try_cleanup(project: &Project, rec: &TaskRecord, expected: Option<Oid>) -> Result<Option<String>> {
-    let repo = &project.repo;
-    let branch_ref = format!("refs/heads/{}", rec.branch);
-    let own = rec.worktree.as_deref().map(crate::repo::canonical);
-    let others: Vec<_> = checkout::checkouts_of(project, &branch_ref)?
-        .into_iter()
-        .filter(|c| Some(crate::repo::canonical(&c.dir)) != own)
-        .collect();
-    if !others.is_empty() {
-        return Ok(Some(format!("{} is also checked out in {}", rec.branch, others[0].dir.display())));
-    }
-    if let Some(wt) = rec.worktree.as_deref().filter(|w| w.exists()) {
-        if wt.join(".git").exists() {
-            let dirty = worktree::dirty_paths(wt)?;
-            if !dirty.is_empty() {
-                return Ok(Some(format!(
-                    "the worktree {} has {} uncommitted change(s) (not landed): {}",
-                    wt.display(),
-                    dirty.len(),
-                    dirty.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-                )));
-            }
-            // Without its .git file a half-removed worktree is recognisably ours to finish removing.
-            std::fs::remove_file(wt.join(".git")).with_context(|| format!("cannot remove {}", wt.display()))?;
-        }
-    }
-    worktree::remove_worktree(project, rec)?;
-    if rec.worktree.is_some() {
-        project.ledger().update_locked(&rec.id, rec.attempt, |r| r.worktree = None)?;
-    }
-    if let Some(expected) = expected {
-        let now = repo.refname_to_id(&branch_ref).ok();
-        if now == Some(expected) {
-            worktree::delete_branch_cas(repo, &rec.branch, expected)?;
-        } else if now.is_some() {
-            return Ok(Some(format!("{} moved after landing; kept it", rec.branch)));
-        }
-    }
-    Ok(None)
 }

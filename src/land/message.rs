@@ -1,0 +1,93 @@
+//! The squash commit's message.
+//!
+//! Contract: [`squash_message`] is a summary line (`-m`, the task title, or the task's commit
+//! subjects), a body listing the task's own commit subjects, and the trailers of
+//! `docs/DESIGN.md` (`Hybrid-Task`, `Hybrid-Base`, `Hybrid-Tip`, and `Hybrid-Attempt` when > 1).
+
+use anyhow::Result;
+use git2::{Oid, Sort};
+
+use super::LandOptions;
+use crate::ledger::TaskRecord;
+use crate::repo::Project;
+
+/// The squash commit message: summary, the task's commit subjects, trailers.
+///
+/// The subjects are those of the non-merge commits reachable from the task tip and not from the
+/// target (`base`). Those are exactly the ones not reachable from any merge base of the two
+/// (a commit reachable from both is a common ancestor, so it is reachable from some merge base),
+/// so the walk hides the merge bases: it then stops near the task's own commits instead of
+/// walking everything the target gained since the task started. The catch-up merge itself is
+/// a merge commit and never listed.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn squash_message(
+    project: &Project,
+    rec: &TaskRecord,
+    opts: &LandOptions,
+    base: Oid,
+    tip: Oid,
+    task_tip: Oid,
+    merge_bases: &[Oid],
+) -> Result<String> {
+    let repo = &project.repo;
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+    walk.push(task_tip)?;
+    if merge_bases.is_empty() {
+        walk.hide(base)?;
+    }
+    for b in merge_bases {
+        walk.hide(*b)?;
+    }
+    let mut subjects = Vec::new();
+    for oid in walk {
+        let c = repo.find_commit(oid?)?;
+        if c.parent_count() <= 1 {
+            subjects.push(String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).trim().to_string());
+        }
+    }
+    let (summary, extra) = match (&opts.message, &rec.title) {
+        (Some(m), _) => {
+            let m = m.trim();
+            match m.split_once('\n') {
+                Some((first, rest)) => (first.trim().to_string(), Some(rest.trim().to_string())),
+                None => (m.to_string(), None),
+            }
+        }
+        (None, Some(t)) if !t.trim().is_empty() => (t.trim().to_string(), None),
+        _ => (summary_from_subjects(&rec.id, &subjects), None),
+    };
+    let mut msg = summary;
+    msg.push_str("\n\n");
+    if let Some(e) = extra.filter(|e| !e.is_empty()) {
+        msg.push_str(&e);
+        msg.push_str("\n\n");
+    }
+    if !subjects.is_empty() {
+        msg.push_str("Commits:\n");
+        for s in &subjects {
+            msg.push_str(&format!("- {s}\n"));
+        }
+        msg.push('\n');
+    }
+    msg.push_str(&format!("Hybrid-Task: {}\nHybrid-Base: {base}\nHybrid-Tip: {tip}\n", rec.id));
+    if rec.attempt > 1 {
+        msg.push_str(&format!("Hybrid-Attempt: {}\n", rec.attempt));
+    }
+    Ok(msg)
+}
+
+fn summary_from_subjects(id: &str, subjects: &[String]) -> String {
+    match subjects {
+        [] => format!("Land task {id}"),
+        [one] => one.clone(),
+        [first, rest @ ..] => {
+            let joined = subjects.join("; ");
+            if joined.chars().count() <= 72 {
+                joined
+            } else {
+                format!("{first} (+{} more)", rest.len())
+            }
+        }
+    }
+}

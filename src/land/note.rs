@@ -1,0 +1,151 @@
+//! The landing note: how a train killed after it moved the target gets recorded.
+//!
+//! Contract: a train writes [`TrainNote`] (`<common>/hybrid/landing/<target>.json`: the target
+//! tip it started from and its last squash) atomically before the target moves, and removes it
+//! once every task is recorded; all under the landing lock. [`recover_train`], run by every
+//! landing right after it takes that lock, finds a note only if a run was killed in between:
+//! when the note's last squash is on the target it records each squash of the train from its
+//! trailers (`Hybrid-Task`, `Hybrid-Attempt`, `Hybrid-Tip`; the base is the parent), otherwise
+//! nothing landed and the note goes. Recording is idempotent, so a recovery that is itself
+//! killed is simply run again.
+
+use anyhow::{Context, Result};
+use git2::Oid;
+use serde::{Deserialize, Serialize};
+
+use super::{mark_done, set_tip_ref};
+use crate::ledger::{TaskRecord, TaskState};
+use crate::repo::Project;
+use crate::{task_id, worktree};
+
+/// The note a train leaves while it moves the target: `<common>/hybrid/landing/<target>.json`
+/// with the target tip it started from and the last squash. Written (atomically) before the
+/// target moves, removed once every task of the train is recorded; so a note found under the
+/// landing lock is from a killed run: [`recover_train`] records its landings, or drops it when
+/// the target never moved.
+#[derive(Serialize, Deserialize)]
+pub(super) struct TrainNote {
+    target: String,
+    start: String,
+    end: String,
+    #[serde(skip)]
+    path: std::path::PathBuf,
+    /// Removes the note on drop (a failure before the target moved).
+    #[serde(skip)]
+    pub(super) armed: bool,
+}
+
+impl TrainNote {
+    fn path(project: &Project, target: &str) -> std::path::PathBuf {
+        project.state_dir().join("landing").join(format!("{}.json", target.replace('/', "%")))
+    }
+
+    pub(super) fn write(project: &Project, target: &str, start: Oid, end: Oid) -> Result<TrainNote> {
+        let path = Self::path(project, target);
+        let note =
+            TrainNote { target: target.to_string(), start: start.to_string(), end: end.to_string(), path, armed: true };
+        let json = serde_json::to_vec(&note)?;
+        crate::fsutil::write_atomic_with(&note.path, &json, project.fsync_refs)
+            .with_context(|| format!("cannot write {}", note.path.display()))?;
+        Ok(note)
+    }
+
+    pub(super) fn remove(project: &Project, target: &str) {
+        let _ = std::fs::remove_file(Self::path(project, target));
+    }
+}
+
+impl Drop for TrainNote {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Finishes the records of a train a killed run left (see [`TrainNote`]). Its squash commits
+/// carry everything a record needs (`Hybrid-Task`, `Hybrid-Attempt`, `Hybrid-Tip`; the base is
+/// the parent), so the note only names where the train starts and ends. A task whose lock
+/// another live process holds is left, with the note, for later. Caller holds the landing lock
+/// and the task locks of `held`.
+pub(super) fn recover_train(project: &Project, target: &str, target_ref: &str, held: &[&str]) -> Result<()> {
+    let path = TrainNote::path(project, target);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let repo = &project.repo;
+    let note: Option<(Oid, Oid)> = serde_json::from_slice::<TrainNote>(&bytes)
+        .ok()
+        .and_then(|n| Some((Oid::from_str(&n.start).ok()?, Oid::from_str(&n.end).ok()?)));
+    let Some((start, end)) = note else {
+        TrainNote::remove(project, target); // not ours to understand (written atomically, so never torn)
+        return Ok(());
+    };
+    let tip = repo.refname_to_id(target_ref)?;
+    let landed = tip == end || repo.graph_descendant_of(tip, end).unwrap_or(false);
+    let mut complete = true;
+    if landed {
+        let mut train = Vec::new();
+        let mut c = repo.find_commit(end)?;
+        while c.id() != start {
+            let Ok(parent) = c.parent(0) else {
+                // Not a note this code wrote (its end always descends from its start by first
+                // parents): say so and drop it rather than block every landing on the target.
+                eprintln!("git-hybrid: warning: ignoring {}: {end} does not descend from {start}", path.display());
+                TrainNote::remove(project, target);
+                return Ok(());
+            };
+            train.push((c, parent.id()));
+            c = parent;
+        }
+        let ledger = project.ledger();
+        for (commit, base) in train.into_iter().rev() {
+            let Some((id, attempt, landed_tip)) = squash_trailers(&commit) else { continue };
+            let _lock = if held.contains(&id.as_str()) {
+                None
+            } else {
+                match ledger.try_lock_task(&id)? {
+                    Some(lock) => Some(lock),
+                    None => {
+                        complete = false;
+                        continue;
+                    }
+                }
+            };
+            let fresh = TaskRecord::new(
+                &id,
+                attempt,
+                &worktree::branch_name(&id, attempt),
+                std::path::Path::new(""),
+                &base.to_string(),
+                target,
+            );
+            let mut rec = ledger.get(&id, attempt)?.unwrap_or(fresh);
+            if rec.merge_sha.as_deref() == Some(commit.id().to_string().as_str()) {
+                continue; // recorded already
+            }
+            if rec.worktree.as_deref().is_some_and(|w| w.as_os_str().is_empty()) {
+                rec.worktree = None;
+            }
+            set_tip_ref(project, &rec, landed_tip)?;
+            mark_done(project, &rec, TaskState::Landed, Some(commit.id()), base, landed_tip, target)?;
+        }
+    }
+    if complete {
+        TrainNote::remove(project, target);
+    }
+    Ok(())
+}
+
+/// `(task, attempt, tip)` from a squash commit's trailers.
+fn squash_trailers(commit: &git2::Commit) -> Option<(String, u32, Oid)> {
+    let msg = commit.message()?;
+    let field = |key: &str| msg.lines().rev().find_map(|l| l.strip_prefix(key)).map(str::trim);
+    let id = field("Hybrid-Task:")?.to_string();
+    task_id::validate(&id).ok()?;
+    let attempt = field("Hybrid-Attempt:").map_or(Some(1), |a| a.parse().ok())?;
+    let tip = Oid::from_str(field("Hybrid-Tip:")?).ok()?;
+    Some((id, attempt, tip))
+}
