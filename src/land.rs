@@ -119,8 +119,9 @@ pub fn land_tasks(
     tasks: &[(String, u32)],
     opts: &LandOptions,
 ) -> Result<Vec<(String, Result<LandReport>)>> {
-    for (id, _) in tasks {
+    for (id, attempt) in tasks {
         task_id::validate(id)?;
+        task_id::validate_attempt(*attempt)?;
     }
     let mut seen = std::collections::BTreeSet::new();
     if let Some((dup, _)) = tasks.iter().find(|(id, _)| !seen.insert(id.as_str())) {
@@ -137,6 +138,13 @@ pub fn land_tasks(
     sync::fast_reads();
     project.require_commits()?;
     let ledger = project.ledger();
+    // Every task must exist before anything lands (bad input changes nothing).
+    for (id, attempt) in tasks {
+        let branch = format!("refs/heads/{}", worktree::branch_name(id, *attempt));
+        if ledger.get(id, *attempt)?.is_none() && project.repo.refname_to_id(&branch).is_err() {
+            return Err(HybridError::UnknownTask(id.clone()).into());
+        }
+    }
     // Task locks in id order, so two processes landing overlapping sets cannot deadlock.
     let mut by_id: Vec<&str> = tasks.iter().map(|(id, _)| id.as_str()).collect();
     by_id.sort_unstable();

@@ -131,9 +131,7 @@ pub(crate) fn load_or_adopt_unsaved(
     attempt: u32,
     target: Option<&str>,
 ) -> Result<(TaskRecord, bool)> {
-    if attempt == 0 {
-        return Err(HybridError::Usage("--attempt starts at 1".into()).into());
-    }
+    task_id::validate_attempt(attempt)?;
     let ledger = project.ledger();
     if let Some(rec) = ledger.get(id, attempt)? {
         return Ok((rec, true));

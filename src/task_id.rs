@@ -9,6 +9,14 @@ use crate::error::HybridError;
 /// The longest task id accepted.
 pub const MAX_LEN: usize = 64;
 
+/// Checks an attempt number: attempts count from 1.
+pub fn validate_attempt(attempt: u32) -> Result<(), HybridError> {
+    if attempt == 0 {
+        return Err(HybridError::Usage("--attempt starts at 1".into()));
+    }
+    Ok(())
+}
+
 /// Checks a task id against the naming rule.
 pub fn validate(id: &str) -> Result<(), HybridError> {
     let bad = |reason: &str| Err(HybridError::InvalidTaskId { id: id.to_string(), reason: reason.to_string() });

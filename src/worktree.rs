@@ -74,9 +74,7 @@ pub struct StartOutcome {
 pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
     task_id::validate(&opts.id)?;
     let attempt = opts.attempt.unwrap_or(1);
-    if attempt == 0 {
-        return Err(HybridError::Usage("--attempt starts at 1".into()).into());
-    }
+    task_id::validate_attempt(attempt)?;
     project.require_commits()?;
     let target = project.target_branch()?;
     project.target_ref()?;

@@ -26,16 +26,8 @@ pub struct MergeArgs {
 }
 
 pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
-    for t in &a.tasks {
-        git_hybrid::task_id::validate(t)?;
-    }
-    if a.tasks.len() > 1 && a.message.is_some() {
-        return Err(HybridError::Usage("-m/--message names one squash commit; give one task with it".into()).into());
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    if let Some(dup) = a.tasks.iter().find(|t| !seen.insert(t.as_str())) {
-        return Err(HybridError::Usage(format!("task {dup:?} is given twice")).into());
-    }
+    // Bad input (ids, attempt, duplicates, `-m` with several tasks, unknown tasks) is refused
+    // by `land::land_tasks` before anything lands.
     let project = output::project(g)?;
     let opts = LandOptions { target: a.target, message: a.message, keep: a.keep };
     if a.tasks.len() == 1 {
@@ -50,17 +42,6 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
             print_report(&report);
         }
         return Ok(0);
-    }
-    // Several tasks: every one must exist before anything lands (bad input changes nothing).
-    for t in &a.tasks {
-        let known = project.ledger().get(t, a.attempt)?.is_some()
-            || project
-                .repo
-                .refname_to_id(&format!("refs/heads/{}", git_hybrid::worktree::branch_name(t, a.attempt)))
-                .is_ok();
-        if !known {
-            return Err(HybridError::UnknownTask(t.clone()).into());
-        }
     }
     let mut code = 0;
     let mut docs = Vec::new();
