@@ -209,7 +209,8 @@ struct Car {
     base: Oid,
     /// The task branch tip before the catch-up.
     tip: Oid,
-    /// The catch-up merge of `base` into the branch, when the branch did not contain it.
+    /// The catch-up merge of `base` into the branch, when the branch did not contain it and
+    /// the task is not empty.
     caught_up: Option<Oid>,
     /// The squash commit; `None` when the task's work is already on `base` (`empty`).
     squash: Option<Oid>,
@@ -218,11 +219,7 @@ struct Car {
 impl Car {
     /// The tip that lands (and that `refs/hybrid/tips/<id>` keeps): the catch-up merge if any.
     fn landed_tip(&self) -> Oid {
-        if self.squash.is_some() {
-            self.caught_up.unwrap_or(self.tip)
-        } else {
-            self.tip
-        }
+        self.caught_up.unwrap_or(self.tip)
     }
 }
 
@@ -344,10 +341,8 @@ fn run_train(
     let mut recorded = Vec::with_capacity(cars.len());
     let mut all_recorded = true;
     for car in cars {
-        let (state, landed_tip) = match car.squash {
-            Some(_) => (TaskState::Landed, car.landed_tip()),
-            None => (TaskState::Empty, car.tip),
-        };
+        let state = if car.squash.is_some() { TaskState::Landed } else { TaskState::Empty };
+        let landed_tip = car.landed_tip();
         let done = set_tip_ref(project, &car.rec, landed_tip)
             .and_then(|()| mark_done(project, &car.rec, state, car.squash, car.base, landed_tip, target));
         match done {
@@ -374,7 +369,7 @@ fn run_train(
             (k, n) => k.or(n),
         };
         let status = if car.squash.is_some() { "landed" } else { "empty" };
-        let caught_up = car.squash.is_some() && car.caught_up.is_some();
+        let caught_up = car.caught_up.is_some();
         let report = report(&rec, status, car.squash, car.base, landed_tip, target, cleaned, kept, false, caught_up);
         out.push((car.slot, Ok(report)));
         pause();
@@ -391,8 +386,7 @@ pub const PACK_MIN_TASKS: usize = 16;
 /// Writes the objects the train's commits introduced (held in memory) as one pack, then
 /// empties the in-memory store. Called before anything refers to those objects.
 fn write_pack(repo: &git2::Repository, disk: &git2::Repository, mempack: &git2::Mempack, cars: &[Car]) -> Result<()> {
-    let commits: Vec<Oid> =
-        cars.iter().filter(|c| c.squash.is_some()).flat_map(|c| c.caught_up.into_iter().chain(c.squash)).collect();
+    let commits: Vec<Oid> = cars.iter().flat_map(|c| c.caught_up.into_iter().chain(c.squash)).collect();
     let disk_odb = disk.odb()?;
     let objects = crate::pack::new_objects(repo, &disk_odb, &commits)?;
     crate::pack::write_pack(repo, &disk_odb, &objects)?;

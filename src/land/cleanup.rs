@@ -23,9 +23,9 @@ use crate::{sync, worktree};
 /// uncommitted changes keeps its branch where it was, and the reason is returned. Returns where
 /// the branch is.
 pub(super) fn catch_up_branch(project: &Project, car: &Car, target: &str, opts: &LandOptions) -> (Oid, Option<String>) {
-    match (car.caught_up, car.squash) {
-        (Some(merge), Some(_)) => move_branch_to(project, &car.rec, car.tip, merge, target, opts),
-        _ => (car.tip, None),
+    match car.caught_up {
+        Some(merge) => move_branch_to(project, &car.rec, car.tip, merge, target, opts),
+        None => (car.tip, None),
     }
 }
 
