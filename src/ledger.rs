@@ -124,6 +124,14 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     /// A fresh record.
+    /// The record of a branch git-hybrid did not start (no worktree), found ready to land.
+    pub fn adopted(id: &str, attempt: u32, branch: &str, base: &str, target: &str) -> TaskRecord {
+        let mut rec = TaskRecord::new(id, attempt, branch, Path::new(""), base, target);
+        rec.worktree = None;
+        rec.state = TaskState::Ready;
+        rec
+    }
+
     pub fn new(id: &str, attempt: u32, branch: &str, worktree: &Path, base: &str, target: &str) -> TaskRecord {
         let now = now_rfc3339();
         TaskRecord {

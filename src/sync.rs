@@ -17,8 +17,6 @@
 //! worktree's index holds the merge's content. The next sync recomputes the same merge tree,
 //! recognises that state as "already moved" (not as local changes) and finishes the move.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use git2::{MergeOptions, Oid};
 use serde::Serialize;
@@ -148,10 +146,7 @@ pub(crate) fn load_or_adopt_unsaved(
     let base = merge_bases(&project.repo, tip, target_tip)?.first().copied().ok_or_else(|| {
         HybridError::Repo(format!("{branch} shares no history with {target}; cannot adopt it as a task"))
     })?;
-    let mut rec = TaskRecord::new(id, attempt, &branch, Path::new(""), &base.to_string(), &target);
-    rec.worktree = None;
-    rec.state = TaskState::Ready;
-    Ok((rec, false))
+    Ok((TaskRecord::adopted(id, attempt, &branch, &base.to_string(), &target), false))
 }
 
 /// Merges `target_tip` into `tip` in memory and writes the merge commit (no ref moves).

@@ -114,20 +114,11 @@ pub(super) fn recover_train(project: &Project, target: &str, target_ref: &str, h
                     }
                 }
             };
-            let fresh = TaskRecord::new(
-                &id,
-                attempt,
-                &worktree::branch_name(&id, attempt),
-                std::path::Path::new(""),
-                &base.to_string(),
-                target,
-            );
-            let mut rec = ledger.get(&id, attempt)?.unwrap_or(fresh);
+            let branch = worktree::branch_name(&id, attempt);
+            let fresh = TaskRecord::adopted(&id, attempt, &branch, &base.to_string(), target);
+            let rec = ledger.get(&id, attempt)?.unwrap_or(fresh);
             if rec.merge_sha.as_deref() == Some(commit.id().to_string().as_str()) {
                 continue; // recorded already
-            }
-            if rec.worktree.as_deref().is_some_and(|w| w.as_os_str().is_empty()) {
-                rec.worktree = None;
             }
             set_tip_ref(project, &rec, landed_tip)?;
             mark_done(project, &rec, TaskState::Landed, Some(commit.id()), base, landed_tip, target)?;
