@@ -65,6 +65,14 @@ fn repo_with_files(n: usize) -> TestRepo {
     r
 }
 
+/// Rewrites attempt 1's ledger record with `state`, as a crash at that point would leave it.
+fn set_state_on_disk(r: &TestRepo, id: &str, state: &str) {
+    let file = r.root.join(format!(".git/hybrid/ledger/{id}/1.json"));
+    let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    rec["state"] = state.into();
+    std::fs::write(&file, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+}
+
 #[test]
 fn sixteen_processes_start_sixteen_tasks() {
     let r = repo_with_files(50);
@@ -137,10 +145,7 @@ fn a_starting_record_with_a_half_made_worktree_is_repaired() {
     let wt = r.task_dir("t1");
     // Simulate a crash during checkout: the record still says `starting`, files are missing,
     // a partial file and the index are in a broken state.
-    let file = r.root.join(".git/hybrid/ledger/t1/1.json");
-    let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    rec["state"] = "starting".into();
-    std::fs::write(&file, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+    set_state_on_disk(&r, "t1", "starting");
     std::fs::remove_dir_all(wt.join("src/d3")).unwrap();
     write_file(&wt.join("src/d1/f1.txt"), "half writ");
     std::fs::write(r.root.join(".git/worktrees/t1/index"), b"garbage").unwrap();
@@ -161,10 +166,7 @@ fn a_starting_record_without_a_worktree_is_repaired() {
     let wt = r.task_dir("t1");
     // Crash right after the record was written: the folder exists (empty or with a stray
     // file), git has no worktree entry.
-    let file = r.root.join(".git/hybrid/ledger/t1/1.json");
-    let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    rec["state"] = "starting".into();
-    std::fs::write(&file, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+    set_state_on_disk(&r, "t1", "starting");
     std::fs::remove_dir_all(&wt).unwrap();
     std::fs::remove_dir_all(r.root.join(".git/worktrees/t1")).unwrap();
     write_file(&wt.join("README.md"), "hel");
@@ -193,11 +195,7 @@ fn kill_9_at_any_point_of_start_is_recovered() {
     // lock, around the branch and record writes, during checkout, after it finished).
     for (i, delay_ms) in [0u64, 2, 5, 8, 12, 16, 20, 30, 45, 60, 90, 150].into_iter().enumerate() {
         let id = format!("k{i}");
-        let mut child =
-            r.hybrid_cmd(&r.root, &["start", &id]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+        r.kill_after(&["start", &id], None, Duration::from_millis(delay_ms));
 
         let out = r.hybrid(&["start", &id]);
         assert_ok(&out, &["start", &id, "after kill -9"]);

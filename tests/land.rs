@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{assert_code, assert_ok, stderr, stdout, write_file, TestRepo};
+use common::{assert_code, assert_ok, kill_9, stderr, stdout, write_file, TestRepo};
 
 /// Starts a task, writes `files` in its worktree and commits them there.
 fn task(repo: &TestRepo, id: &str, files: &[(&str, &str)], msg: &str) -> PathBuf {
@@ -473,12 +473,7 @@ fn kill_9_at_many_points_then_rerun_lands_exactly_once() {
         let id = format!("k{i}");
         // A pseudo-random kill point across the landing's ~9 paused steps of 25 ms.
         let delay = (seed.wrapping_mul(6364136223846793005).wrapping_add(i as u64 * 1442695040888963407) >> 33) % 240;
-        let mut child = repo.hybrid_cmd(&repo.root, &["merge", &id]);
-        child.env("HYBRID_TEST_PAUSE_MS", "25").stdout(Stdio::null()).stderr(Stdio::null());
-        let mut child = child.spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+        repo.kill_after(&["merge", &id], Some(25), Duration::from_millis(delay));
         // A git child (read-tree) the kill orphaned may still be finishing; the re-run waits for it.
         let out = rerun_while_busy(&repo, &["--json", "merge", &id]);
         assert_ok(&out, &["merge", &id, &format!("(killed after {delay} ms)")]);
@@ -649,16 +644,13 @@ fn a_train_killed_after_the_target_moved_is_recorded_by_the_next_landing() {
         task(&repo, id, &[(&format!("{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
     }
     let before = repo.rev("main");
-    let mut child = repo.hybrid_cmd(&repo.root, &["merge", "q1", "q2", "q3"]);
-    child.env("HYBRID_TEST_PAUSE_MS", "400").stdout(Stdio::null()).stderr(Stdio::null());
-    let mut child = child.spawn().unwrap();
+    let mut child = repo.spawn_paused(&["merge", "q1", "q2", "q3"], Some(400));
     let start = std::time::Instant::now();
     while repo.rev("main") == before {
         assert!(start.elapsed() < Duration::from_secs(30), "the train never moved main");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = child.kill(); // SIGKILL while it pauses right after moving the target
-    let _ = child.wait();
+    kill_9(&mut child); // while it pauses right after moving the target
     let note = repo.root.join(".git/hybrid/landing/main.json");
     assert!(note.exists(), "the killed train left its note");
     assert_ne!(record(&repo, "q1")["state"], "landed", "killed before recording");
@@ -764,12 +756,7 @@ fn a_train_killed_at_many_points_then_rerun_lands_each_task_exactly_once() {
         let delay = (seed.wrapping_mul(6364136223846793005).wrapping_add(r as u64 * 1442695040888963407) >> 33) % 400;
         let mut args = vec!["merge"];
         args.extend(ids.iter().map(String::as_str));
-        let mut child = repo.hybrid_cmd(&repo.root, &args);
-        child.env("HYBRID_TEST_PAUSE_MS", "25").stdout(Stdio::null()).stderr(Stdio::null());
-        let mut child = child.spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+        repo.kill_after(&args, Some(25), Duration::from_millis(delay));
         let out = rerun_while_busy(&repo, &args);
         assert_ok(&out, &[&format!("round {r}, killed after {delay} ms")]);
         for id in &ids {

@@ -10,7 +10,6 @@ mod common;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{assert_code, assert_ok, stderr, write_file, TestRepo};
@@ -283,12 +282,7 @@ fn a_stale_index_lock_of_a_killed_landing_is_removed_but_a_git_one_is_not() {
 
     // A landing killed while it holds the index lock (it is held from the check to the index
     // write; writing the landing note in between pauses here): the next landing removes that lock.
-    let mut child = repo.hybrid_cmd(&repo.root, &["merge", "t1"]);
-    child.env("HYBRID_TEST_PAUSE_MS", "500").stdout(Stdio::null()).stderr(Stdio::null());
-    let mut child = child.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1750));
-    let _ = child.kill();
-    let _ = child.wait();
+    repo.kill_after(&["merge", "t1"], Some(500), Duration::from_millis(1750));
     let held = repo.root.join(".git/index.lock").exists();
     assert!(held, "the kill should have hit the window where the index lock is held");
     land(&repo, true);
@@ -303,12 +297,7 @@ fn a_landing_killed_between_writing_files_and_the_index_is_finished_by_the_next_
     let repo = scenario();
     // Pauses of 500 ms: after the landing lock, the merge, the landing note, then inside the
     // checkout move after the files are written and before the index is: killed there.
-    let mut child = repo.hybrid_cmd(&repo.root, &["merge", "t1"]);
-    child.env("HYBRID_TEST_PAUSE_MS", "500").stdout(Stdio::null()).stderr(Stdio::null());
-    let mut child = child.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1750));
-    let _ = child.kill();
-    let _ = child.wait();
+    repo.kill_after(&["merge", "t1"], Some(500), Duration::from_millis(1750));
     assert_eq!(repo.read("mod/a.txt"), "a changed by the task\n", "killed after the files were written");
     assert!(repo.porcelain(&repo.root).contains(" M mod/a.txt"), "{}", repo.porcelain(&repo.root));
     let err = land(&repo, true);

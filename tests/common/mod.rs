@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Fixed date used for every commit (2026-01-01T00:00:00Z).
 pub const DATE: &str = "@1767225600 +0000";
@@ -131,6 +131,23 @@ impl TestRepo {
         cmd
     }
 
+    /// Starts `git-hybrid <args>` in the main checkout, output discarded; with `pause_ms`, every
+    /// landing step sleeps that long first (`HYBRID_TEST_PAUSE_MS`), so a kill can hit it.
+    pub fn spawn_paused(&self, args: &[&str], pause_ms: Option<u64>) -> Child {
+        let mut cmd = self.hybrid_cmd(&self.root, args);
+        if let Some(ms) = pause_ms {
+            cmd.env("HYBRID_TEST_PAUSE_MS", ms.to_string());
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn git-hybrid")
+    }
+
+    /// Starts `git-hybrid <args>` (see [`TestRepo::spawn_paused`]) and `kill -9`s it after `after`.
+    pub fn kill_after(&self, args: &[&str], pause_ms: Option<u64>, after: std::time::Duration) {
+        let mut child = self.spawn_paused(args, pause_ms);
+        std::thread::sleep(after);
+        kill_9(&mut child);
+    }
+
     /// Runs `git-hybrid <args>` in `dir`.
     pub fn hybrid_in(&self, dir: &Path, args: &[&str]) -> Output {
         self.hybrid_cmd(dir, args).output().expect("run git-hybrid")
@@ -174,6 +191,12 @@ impl TestRepo {
 }
 
 /// Writes a file, creating parent folders.
+/// Sends SIGKILL to a child (if it still runs) and reaps it.
+pub fn kill_9(child: &mut Child) {
+    let _ = child.kill(); // std's kill is SIGKILL on Unix
+    let _ = child.wait();
+}
+
 pub fn write_file(path: &Path, content: &str) {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).unwrap();
