@@ -466,7 +466,6 @@ fn blame(
     let repo = &project.repo;
     let mut refused = Vec::new();
     let mut rest = Vec::new();
-    let mut blamed_any = false;
     let mut own_changes = Vec::with_capacity(cars.len());
     for car in &cars {
         let changed = match car.squash {
@@ -493,7 +492,6 @@ fn blame(
             rest.push((car.slot, car.rec));
             continue;
         };
-        blamed_any = true;
         let paths: Vec<String> = hits.iter().flat_map(|(_, ps)| ps.iter().cloned()).collect();
         let id = &car.rec.id;
         let e = HybridError::LocalChanges {
@@ -506,7 +504,7 @@ fn blame(
         };
         refused.push((car.slot, Err(e.into())));
     }
-    debug_assert!(blamed_any);
+    debug_assert!(!refused.is_empty());
     Ok((refused, rest))
 }
 
