@@ -571,7 +571,7 @@ fn preview(paths: &[String]) -> String {
 fn unlanded_commits(project: &Project, rec: &TaskRecord, tip: Oid, target_tip: Option<Oid>) -> Result<Option<usize>> {
     let repo = &project.repo;
     if let Some(t) = target_tip {
-        if t == tip || repo.graph_descendant_of(t, tip).unwrap_or(false) {
+        if crate::sync::contains(repo, t, tip).unwrap_or(false) {
             return Ok(None);
         }
     }

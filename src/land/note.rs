@@ -84,7 +84,7 @@ pub(super) fn recover_train(project: &Project, target: &str, target_ref: &str, h
         return Ok(());
     };
     let tip = repo.refname_to_id(target_ref)?;
-    let landed = tip == end || repo.graph_descendant_of(tip, end).unwrap_or(false);
+    let landed = crate::sync::contains(repo, tip, end).unwrap_or(false);
     let mut complete = true;
     if landed {
         let mut train = Vec::new();
