@@ -274,11 +274,8 @@ impl Ledger {
     where
         F: FnOnce(&mut TaskRecord),
     {
-        let mut rec = self.get(&fresh.id, fresh.attempt)?.unwrap_or_else(|| fresh.clone());
-        f(&mut rec);
-        rec.updated = now_rfc3339();
-        self.put(&rec)?;
-        Ok(rec)
+        let rec = self.get(&fresh.id, fresh.attempt)?.unwrap_or_else(|| fresh.clone());
+        self.rewrite(rec, f)
     }
 
     /// Takes the task's lock if no live process holds it.
@@ -291,13 +288,21 @@ impl Ledger {
     where
         F: FnOnce(&mut TaskRecord),
     {
-        let Some(mut rec) = self.get(id, attempt)? else {
-            return Ok(None);
-        };
+        match self.get(id, attempt)? {
+            Some(rec) => self.rewrite(rec, f).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `f` to a record, stamps `updated` and writes it.
+    fn rewrite<F>(&self, mut rec: TaskRecord, f: F) -> Result<TaskRecord>
+    where
+        F: FnOnce(&mut TaskRecord),
+    {
         f(&mut rec);
         rec.updated = now_rfc3339();
         self.put(&rec)?;
-        Ok(Some(rec))
+        Ok(rec)
     }
 }
 
