@@ -304,7 +304,19 @@ fn missing_binary_warns_and_never_blocks_git() {
     let mut cmd = Command::new(&copy);
     cmd.args(["hooks", "install"]).current_dir(&r.root).stdin(Stdio::null());
     r.env(&mut cmd);
-    assert_ok(&cmd.output().unwrap(), &["hooks", "install"]);
+    // A test thread forking while the copy was open for writing holds that descriptor until its
+    // child execs, and exec of the copy then fails with "Text file busy": retry briefly.
+    let mut out = cmd.output();
+    for _ in 0..100 {
+        match &out {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                out = cmd.output();
+            }
+            _ => break,
+        }
+    }
+    assert_ok(&out.unwrap(), &["hooks", "install"]);
     std::fs::remove_file(&copy).unwrap();
 
     r.write("a.txt", "a\n");
