@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+pub mod server;
+
 /// Fixed date used for every commit (2026-01-01T00:00:00Z).
 pub const DATE: &str = "@1767225600 +0000";
 
@@ -52,7 +54,8 @@ impl TestRepo {
 
     /// Default worktree path of a task.
     pub fn task_dir(&self, id: &str) -> PathBuf {
-        self.base().join("repo.hybrid").join(id)
+        let name = self.root.file_name().unwrap().to_string_lossy();
+        self.base().join(format!("{name}.hybrid")).join(id)
     }
 
     /// Applies the hermetic environment to a command.
