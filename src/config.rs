@@ -49,6 +49,9 @@ pub struct ProjectConfig {
     pub concurrency: Option<usize>,
     /// Folder whose sub-folders `shape = "plugin"` tasks claim (default: `src/plugins`).
     pub plugin_root: Option<String>,
+    /// The remote landings go through (default: the target branch's upstream remote; `""`:
+    /// none, land locally). See [`crate::remote`].
+    pub remote: Option<String>,
 }
 
 /// `[agent]`
@@ -329,6 +332,9 @@ pub const TEMPLATE: &str = r#"# hybrid.toml: configuration for git-hybrid (https
 # concurrency = 4
 # Folder whose sub-folders `shape = "plugin"` tasks claim.
 # plugin_root = "src/plugins"
+# Remote that landings are pushed to (one atomic, leased push per landing), with their ledger
+# records (default: the target branch's upstream remote; "" lands locally only).
+# remote = "origin"
 
 [agent]
 # The agent's argv; the prompt arrives on stdin, the working directory is the task worktree.

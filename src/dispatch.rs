@@ -677,7 +677,7 @@ fn attempt_inner(
         return become_candidate(&ledger, id, attempt);
     }
     phase("land", String::new());
-    let opts = land::LandOptions { target: None, message: task.title.clone(), keep: false };
+    let opts = land::LandOptions { target: None, message: task.title.clone(), keep: false, local: false };
     match land::land_task(&project, id, attempt, &opts) {
         Ok(report) => {
             let state = if report.status == "empty" { TaskState::Empty } else { TaskState::Landed };

@@ -61,6 +61,7 @@ use crate::{git, task_id, worktree};
 mod cleanup;
 mod message;
 mod note;
+mod publish;
 
 use cleanup::{catch_up_branch, cleanup, cleanup_worktree_only, move_branch_to};
 use message::squash_message;
@@ -78,6 +79,8 @@ pub struct LandOptions {
     pub message: Option<String>,
     /// Keep the worktree and branch after landing.
     pub keep: bool,
+    /// Land locally only, even when the target has a remote (`--local`; see [`crate::remote`]).
+    pub local: bool,
 }
 
 /// The result of a landing.
@@ -249,7 +252,13 @@ fn run_train(
     let land_lock = FileLock::acquire(&land_lock_path(project, target))?;
     pause();
 
-    recover_train(project, target, &target_ref, held)?;
+    // With a remote, fetch before the recovery, so a push a killed run made is seen.
+    let remote = crate::remote::for_target(project, target, opts.local)?;
+    let mut fetched = match &remote {
+        Some(r) => Some(r.fetch(project)?.0),
+        None => None,
+    };
+    recover_train(project, target, &target_ref, held, fetched)?;
     let mut landed_before = Vec::new();
     let mut pending = Vec::new();
     for (slot, rec) in tasks {
@@ -276,7 +285,13 @@ fn run_train(
             .into());
         }
         tries += 1;
-        let start = repo.refname_to_id(&target_ref)?;
+        // `local`: the target here; `start`: what the train builds on (the remote's tip when
+        // landing through a remote, which must contain `local`).
+        let local = repo.refname_to_id(&target_ref)?;
+        let start = match &remote {
+            None => local,
+            Some(r) => r.start_on(project, local, fetched.take())?,
+        };
         let (cars, dropped) = build_train(project, target, start, std::mem::take(&mut pending), opts)?;
         out.extend(dropped);
         if let Some(mempack) = &mempack {
@@ -289,11 +304,11 @@ fn run_train(
         }
 
         let target_lock = RefLock::acquire(project, &target_ref)?;
-        if target_lock.current != Some(start) {
+        if target_lock.current != Some(local) {
             pending = cars.into_iter().map(|c| (c.slot, c.rec)).collect();
             continue; // someone else moved the target: recompute on its new tip
         }
-        let start_tree = repo.find_commit(start)?.tree()?;
+        let start_tree = repo.find_commit(local)?.tree()?;
         let end_tree = repo.find_commit(end)?.tree()?;
         let checkouts = checkout::checkouts_of(project, &target_ref)?;
         let mut moves = Vec::with_capacity(checkouts.len());
@@ -321,7 +336,19 @@ fn run_train(
         // behind is harmless, the next landing checks it against the target).
         let mut note = TrainNote::write(project, target, start, end)?;
         pause();
-        checkout::apply_moves(project, moves, start, end)?;
+        if let Some(r) = &remote {
+            // The one step a remote adds: publish the train and its records, all or nothing.
+            let records = publish::records(project, &cars, target)?;
+            if let crate::remote::Published::Raced(_) = r.publish(project, start, end, &records)? {
+                drop((moves, target_lock, note));
+                pending = cars.into_iter().map(|c| (c.slot, c.rec)).collect();
+                crate::remote::backoff(tries);
+                continue; // someone pushed: fetch, recompute on the new tip
+            }
+            note.armed = false; // landed on the remote: from here on only recorded, never undone
+            publish::set_local_records(project, &records)?;
+        }
+        checkout::apply_moves(project, moves, local, end)?;
         pause();
         let message = match cars.iter().filter(|c| c.squash.is_some()).map(|c| c.rec.id.as_str()).collect::<Vec<_>>()[..]
         {
@@ -329,7 +356,7 @@ fn run_train(
             ref many => format!("git-hybrid merge: land {} tasks ({})", many.len(), many.join(", ")),
         };
         if let Err(e) = target_lock.commit(repo, end, &message) {
-            checkout::undo(&checkouts, start, end);
+            checkout::undo(&checkouts, local, end);
             return Err(e);
         }
         note.armed = false;
@@ -547,16 +574,7 @@ fn mark_done(
     target: &str,
 ) -> Result<TaskRecord> {
     let now = crate::fsutil::now_rfc3339();
-    project.ledger().upsert_locked(rec, |r| {
-        r.state = state;
-        r.merge_sha = squash.map(|s| s.to_string());
-        r.merge_base = Some(base.to_string());
-        r.tip = Some(tip.to_string());
-        r.landed_at = Some(now);
-        r.target = target.to_string();
-        r.conflicts.clear();
-        r.failure = None;
-    })
+    project.ledger().upsert_locked(rec, |r| publish::fill_landed(r, state, squash, base, tip, target, now))
 }
 
 /// The report for a task that was already landed (or empty); finishes an interrupted cleanup.

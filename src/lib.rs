@@ -13,6 +13,7 @@
 //! | [`populate`] | filling a new task worktree (files + index) in parallel |
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
+//! | [`remote`] | landing through a shared remote: fetch, one leased atomic push, published records |
 //! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
 //! | [`status`] | the status report |
 //! | [`plan`] | the dispatch plan (`[[task]]`) and its validation |
@@ -47,6 +48,7 @@ pub mod pack;
 pub mod plan;
 pub mod populate;
 pub mod redact;
+pub mod remote;
 pub mod repo;
 pub mod schedule;
 pub mod secrets;

@@ -13,6 +13,9 @@
 //! - A branch `hybrid/<id>` without a ledger record is adopted (record created, base = its
 //!   merge base with the target), so work pushed by a remote agent can be synced and landed.
 //!
+//! - When the target lands through a remote ([`crate::remote`]), the remote's target is fetched
+//!   first and merged when it contains the local target (else the local target is).
+//!
 //! Crash window: after the worktree moved to the merge and before the branch ref did, the
 //! worktree's index holds the merge's content. The next sync recomputes the same merge tree,
 //! recognises that state as "already moved" (not as local changes) and finishes the move.
@@ -52,7 +55,7 @@ pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport
     let rec = load_or_adopt(project, id, attempt, None)?;
     let repo = &project.repo;
     let target_ref = branch_ref_checked(project, &rec.target)?;
-    let target_tip = repo.refname_to_id(&target_ref)?;
+    let target_tip = crate::remote::sync_tip(project, &rec.target, repo.refname_to_id(&target_ref)?)?;
     let branch_ref = format!("refs/heads/{}", rec.branch);
     let tip = task_tip(project, &rec)?;
     let report = |status: &str, commit: Option<Oid>, tip: Oid| SyncReport {

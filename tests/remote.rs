@@ -42,3 +42,184 @@ fn test_servers_serve_push_and_clone() {
         assert_eq!(server.rev(&repo, "refs/hybrid/x"), None, "{kind:?}");
     }
 }
+
+/// A repository whose `main` is published on a fresh server (upstream set, so it is the
+/// landing remote by default) and a task `t1` with one commit.
+fn published(kind: Kind) -> (TestRepo, GitServer) {
+    let repo = TestRepo::new();
+    let server = GitServer::start(&repo, kind);
+    repo.publish_to(&server);
+    (repo, server)
+}
+
+/// Starts `id` in `repo` and commits `file` in its worktree.
+fn task_with_commit(repo: &TestRepo, id: &str, file: &str) {
+    repo.hybrid_ok(&["start", id]);
+    let dir = repo.task_dir(id);
+    common::write_file(&dir.join(file), &format!("{id}\n"));
+    repo.commit_all_in(&dir, &format!("{id}: add {file}"));
+}
+
+/// `git log --format=%H %P` of the server's main, newest first.
+fn server_log(repo: &TestRepo, server: &GitServer) -> Vec<(String, Vec<String>)> {
+    repo.git_in(&server.bare, &["log", "--format=%H %P", "main"])
+        .lines()
+        .map(|l| {
+            let mut p = l.split(' ').map(str::to_string);
+            (p.next().unwrap(), p.collect())
+        })
+        .collect()
+}
+
+#[test]
+fn merge_lands_on_the_remote_with_its_record_over_both_transports() {
+    for kind in [Kind::Daemon, Kind::Http] {
+        let (repo, server) = published(kind);
+        task_with_commit(&repo, "t1", "a.txt");
+        // Someone else pushes meanwhile: the landing builds on what is really on the remote.
+        let other = repo.clone_from(&server, "other");
+        other.write("o.txt", "o\n");
+        let theirs = other.commit_all("other work");
+        other.git(&["push", "-q", "origin", "main"]);
+
+        let rep = repo.hybrid_json(&["merge", "t1"]);
+        let sha = rep["merge_sha"].as_str().unwrap().to_string();
+        assert_eq!(server.rev(&repo, "main").as_deref(), Some(sha.as_str()), "{kind:?}");
+        assert_eq!(repo.rev(&format!("{sha}^")), theirs, "{kind:?}: built on the remote tip");
+        assert_eq!(repo.rev("main"), sha, "{kind:?}: the local target moved too");
+        assert_eq!(repo.read("o.txt"), "o\n", "{kind:?}: the checkout moved coherently");
+        assert_eq!(repo.read("a.txt"), "t1\n");
+        // The record travelled with it.
+        let blob = server.rev(&repo, "refs/hybrid/ledger/t1/1").expect("record on the remote");
+        let record: serde_json::Value =
+            serde_json::from_str(&repo.git_in(&server.bare, &["cat-file", "blob", &blob])).unwrap();
+        assert_eq!(record["merge_sha"], sha.as_str());
+        assert_eq!(record["state"], "landed");
+        assert!(server.rev(&repo, "refs/hybrid/tips/t1").is_some(), "{kind:?}: the landed tip travelled");
+        assert_eq!(repo.rev("refs/hybrid/ledger/t1/1"), blob);
+    }
+}
+
+#[test]
+fn two_clones_landing_at_the_same_moment_both_land_linearly() {
+    for kind in [Kind::Daemon, Kind::Http] {
+        let (a, server) = published(kind);
+        let b = a.clone_from(&server, "b");
+        task_with_commit(&a, "ta", "a.txt");
+        task_with_commit(&b, "tb", "b.txt");
+        let mut ca = a.hybrid_cmd(&a.root, &["--json", "merge", "ta"]);
+        let mut cb = b.hybrid_cmd(&b.root, &["--json", "merge", "tb"]);
+        for c in [&mut ca, &mut cb] {
+            c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        }
+        let (ca, cb) = (ca.spawn().unwrap(), cb.spawn().unwrap());
+        let (oa, ob) = (ca.wait_with_output().unwrap(), cb.wait_with_output().unwrap());
+        common::assert_ok(&oa, &["merge", "ta"]);
+        common::assert_ok(&ob, &["merge", "tb"]);
+        let log = server_log(&a, &server);
+        assert_eq!(log.len(), 3, "{kind:?}: initial + two squashes: {log:?}");
+        assert!(log.iter().all(|(_, parents)| parents.len() <= 1), "{kind:?}: linear history: {log:?}");
+        for (id, out) in [("ta", &oa), ("tb", &ob)] {
+            let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let sha = rep["merge_sha"].as_str().unwrap();
+            assert!(log.iter().any(|(c, _)| c == sha), "{kind:?}: {id} is on the remote");
+            assert!(server.rev(&a, &format!("refs/hybrid/ledger/{id}/1")).is_some(), "{kind:?}: {id}'s record");
+        }
+    }
+}
+
+#[test]
+fn a_lease_race_with_a_user_push_from_a_third_clone_is_retried_on_the_new_tip() {
+    for kind in [Kind::Daemon, Kind::Http] {
+        let (repo, server) = published(kind);
+        let user = repo.clone_from(&server, "user");
+        user.write("u.txt", "user\n");
+        let theirs = user.commit_all("user work");
+        task_with_commit(&repo, "t1", "a.txt");
+        // The user's push lands on the server while the landing's own push is in flight (after
+        // the landing read the remote's tip): the first push loses the race, the retry wins.
+        let marker = repo.base().join("race-once");
+        std::fs::write(&marker, "").unwrap();
+        server.set_pre_receive(&format!(
+            "if [ -f '{m}' ]; then rm '{m}'; env -u GIT_DIR -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY \
+             -u GIT_ALTERNATE_OBJECT_DIRECTORIES -u GIT_PROTOCOL git -C '{u}' push -q origin main >&2 || exit 1; fi",
+            m = marker.display(),
+            u = user.root.display()
+        ));
+        let rep = repo.hybrid_json(&["merge", "t1"]);
+        assert!(!marker.exists(), "{kind:?}: the race happened");
+        let sha = rep["merge_sha"].as_str().unwrap();
+        let log = server_log(&repo, &server);
+        assert_eq!(log[0].0, sha, "{kind:?}");
+        assert_eq!(log[0].1, vec![theirs.clone()], "{kind:?}: recomputed on the user's push, which is kept");
+        assert_eq!(log.len(), 3, "{kind:?}: {log:?}");
+        assert_eq!(repo.rev("main"), sha);
+        assert_eq!(repo.read("u.txt"), "user\n");
+    }
+}
+
+#[test]
+fn a_rejecting_pre_receive_hook_fails_the_landing_and_changes_nothing_here() {
+    let (repo, server) = published(Kind::Daemon);
+    task_with_commit(&repo, "t1", "a.txt");
+    server.set_pre_receive("echo 'main is protected: open a pull request' >&2; exit 1");
+    let before = repo.refs_snapshot();
+    let remote_before = server.rev(&repo, "main");
+    let out = repo.hybrid(&["merge", "t1"]);
+    common::assert_code(&out, 1);
+    let err = common::stderr(&out);
+    assert!(err.contains("main is protected: open a pull request"), "the server's message: {err}");
+    assert_eq!(server.rev(&repo, "main"), remote_before);
+    assert_eq!(server.rev(&repo, "refs/hybrid/ledger/t1/1"), None);
+    assert_eq!(repo.refs_snapshot(), before, "no ref moved here");
+    assert!(!repo.root.join("a.txt").exists());
+    let t = &repo.hybrid_json(&["status", "t1"])["tasks"][0];
+    assert_ne!(t["state"], "landed", "{t}");
+    // A re-run once the server allows it lands.
+    std::fs::remove_file(server.bare.join("hooks/pre-receive")).unwrap();
+    let rep = repo.hybrid_json(&["merge", "t1"]);
+    assert_eq!(server.rev(&repo, "main").as_deref(), rep["merge_sha"].as_str());
+}
+
+#[test]
+fn an_unreachable_remote_is_a_clear_error_and_local_lands_here_only() {
+    let (repo, server) = published(Kind::Daemon);
+    task_with_commit(&repo, "t1", "a.txt");
+    let dead = format!("git://127.0.0.1:{}/origin.git", common::server::free_port());
+    repo.git(&["remote", "set-url", "origin", &dead]);
+    let before = repo.refs_snapshot();
+    let out = repo.hybrid(&["merge", "t1"]);
+    common::assert_code(&out, 1);
+    assert!(common::stderr(&out).contains("cannot fetch main from origin"), "{}", common::stderr(&out));
+    assert_eq!(repo.refs_snapshot(), before);
+    let rep = repo.hybrid_json(&["merge", "--local", "t1"]);
+    assert_eq!(repo.rev("main"), rep["merge_sha"].as_str().unwrap());
+    assert_ne!(server.rev(&repo, "main").as_deref(), rep["merge_sha"].as_str());
+}
+
+#[test]
+fn a_local_target_ahead_of_the_remote_is_refused() {
+    let (repo, server) = published(Kind::Daemon);
+    task_with_commit(&repo, "t1", "a.txt");
+    repo.write("mine.txt", "unpushed\n");
+    repo.commit_all("unpushed work");
+    let before = repo.refs_snapshot();
+    let out = repo.hybrid(&["merge", "t1"]);
+    common::assert_code(&out, 3);
+    assert!(common::stderr(&out).contains("not on origin/main"), "{}", common::stderr(&out));
+    assert_eq!(repo.refs_snapshot(), before);
+    assert_eq!(server.rev(&repo, "refs/hybrid/ledger/t1/1"), None);
+}
+
+#[test]
+fn sync_merges_what_is_on_the_remote() {
+    let (repo, server) = published(Kind::Http);
+    task_with_commit(&repo, "t1", "a.txt");
+    let other = repo.clone_from(&server, "other");
+    other.write("o.txt", "o\n");
+    let theirs = other.commit_all("other work");
+    other.git(&["push", "-q", "origin", "main"]);
+    repo.hybrid_ok(&["sync", "t1"]);
+    assert_eq!(std::fs::read_to_string(repo.task_dir("t1").join("o.txt")).unwrap(), "o\n");
+    assert_eq!(repo.rev("origin/main"), theirs);
+}

@@ -20,6 +20,10 @@ pub struct MergeArgs {
     /// Keep the worktree and branch after landing.
     #[arg(long)]
     pub keep: bool,
+    /// Land on this clone only, even when the target has a remote (`[project] remote` or the
+    /// target's upstream): nothing is fetched or pushed.
+    #[arg(long)]
+    pub local: bool,
     /// Attempt number.
     #[arg(long, default_value_t = 1)]
     pub attempt: u32,
@@ -29,7 +33,7 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     // Bad input (ids, attempt, duplicates, `-m` with several tasks, unknown tasks) is refused
     // by `land::land_tasks` before anything lands.
     let project = output::project(g)?;
-    let opts = LandOptions { target: a.target, message: a.message, keep: a.keep };
+    let opts = LandOptions { target: a.target, message: a.message, keep: a.keep, local: a.local };
     if a.tasks.len() == 1 {
         let task = &a.tasks[0];
         let report = match land::land_task(&project, task, a.attempt, &opts) {

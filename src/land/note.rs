@@ -68,7 +68,15 @@ impl Drop for TrainNote {
 /// the parent), so the note only names where the train starts and ends. A task whose lock
 /// another live process holds is left, with the note, for later. Caller holds the landing lock
 /// and the task locks of `held`.
-pub(super) fn recover_train(project: &Project, target: &str, target_ref: &str, held: &[&str]) -> Result<()> {
+/// `remote_tip`: the remote's target as just fetched, when the target lands through a remote
+/// (a train counts as landed when either tip contains its last squash).
+pub(super) fn recover_train(
+    project: &Project,
+    target: &str,
+    target_ref: &str,
+    held: &[&str],
+    remote_tip: Option<Oid>,
+) -> Result<()> {
     let path = TrainNote::path(project, target);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -84,7 +92,8 @@ pub(super) fn recover_train(project: &Project, target: &str, target_ref: &str, h
         return Ok(());
     };
     let tip = repo.refname_to_id(target_ref)?;
-    let landed = crate::sync::contains(repo, tip, end).unwrap_or(false);
+    let landed = crate::sync::contains(repo, tip, end).unwrap_or(false)
+        || remote_tip.is_some_and(|r| crate::sync::contains(repo, r, end).unwrap_or(false));
     let mut complete = true;
     if landed {
         let mut train = Vec::new();
