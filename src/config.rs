@@ -32,6 +32,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     #[serde(default)]
     pub export: ExportConfig,
+    #[serde(default)]
+    pub land: LandConfig,
     /// The dispatch plan; see `plan` for its validation.
     #[serde(default, rename = "task")]
     pub tasks: Vec<Spanned<TaskSpec>>,
@@ -91,6 +93,16 @@ pub struct HooksConfig {
     /// Do not check staged paths against task claims.
     #[serde(default)]
     pub no_claims: bool,
+}
+
+/// `[land]`: the landing gate (see `gate`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandConfig {
+    /// Globs of paths, besides the built-in ones, that a task may change only when its claims
+    /// name them explicitly.
+    #[serde(default)]
+    pub protected: Vec<String>,
 }
 
 /// `[export]`: training-record export is opt-in through two flags.
@@ -311,6 +323,11 @@ fn check_values(loaded: &LoadedConfig) -> Result<(), HybridError> {
             return Err(loaded.error_at(at("verify", "command"), "`[verify] command` must not be empty"));
         }
     }
+    for g in &c.land.protected {
+        if let Err(e) = globset::GlobBuilder::new(g.trim_start_matches("./")).literal_separator(true).build() {
+            return Err(loaded.error_at(at("land", "protected"), format!("bad glob {g:?} in `[land] protected`: {e}")));
+        }
+    }
     for r in &c.export.redact {
         if let Err(e) = regex::Regex::new(r) {
             return Err(loaded.error_at(at("export", "redact"), format!("bad redaction regex {r:?}: {e}")));
@@ -355,6 +372,11 @@ pub const TEMPLATE: &str = r#"# hybrid.toml: configuration for git-hybrid (https
 # everywhere = false
 # Known false positives for the secret scan (literal text or regex).
 # allow_secrets = []
+
+[land]
+# Paths a task may change only when its claims name them explicitly (besides hybrid.toml, CI
+# workflows, .gitattributes, .gitmodules, hook folders and the files the verify command names).
+# protected = ["deploy/**"]
 
 [export]
 # Training-record export is opt-in: both flags must be true for `git hybrid export`.

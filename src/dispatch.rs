@@ -644,6 +644,17 @@ fn attempt_inner(
         if let Some(end) = sync_or_conflict(&project, id, attempt)? {
             return Ok(end);
         }
+        // The gate first: a task that changed a file the verify command runs (or anything else
+        // the landing would refuse) fails here, and its copy of that file never runs.
+        let gate = crate::gate::GateOptions { verify: task.verify.iter().cloned().collect(), ..Default::default() };
+        let rec = ledger.get(id, attempt)?.context("the task record vanished")?;
+        if let Some(refused) = crate::gate::precheck(&project, &rec, &gate)? {
+            let why = refused.to_string();
+            mark_failed(&ledger, id, attempt, &why)?;
+            phase("failed", first_line(&why).to_string());
+            previous_failure = Some(why);
+            continue;
+        }
         if let Some(argv) = &task.verify {
             phase("verify", String::new());
             let log = run_dir.join("verify.log");
@@ -677,7 +688,8 @@ fn attempt_inner(
         return become_candidate(&ledger, id, attempt);
     }
     phase("land", String::new());
-    let opts = land::LandOptions { target: None, message: task.title.clone(), keep: false, local: false };
+    let gate = crate::gate::GateOptions { verify: task.verify.iter().cloned().collect(), ..Default::default() };
+    let opts = land::LandOptions { target: None, message: task.title.clone(), keep: false, local: false, gate };
     match land::land_task(&project, id, attempt, &opts) {
         Ok(report) => {
             let state = if report.status == "empty" { TaskState::Empty } else { TaskState::Landed };
@@ -703,6 +715,10 @@ fn attempt_inner(
         Err(e) => {
             if let Some(HybridError::Conflict { paths, .. }) = find_hybrid_error(&e) {
                 return record_conflict(&ledger, id, attempt, "landing", paths);
+            }
+            if let Some(refused @ HybridError::Refused { .. }) = find_hybrid_error(&e) {
+                // The gate recorded the task `failed` with the reason; no retry lands it as is.
+                return not_landed(TaskState::Failed, refused.to_string());
             }
             // Verify passed; the landing itself was refused (e.g. local changes in the way).
             let why = format!("verify passed but landing failed: {e:#}");

@@ -8,7 +8,7 @@
 //! | 0 | success |
 //! | 1 | the operation failed (agent or verify failure, verify found bad commits, not built yet, internal error) |
 //! | 2 | bad input: usage, config, task id, missing ref, unsupported repository state; nothing changed |
-//! | 3 | refused to protect work or a conflict: dirty worktree, merge conflict, local changes in the way |
+//! | 3 | refused to protect work or a conflict: dirty worktree, merge conflict, local changes in the way, the landing gate |
 //! | 4 | busy: another live process holds the lock (e.g. a second dispatcher) |
 
 /// Exit code for success.
@@ -46,6 +46,10 @@ pub enum HybridError {
     /// Uncommitted or local changes block the command; nothing was changed.
     #[error("{message}: {}", paths.join(", "))]
     LocalChanges { message: String, paths: Vec<String> },
+    /// The landing gate refused a task (paths outside its claims, protected paths, secrets,
+    /// paths git refuses); nothing of it landed. `paths` lists what was found.
+    #[error("{message}")]
+    Refused { message: String, paths: Vec<String> },
     /// Another live process holds a lock.
     #[error("{0}")]
     Busy(String),
@@ -63,7 +67,9 @@ impl HybridError {
             | HybridError::InvalidTaskId { .. }
             | HybridError::Repo(_)
             | HybridError::UnknownTask(_) => EXIT_USAGE,
-            HybridError::Conflict { .. } | HybridError::LocalChanges { .. } => EXIT_CONFLICT,
+            HybridError::Conflict { .. } | HybridError::LocalChanges { .. } | HybridError::Refused { .. } => {
+                EXIT_CONFLICT
+            }
             HybridError::Busy(_) => EXIT_BUSY,
             HybridError::NotBuilt(_) => EXIT_FAILURE,
         }

@@ -747,16 +747,10 @@ fn fast_index_tree(repo: &Repository, cwd: &Path) -> Result<Option<Oid>> {
     Ok(write_index_dir(&odb, &idx, cache.as_ref(), b"", 0)?.map(|(id, _)| id))
 }
 
-/// Whether every component of an index path is one libgit2 accepts on every platform setting.
+/// Whether every component of an index path is one libgit2 accepts on every platform setting:
+/// git's rules ([`crate::safe_path`]), and plain ASCII without the characters Windows forbids.
 fn plain_path(path: &[u8]) -> bool {
-    // `.git` itself, also as NTFS sees it (trailing dots and spaces dropped, `git~1` short names).
-    let dot_git = |c: &[u8]| {
-        let end = c.len() - c.iter().rev().take_while(|b| **b == b'.' || **b == b' ').count();
-        c[..end].eq_ignore_ascii_case(b".git") || (c.len() >= 4 && c[..4].eq_ignore_ascii_case(b"git~"))
-    };
-    path.is_ascii()
-        && !path.iter().any(|b| *b < 0x20 || b"\\:<>\"|?*".contains(b))
-        && path.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b".." && !dot_git(c))
+    path.is_ascii() && !path.iter().any(|b| b"\\:<>\"|?*".contains(b)) && crate::safe_path::is_safe(path, false)
 }
 
 /// The tree of the index folder `prefix` (`""` or ending in `/`), whose entries start at

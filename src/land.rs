@@ -81,6 +81,8 @@ pub struct LandOptions {
     pub keep: bool,
     /// Land locally only, even when the target has a remote (`--local`; see [`crate::remote`]).
     pub local: bool,
+    /// Overrides and extra verify commands for the landing gate ([`crate::gate`]).
+    pub gate: crate::gate::GateOptions,
 }
 
 /// The result of a landing.
@@ -437,6 +439,7 @@ fn build_train(
     let author = git::signature(repo, git::Role::Author)?;
     let committer = git::signature(repo, git::Role::Committer)?;
     let mut cur = repo.find_commit(start)?;
+    let gate = crate::gate::Gate::new(project, &opts.gate)?;
     let mut cars = Vec::with_capacity(tasks.len());
     let mut dropped = Vec::new();
     for (slot, rec) in tasks {
@@ -473,6 +476,10 @@ fn build_train(
             continue;
         }
         let message = squash_message(project, &rec, opts, base, landed_tip, tip, &bases)?;
+        if let Some(refused) = gate.pass(&rec, &cur.tree()?, &tip_tree, &message)? {
+            dropped.push((slot, Err(refused.into())));
+            continue; // like a conflict: the rest of the train lands without it
+        }
         let squash = repo.commit(None, &author, &committer, &message, &tip_tree, &[&cur])?;
         cur = repo.find_commit(squash)?;
         cars.push(Car { slot, rec, base, tip, caught_up, squash: Some(squash) });

@@ -117,9 +117,22 @@ pub struct TaskRecord {
     /// `hybrid.toml` at commit time.
     #[serde(default)]
     pub claims: Option<Vec<String>>,
+    /// Explicit overrides of the landing gate that let paths of this attempt through
+    /// (`merge --allow-unclaimed`, `--allow-protected`; see [`crate::gate`]).
+    #[serde(default)]
+    pub overrides: Vec<GateOverride>,
     /// Fields written by other versions, kept verbatim.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One use of a landing-gate override: which, for which paths, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateOverride {
+    /// `allow-unclaimed` or `allow-protected`.
+    pub kind: String,
+    pub paths: Vec<String>,
+    pub at: String,
 }
 
 impl TaskRecord {
@@ -156,6 +169,7 @@ impl TaskRecord {
             runs: 0,
             labels: None,
             claims: None,
+            overrides: Vec::new(),
             extra: serde_json::Map::new(),
         }
     }

@@ -14,6 +14,9 @@
 //! | [`sync`] | merging the target into a task branch |
 //! | [`land`] | squash-merge with catch-up |
 //! | [`remote`] | landing through a shared remote: fetch, one leased atomic push, published records |
+//! | [`gate`] | what every squash must pass before it lands (claims, protected paths, secrets, paths) |
+//! | [`safe_path`] | the one path validator (git's rules, `gix-validate`) |
+//! | [`treediff`] | changed paths between two trees, skipping equal subtrees |
 //! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
 //! | [`status`] | the status report |
 //! | [`plan`] | the dispatch plan (`[[task]]`) and its validation |
@@ -38,6 +41,7 @@ pub mod dispatch;
 pub mod error;
 pub mod export;
 pub mod fsutil;
+pub mod gate;
 pub mod git;
 pub mod hooks;
 pub mod labels;
@@ -50,6 +54,7 @@ pub mod populate;
 pub mod redact;
 pub mod remote;
 pub mod repo;
+pub mod safe_path;
 pub mod schedule;
 pub mod secrets;
 pub mod status;
@@ -57,6 +62,7 @@ pub mod sync;
 pub mod task_id;
 #[cfg(test)]
 mod test_support;
+pub mod treediff;
 pub mod verify;
 pub mod worktree;
 

@@ -30,7 +30,11 @@ fn main() {
                 if let Some(git_hybrid::error::HybridError::Conflict { paths, .. }) = typed {
                     doc["conflicts"] = serde_json::json!(paths);
                 }
-                if let Some(git_hybrid::error::HybridError::LocalChanges { paths, .. }) = typed {
+                if let Some(
+                    git_hybrid::error::HybridError::LocalChanges { paths, .. }
+                    | git_hybrid::error::HybridError::Refused { paths, .. },
+                ) = typed
+                {
                     doc["paths"] = serde_json::json!(paths);
                 }
                 eprintln!("{doc}");

@@ -4,7 +4,7 @@
 //! writes, and an index whose entries carry the files' stat data (so `git status` in the new
 //! worktree is clean without re-hashing). It only takes the fast path when that is provably
 //! true: no filter can apply (the caller checks attributes and autocrlf), `core.symlinks` is on,
-//! and every path in the tree is one git would check out (no `.`, `..`, `.git` components).
+//! and every path in the tree is one git would check out ([`crate::safe_path`]).
 //! Otherwise it says so (`Ok(false)`) and the caller uses libgit2's checkout.
 //!
 //! Why (measured by `benches/worktrees.py`): creating thousands of files is kernel work
@@ -44,7 +44,8 @@ pub fn fill_empty_worktree(wt: &Repository, workdir: &Path, odb_dir: &Path, tree
     let mut unsafe_path = false;
     let walked = tree.walk(TreeWalkMode::PreOrder, |root, entry| {
         let name = entry.name_bytes();
-        if !component_ok(name) {
+        let symlink = entry.filemode() == i32::from(FileMode::Link);
+        if crate::safe_path::check_component(name, symlink).is_err() {
             unsafe_path = true;
             return TreeWalkResult::Abort;
         }
@@ -104,16 +105,6 @@ pub fn fill_empty_worktree(wt: &Repository, workdir: &Path, odb_dir: &Path, tree
     }
     index.write().context("cannot write the new worktree's index")?;
     Ok(true)
-}
-
-/// A tree entry name git would check out on this platform.
-fn component_ok(name: &[u8]) -> bool {
-    !(name.is_empty()
-        || name == b"."
-        || name == b".."
-        || name.eq_ignore_ascii_case(b".git")
-        || name.contains(&b'/')
-        || name.contains(&0))
 }
 
 /// Writes one item and returns its index entry with the file's stat data.

@@ -5,7 +5,8 @@
 //! returns its kind and byte range; it never copies the secret anywhere. Kinds are stable,
 //! kebab-case names (`private-key`, `aws-access-key`, `aws-secret-key`, `github-token`,
 //! `gitlab-token`, `anthropic-api-key`, `openai-api-key`, `slack-token`, `slack-webhook`,
-//! `stripe-key`, `google-api-key`, `npm-token`; [`kinds`] lists them) that hook messages, JSON
+//! `stripe-key`, `google-api-key`, `npm-token`, `huggingface-token`, `sendgrid-key`, `pypi-token`,
+//! `azure-storage-key`, `jwt`, `generic-secret`; [`kinds`] lists them) that hook messages, JSON
 //! and the export markers use; the export adds its own rules under the same scheme
 //! (`authorization`, `username`, `custom`, see [`crate::redact`]). A finding also names the
 //! credential's own bytes ([`Finding::value_start`]): the whole match, or only the value when the
@@ -36,7 +37,7 @@ const PATTERNS: &[Pattern] = &[
     // part of the key; without an END line only the BEGIN line matches.
     Pattern {
         kind: "private-key",
-        regex: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s:,\\-]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?",
+        regex: r"-----BEGIN\s+(?:[A-Z0-9]+\s+)*PRIVATE\s+KEY(?:\s+BLOCK)?-----(?:[A-Za-z0-9+/=\s:,\\-]*?-----END\s+(?:[A-Z0-9]+\s+)*PRIVATE\s+KEY(?:\s+BLOCK)?-----)?",
     },
     Pattern { kind: "aws-access-key", regex: r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?-u:\b)" },
     Pattern {
@@ -65,7 +66,44 @@ const PATTERNS: &[Pattern] = &[
     Pattern { kind: "stripe-key", regex: r"(?-u:\b)(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{16,}(?-u:\b)" },
     Pattern { kind: "google-api-key", regex: r"(?-u:\b)AIza[0-9A-Za-z_-]{35}(?-u:\b)" },
     Pattern { kind: "npm-token", regex: r"(?-u:\b)npm_[A-Za-z0-9]{36}(?-u:\b)" },
+    Pattern { kind: "huggingface-token", regex: r"(?-u:\b)hf_[A-Za-z0-9]{30,}(?-u:\b)" },
+    Pattern { kind: "sendgrid-key", regex: r"(?-u:\b)SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}" },
+    Pattern { kind: "pypi-token", regex: r"(?-u:\b)pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}" },
+    Pattern {
+        kind: "azure-storage-key",
+        regex: r"(?i:AccountKey|SharedAccessKey)\s*=\s*(?P<secret>[A-Za-z0-9+/]{40,}={0,2})",
+    },
+    Pattern { kind: "jwt", regex: r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}" },
+    // `password = "..."`, `api_token: '...'`, `SECRET := "..."`: reported only when the value
+    // looks random (see `high_entropy`), so placeholders and prose pass.
+    Pattern {
+        kind: GENERIC,
+        regex: r#"(?i:[A-Za-z0-9_.-]*(?:password|passwd|secret|token)[A-Za-z0-9_.-]*)["']?\s*(?::=|=|:)\s*["'](?P<secret>[\x21\x23-\x26\x28-\x7e]{12,})["']"#,
+    },
 ];
+
+/// The kind of a `password|secret|token = "<random-looking value>"` assignment.
+pub const GENERIC: &str = "generic-secret";
+
+/// Whether an assigned value looks like a credential rather than a placeholder or a word:
+/// letters and digits mixed, no template syntax, and at least 3.5 bits of Shannon entropy per
+/// character.
+fn high_entropy(value: &str) -> bool {
+    let b = value.as_bytes();
+    if b.len() < 12 || ["${", "{{", "%(", "<", "xxxx", "XXXX", "****"].iter().any(|p| value.contains(p)) {
+        return false;
+    }
+    if !b.iter().any(u8::is_ascii_digit) || !b.iter().any(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &c in b {
+        counts[c as usize] += 1;
+    }
+    let n = b.len() as f64;
+    let bits: f64 = counts.iter().filter(|c| **c > 0).map(|&c| -(f64::from(c) / n) * (f64::from(c) / n).log2()).sum();
+    bits >= 3.5
+}
 
 /// Every kind [`scan`] can report, without duplicates, in pattern order.
 pub fn kinds() -> Vec<&'static str> {
@@ -112,7 +150,7 @@ fn compiled() -> &'static Compiled {
 /// Lower-case literals at least one of which every pattern's match contains. Checking them is
 /// far cheaper than compiling the regexes, which most commits then never need.
 const NEEDLES: &[&str] = &[
-    "private key",
+    "private",
     "akia",
     "asia",
     "abia",
@@ -151,6 +189,15 @@ const NEEDLES: &[&str] = &[
     "rk_prod_",
     "aiza",
     "npm_",
+    "hf_",
+    "sg.",
+    "pypi-",
+    "accountkey",
+    "sharedaccesskey",
+    "eyj",
+    "password",
+    "passwd",
+    "token",
 ];
 
 /// Whether `text` may hold a secret (no false negatives: every pattern needs one needle).
@@ -176,6 +223,9 @@ pub fn scan(text: &str) -> Vec<Finding> {
         if re.capture_names().any(|n| n == Some("secret")) {
             for caps in re.captures_iter(text) {
                 let (Some(m), Some(v)) = (caps.get(0), caps.name("secret")) else { continue };
+                if kind == GENERIC && !high_entropy(v.as_str()) {
+                    continue;
+                }
                 found.push(Finding {
                     kind,
                     start: m.start(),
@@ -196,7 +246,10 @@ pub fn scan(text: &str) -> Vec<Finding> {
             }
         }
     }
-    found.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    // By position; at one position a named kind before the generic assignment, longer first.
+    found.sort_by(|a, b| {
+        a.start.cmp(&b.start).then((a.kind == GENERIC).cmp(&(b.kind == GENERIC))).then(b.end.cmp(&a.end))
+    });
     let mut out: Vec<Finding> = Vec::with_capacity(found.len());
     for f in found {
         if out.last().is_some_and(|l| f.start < l.end) {

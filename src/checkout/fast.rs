@@ -378,14 +378,14 @@ fn unsafe_path(p: &str) -> Option<&'static str> {
     if p.contains('\u{fffd}') {
         return Some("not UTF-8");
     }
+    if let Err(why) = crate::safe_path::check(p.as_bytes(), false) {
+        return Some(why);
+    }
     for c in p.split('/') {
         let lower = c.to_ascii_lowercase();
-        if c.is_empty() || c == "." || c == ".." {
-            return Some("unusual path component");
-        }
         let bare = lower.trim_end_matches(['.', ' ']);
-        if matches!(bare, ".git" | ".gitattributes" | ".gitmodules") || lower.starts_with("git~") {
-            return Some("a .git, .gitattributes or .gitmodules name");
+        if matches!(bare, ".gitattributes" | ".gitmodules") || lower.starts_with("git~") {
+            return Some("a .gitattributes or .gitmodules name");
         }
         if !c.is_ascii() && lower.contains('g') {
             return Some("non-ASCII (git's HFS protection ignores some characters)");

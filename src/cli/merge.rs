@@ -1,5 +1,6 @@
 use clap::Args;
 use git_hybrid::error::{self, HybridError};
+use git_hybrid::gate::GateOptions;
 use git_hybrid::land::{self, LandOptions};
 
 use super::{output, GlobalArgs};
@@ -27,13 +28,22 @@ pub struct MergeArgs {
     /// Attempt number.
     #[arg(long, default_value_t = 1)]
     pub attempt: u32,
+    /// Let the landing change paths outside the task's claims (recorded in its ledger record).
+    #[arg(long)]
+    pub allow_unclaimed: bool,
+    /// Let the landing change protected paths (hybrid.toml, CI workflows, hooks, verify
+    /// scripts, `[land] protected`) its claims do not name (recorded in its ledger record).
+    #[arg(long)]
+    pub allow_protected: bool,
 }
 
 pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     // Bad input (ids, attempt, duplicates, `-m` with several tasks, unknown tasks) is refused
     // by `land::land_tasks` before anything lands.
     let project = output::project(g)?;
-    let opts = LandOptions { target: a.target, message: a.message, keep: a.keep, local: a.local };
+    let gate =
+        GateOptions { allow_unclaimed: a.allow_unclaimed, allow_protected: a.allow_protected, verify: Vec::new() };
+    let opts = LandOptions { target: a.target, message: a.message, keep: a.keep, local: a.local, gate };
     if a.tasks.len() == 1 {
         let task = &a.tasks[0];
         let report = match land::land_task(&project, task, a.attempt, &opts) {
@@ -72,12 +82,17 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
                         doc["conflicts"] = serde_json::json!(paths);
                     }
                     Some(HybridError::LocalChanges { paths, .. }) => doc["paths"] = serde_json::json!(paths),
+                    Some(HybridError::Refused { paths, .. }) => {
+                        doc["status"] = "refused".into();
+                        doc["paths"] = serde_json::json!(paths);
+                    }
                     _ => {}
                 }
                 if g.json {
                     docs.push(doc);
                 } else {
-                    println!("{t}: {}", if doc["status"] == "conflict" { "conflict" } else { "not landed" });
+                    let status = doc["status"].as_str().filter(|s| *s != "error").unwrap_or("not landed");
+                    println!("{t}: {status}");
                     for p in doc["conflicts"].as_array().into_iter().chain(doc["paths"].as_array()).flatten() {
                         println!("  {}", p.as_str().unwrap_or_default());
                     }
