@@ -294,6 +294,15 @@ fn run_train(
             None => local,
             Some(r) => r.start_on(project, local, fetched.take())?,
         };
+        if remote.is_some() {
+            // Landed from another clone meanwhile: report it, do not land it twice.
+            let (done, refused) = publish::take_published(project, &mut pending, start)?;
+            landed_before.extend(done);
+            out.extend(refused);
+            if pending.is_empty() {
+                break Vec::new();
+            }
+        }
         let (cars, dropped) = build_train(project, target, start, std::mem::take(&mut pending), opts)?;
         out.extend(dropped);
         if let Some(mempack) = &mempack {

@@ -24,12 +24,12 @@ use anyhow::{Context, Result};
 use git2::Oid;
 
 use crate::error::HybridError;
-use crate::ledger::TaskRecord;
 use crate::repo::Project;
 use crate::{git, worktree};
 
-/// Where published landing records live (one ref per task attempt).
-pub const LEDGER_REFS: &str = "refs/hybrid/ledger/";
+pub mod published;
+
+pub use published::{ledger_ref, record_blob, LEDGER_REFS};
 
 /// A target that lands through a remote.
 #[derive(Debug, Clone)]
@@ -264,40 +264,6 @@ pub fn parse_push_porcelain(stdout: &str) -> Vec<PushStatus> {
             Some(PushStatus { remote_ref, ok: flag != "!", summary })
         })
         .collect()
-}
-
-/// `refs/hybrid/ledger/<id>/<attempt>`.
-pub fn ledger_ref(id: &str, attempt: u32) -> String {
-    format!("{LEDGER_REFS}{id}/{attempt}")
-}
-
-/// Writes the published form of a landing record (this machine's paths left out) as a blob.
-pub fn record_blob(repo: &git2::Repository, rec: &TaskRecord) -> Result<Oid> {
-    let mut public = rec.clone();
-    public.worktree = None;
-    public.run_dir = None;
-    let json = serde_json::to_vec_pretty(&public)?;
-    Ok(repo.blob(&json)?)
-}
-
-/// The published record of `<id>/<attempt>` in this repository, if one was fetched or written.
-pub fn published_record(repo: &git2::Repository, id: &str, attempt: u32) -> Option<TaskRecord> {
-    let oid = repo.refname_to_id(&ledger_ref(id, attempt)).ok()?;
-    let blob = repo.find_blob(oid).ok()?;
-    serde_json::from_slice(blob.content()).ok()
-}
-
-/// Every published record fetched into this repository.
-pub fn published_records(repo: &git2::Repository) -> Result<Vec<TaskRecord>> {
-    let mut out = Vec::new();
-    for r in repo.references_glob(&format!("{LEDGER_REFS}*"))?.flatten() {
-        let Some(oid) = r.target() else { continue };
-        let Ok(blob) = repo.find_blob(oid) else { continue };
-        if let Ok(rec) = serde_json::from_slice::<TaskRecord>(blob.content()) {
-            out.push(rec);
-        }
-    }
-    Ok(out)
 }
 
 /// The ref that keeps a landed tip reachable (`refs/hybrid/tips/<id>[@N]`).

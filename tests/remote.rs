@@ -223,3 +223,48 @@ fn sync_merges_what_is_on_the_remote() {
     assert_eq!(std::fs::read_to_string(repo.task_dir("t1").join("o.txt")).unwrap(), "o\n");
     assert_eq!(repo.rev("origin/main"), theirs);
 }
+
+#[test]
+fn a_fresh_clone_fetches_every_landing_record_and_verifies_and_labels_them() {
+    let (a, server) = published(Kind::Daemon);
+    let b = a.clone_from(&server, "b");
+    task_with_commit(&a, "ta", "a.txt");
+    task_with_commit(&a, "ta2", "a2.txt");
+    a.hybrid_ok(&["merge", "ta", "ta2"]);
+    task_with_commit(&b, "tb", "b.txt");
+    b.hybrid_ok(&["merge", "tb"]);
+
+    // A fresh clone knows nothing until `git hybrid fetch` brings the published ledger in.
+    let fresh = a.clone_from(&server, "fresh");
+    assert!(fresh.tasks().is_empty());
+    let rep = fresh.hybrid_json(&["fetch"]);
+    let mut imported: Vec<&str> = rep["imported"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    imported.sort();
+    assert_eq!(imported, ["ta/1", "ta2/1", "tb/1"]);
+    let tasks = fresh.tasks();
+    assert_eq!(tasks.len(), 3);
+    for t in &tasks {
+        assert_eq!(t["state"], "landed", "{t}");
+        let sha = t["merge_sha"].as_str().unwrap();
+        assert_eq!(server.rev(&a, sha).as_deref(), Some(sha));
+        assert!(t["worktree"].is_null() && t["run_dir"].is_null(), "no other machine's paths: {t}");
+    }
+    let v = fresh.hybrid_json(&["verify", "--all"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["warnings"], 0, "every tip was fetched, every tree checked: {v}");
+    assert_eq!(v["commits"].as_array().map(Vec::len), Some(3), "{v}");
+    let labels = fresh.hybrid_json(&["label"]);
+    assert_eq!(labels["labeled"].as_array().map(Vec::len), Some(3), "{labels}");
+
+    // The first clone sees the second's landing too, and fetching again brings nothing new.
+    let rep = a.hybrid_json(&["fetch"]);
+    assert_eq!(rep["imported"], serde_json::json!(["tb/1"]));
+    assert_eq!(a.tasks().len(), 3);
+    assert_eq!(a.hybrid_json(&["fetch"])["imported"], serde_json::json!([]));
+}
+
+#[test]
+fn fetch_without_a_remote_is_bad_input() {
+    let repo = TestRepo::new();
+    common::assert_code(&repo.hybrid(&["fetch"]), 2);
+}

@@ -13,6 +13,7 @@ pub mod completions;
 pub mod demo;
 pub mod dispatch;
 pub mod export;
+pub mod fetch;
 pub mod hooks;
 pub mod init;
 pub mod label;
@@ -67,6 +68,8 @@ pub enum Command {
     Sync(sync::SyncArgs),
     /// Land a task as one squash commit on the target, catching up first.
     Merge(merge::MergeArgs),
+    /// Fetch the target and every clone's published landing records from the remote.
+    Fetch(fetch::FetchArgs),
     /// Run a plan of tasks with coding agents in parallel and land what passes.
     Dispatch(dispatch::DispatchArgs),
     /// Show every task: state, attempt, elapsed, last commit, progress, merge SHA.
@@ -95,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Start(a) => start::handle_start(a, &g),
         Command::Sync(a) => sync::handle_sync(a, &g),
         Command::Merge(a) => merge::handle_merge(a, &g),
+        Command::Fetch(a) => fetch::handle_fetch(a, &g),
         Command::Dispatch(a) => dispatch::handle_dispatch(a, &g),
         Command::Status(a) => status::handle_status(a, &g),
         Command::Label(a) => label::handle_label(a, &g),

@@ -60,3 +60,30 @@ pub(super) fn set_local_records(project: &Project, records: &[(String, Oid)]) ->
     }
     Ok(())
 }
+
+/// Takes out of `pending` the tasks another clone already landed on the remote (their
+/// published record confirmed on `tip`, brought into the ledger: they report as already
+/// landed) and those whose attempt another clone landed with other work (refused, nothing
+/// of theirs changed). Caller holds their task locks.
+#[allow(clippy::type_complexity)]
+pub(super) fn take_published(
+    project: &Project,
+    pending: &mut Vec<(usize, TaskRecord)>,
+    tip: Oid,
+) -> Result<(Vec<(usize, TaskRecord)>, Vec<(usize, Result<super::LandReport>)>)> {
+    let mut done = Vec::new();
+    let mut refused = Vec::new();
+    let mut rest = Vec::with_capacity(pending.len());
+    for (slot, rec) in pending.drain(..) {
+        let local = project.ledger().get(&rec.id, rec.attempt)?;
+        match remote::published::adopt(project, &rec.id, rec.attempt, Some(local.as_ref().unwrap_or(&rec)), tip)? {
+            remote::published::Adopted::No => rest.push((slot, rec)),
+            remote::published::Adopted::Yes(r) => done.push((slot, r)),
+            remote::published::Adopted::Different(why) => {
+                refused.push((slot, Err(crate::error::HybridError::Usage(why).into())));
+            }
+        }
+    }
+    *pending = rest;
+    Ok((done, refused))
+}
