@@ -78,7 +78,7 @@ pub(super) fn take_published(
         let local = project.ledger().get(&rec.id, rec.attempt)?;
         match remote::published::adopt(project, &rec.id, rec.attempt, Some(local.as_ref().unwrap_or(&rec)), tip)? {
             remote::published::Adopted::No => rest.push((slot, rec)),
-            remote::published::Adopted::Yes(r) => done.push((slot, r)),
+            remote::published::Adopted::Yes(r) => done.push((slot, *r)),
             remote::published::Adopted::Different(why) => {
                 refused.push((slot, Err(crate::error::HybridError::Usage(why).into())));
             }

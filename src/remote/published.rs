@@ -86,7 +86,7 @@ pub enum Adopted {
     /// No confirmed published record (or the local one is done already): nothing written.
     No,
     /// The published landing, now in the local ledger.
-    Yes(TaskRecord),
+    Yes(Box<TaskRecord>),
     /// A confirmed published landing of the same task attempt with other work than the local
     /// branch (the branch has commits its landed tip lacks): nothing written; the message says
     /// what to do.
@@ -143,7 +143,7 @@ pub fn adopt(project: &Project, id: &str, attempt: u32, local: Option<&TaskRecor
         r.conflicts.clear();
         r.failure = None;
     })?;
-    Ok(Adopted::Yes(rec))
+    Ok(Adopted::Yes(Box::new(rec)))
 }
 
 /// What `git hybrid fetch` did.
