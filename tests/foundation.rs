@@ -87,6 +87,7 @@ fn help_lists_exactly_the_commands() {
         "start",
         "sync",
         "merge",
+        "fetch",
         "dispatch",
         "status",
         "label",
