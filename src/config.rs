@@ -18,6 +18,9 @@ use crate::error::{config_error, HybridError};
 /// The file name looked up at the repository root.
 pub const FILE_NAME: &str = "hybrid.toml";
 
+/// The most agents (and `-j`/`--jobs` workers) any command runs at once.
+pub const MAX_CONCURRENCY: usize = 256;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,11 +218,28 @@ impl LoadedConfig {
 /// Reads `<root>/hybrid.toml` if it exists.
 pub fn load(root: &Path) -> Result<LoadedConfig> {
     let path = root.join(FILE_NAME);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&path, &text),
+    match std::fs::read(&path) {
+        Ok(bytes) => parse(&path, &utf8_text(&path, bytes)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LoadedConfig::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// The text of a config or plan file; bytes that are not UTF-8 (TOML is UTF-8 only) are a
+/// config error located at the first bad byte.
+pub fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String, HybridError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let good = String::from_utf8_lossy(&bytes[..at]).into_owned();
+        let byte = bytes.get(at).copied().unwrap_or(0);
+        config_error(
+            path,
+            &good,
+            at,
+            format!("the file is not valid UTF-8 (byte 0x{byte:02x} at offset {at}); TOML files must be UTF-8"),
+        )
+    })
 }
 
 /// Parses configuration text; errors carry `file:line:col`.
@@ -302,6 +322,12 @@ fn check_values(loaded: &LoadedConfig) -> Result<(), HybridError> {
     let at = |section: &str, key: &str| key_offset(&loaded.text, section, key);
     if c.project.concurrency == Some(0) {
         return Err(loaded.error_at(at("project", "concurrency"), "`concurrency` must be at least 1"));
+    }
+    if c.project.concurrency.is_some_and(|n| n > MAX_CONCURRENCY) {
+        return Err(loaded.error_at(
+            at("project", "concurrency"),
+            format!("`concurrency` is at most {MAX_CONCURRENCY} (as `dispatch -j`)"),
+        ));
     }
     if let Some(t) = &c.project.target {
         if !git2::Reference::is_valid_name(&format!("refs/heads/{t}")) {

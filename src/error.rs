@@ -32,7 +32,7 @@ pub enum HybridError {
     #[error("{location}: {message}")]
     Config { location: String, message: String },
     /// A task id that breaks the naming rule.
-    #[error("invalid task id {id:?}: {reason} (task ids match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}, must not end in \".lock\" and must not contain \"..\")")]
+    #[error("invalid task id {id:?}: {reason} (task ids match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}, must not end in \".lock\" or \".\", must not contain \"..\" and must make a branch name git accepts)")]
     InvalidTaskId { id: String, reason: String },
     /// The repository cannot be used for this command (bare, shallow, empty, detached, missing ref).
     #[error("{0}")]

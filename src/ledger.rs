@@ -278,6 +278,10 @@ impl Ledger {
     where
         F: FnOnce(&mut TaskRecord),
     {
+        // No record, no lock file: an unknown task leaves nothing behind.
+        if !self.path(id, attempt).exists() {
+            return Ok(None);
+        }
         let _lock = self.lock_task(id)?;
         self.update_locked(id, attempt, f)
     }

@@ -15,7 +15,15 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
+            if e.use_stderr() && wants_json() {
+                // Argument errors are bad input like any other: the same JSON shape.
+                let text = e.render().to_string();
+                let doc =
+                    serde_json::json!({ "error": text.trim_end().trim_start_matches("error: "), "exit_code": code });
+                eprintln!("{doc}");
+            } else {
+                let _ = e.print();
+            }
             std::process::exit(code);
         }
     };
@@ -45,4 +53,10 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Whether `--json` is among the arguments (before any `--`), for errors clap reports before
+/// the arguments are parsed.
+fn wants_json() -> bool {
+    std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json")
 }

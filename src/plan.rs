@@ -99,15 +99,32 @@ impl PlanTask {
 pub fn load(project: &Project, plan_file: Option<&Path>) -> Result<Plan> {
     let plan_cfg = match plan_file {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
+            let bytes = std::fs::read(p)
                 .map_err(|e| HybridError::Usage(format!("cannot read the plan file {}: {e}", crate::error::show(p))))?;
-            Some(config::parse(p, &text)?)
+            Some(config::parse(p, &config::utf8_text(p, bytes)?)?)
         }
         None => None,
     };
     let base = &project.config;
     let plan = plan_cfg.as_ref().unwrap_or(base);
-    Ok(validate(base, plan, &project.plugin_root(), &project.root)?)
+    let validated = validate(base, plan, &project.plugin_root(), &project.root)?;
+    check_bases(project, plan, &validated)?;
+    Ok(validated)
+}
+
+/// Every task's `base` must name a commit now, before anything starts (`--dry-run` too):
+/// exit 2 at the `base` key.
+fn check_bases(project: &Project, plan: &LoadedConfig, validated: &Plan) -> std::result::Result<(), HybridError> {
+    for (spanned, task) in plan.config.tasks.iter().zip(&validated.tasks) {
+        let Some(rev) = &task.base else { continue };
+        if project.resolve_commit(rev).is_err() {
+            let at = key_offset(&plan.text, spanned.span(), "base");
+            return Err(
+                plan.error_at(at, format!("task {:?}: `base` {rev:?} is not a commit in this repository", task.id))
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Validates the tasks of `plan` (whose other sections, when set, override `base`).
@@ -171,13 +188,8 @@ pub fn validate(
                 return Err(plan.error_at(pf.span().start, "set either `prompt` or `prompt_file`, not both"));
             }
             (Some(p), None) => p.clone(),
-            (None, Some(pf)) => {
-                let dir = path.parent().unwrap_or(root);
-                let file = dir.join(pf.get_ref());
-                std::fs::read_to_string(&file).map_err(|e| {
-                    plan.error_at(pf.span().start, format!("cannot read prompt_file {}: {e}", file.display()))
-                })?
-            }
+            (None, Some(pf)) => read_prompt_file(&path, root, pf.get_ref())
+                .map_err(|m| plan.error_at(pf.span().start, format!("`prompt_file`: {m}")))?,
             (None, None) => match &spec.title {
                 Some(t) => t.clone(),
                 None => {
@@ -400,6 +412,26 @@ fn check_agent(argv: &[String], spec: &TaskSpec) -> std::result::Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// Reads a `prompt_file`: a relative path (no `..`), taken from the plan file's folder, that
+/// must resolve (symlinks followed) to a file inside the repository `root`. An agent can land a
+/// `hybrid.toml`, so a prompt file must never pull a file from elsewhere on the host (a key, a
+/// token) into a prompt.
+fn read_prompt_file(plan_path: &Path, root: &Path, rel: &str) -> std::result::Result<String, String> {
+    check_repo_path(rel)?;
+    let dir = plan_path.parent().unwrap_or(root);
+    let file = dir.join(rel);
+    let real = std::fs::canonicalize(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    if !real.starts_with(&real_root) {
+        return Err(format!(
+            "{rel:?} resolves to {}, outside the repository {}; a prompt file must be inside the repository",
+            real.display(),
+            real_root.display()
+        ));
+    }
+    std::fs::read_to_string(&real).map_err(|e| format!("cannot read {}: {e}", file.display()))
 }
 
 /// A relative path inside the repository: not absolute, no `..`.

@@ -9,6 +9,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::error::HybridError;
 use crate::fsutil::{last_line, secs_since};
 use crate::ledger::TaskRecord;
 use crate::repo::Project;
@@ -44,15 +45,28 @@ pub struct DispatcherInfo {
     pub log: std::path::PathBuf,
 }
 
-/// Builds the status report, optionally for one task.
-pub fn collect(project: &Project, only: Option<&str>) -> Result<StatusReport> {
+/// Builds the status report: every task, or only the tasks in `only` (in that order). A task
+/// in `only` that the ledger does not know is bad input ([`HybridError::UnknownTask`], exit 2),
+/// as for every other command.
+pub fn collect(project: &Project, only: &[String]) -> Result<StatusReport> {
     let ledger = project.ledger();
-    let records = match only {
-        Some(id) => {
-            crate::task_id::validate(id)?;
-            ledger.attempts(id)?
+    for id in only {
+        crate::task_id::validate(id)?;
+    }
+    let records = if only.is_empty() {
+        ledger.list()?
+    } else {
+        let mut out = Vec::new();
+        for id in only {
+            let attempts = ledger.attempts(id)?;
+            if attempts.is_empty() {
+                return Err(HybridError::UnknownTask(id.clone()).into());
+            }
+            if !out.iter().any(|r: &TaskRecord| &r.id == id) {
+                out.extend(attempts);
+            }
         }
-        None => ledger.list()?,
+        out
     };
     let tasks = records.into_iter().map(|rec| row(project, rec)).collect();
     let dispatcher = crate::dispatch::running_dispatcher(project)

@@ -51,6 +51,7 @@ pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport
     fast_reads();
     project.require_commits()?;
     let ledger = project.ledger();
+    require_known(project, id, attempt)?;
     let _task_lock = ledger.lock_task(id)?;
     let rec = load_or_adopt(project, id, attempt, None)?;
     let repo = &project.repo;
@@ -113,6 +114,20 @@ pub(crate) fn task_tip(project: &Project, rec: &TaskRecord) -> Result<Oid> {
 /// True when `tip` already contains `target` (equal or descends from it).
 pub(crate) fn contains(repo: &git2::Repository, tip: Oid, target: Oid) -> Result<bool> {
     Ok(tip == target || repo.graph_descendant_of(tip, target)?)
+}
+
+/// Refuses an unknown task (no ledger record, no branch `hybrid/<id>` to adopt) before any lock
+/// file is made for it (exit 2): a typo must leave nothing behind.
+pub(crate) fn require_known(project: &Project, id: &str, attempt: u32) -> Result<()> {
+    task_id::validate_attempt(attempt)?;
+    if project.ledger().get(id, attempt)?.is_some() {
+        return Ok(());
+    }
+    let branch = worktree::branch_name(id, attempt);
+    if project.repo.refname_to_id(&format!("refs/heads/{branch}")).is_err() {
+        return Err(HybridError::UnknownTask(id.to_string()).into());
+    }
+    Ok(())
 }
 
 /// The task's ledger record; a branch `hybrid/<id>` without one is adopted. Caller holds the task lock.

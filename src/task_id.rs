@@ -1,8 +1,10 @@
 //! Task ids: the one name that becomes a branch, a worktree folder and a ledger file.
 //!
 //! Contract: [`validate`] accepts exactly `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` that does not end
-//! in `.lock` and does not contain `..`. It runs before git is touched, so a bad id (`../x`,
-//! `-rf`, control characters) can never reach a path or a ref name.
+//! in `.lock`, does not contain `..`, and whose branch `hybrid/<id>` git accepts as a ref name
+//! (git's own rules, through libgit2's `git_reference_is_valid_name`: no trailing `.`, among
+//! others). It runs before git is touched, so a bad id (`../x`, `-rf`, control characters,
+//! `a.`) can never reach a path, a lock file or a ref name.
 
 use crate::error::HybridError;
 
@@ -43,6 +45,14 @@ pub fn validate(id: &str) -> Result<(), HybridError> {
     if id.ends_with(".lock") {
         return bad("it ends in \".lock\"");
     }
+    // The regex above is a subset of what git accepts for most ids; git's own refname rules
+    // decide the rest (e.g. no component may end in `.`), for every branch an attempt can use.
+    for branch in [crate::worktree::branch_name(id, 1), crate::worktree::branch_name(id, 2)] {
+        if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+            let why = if id.ends_with('.') { ": a name must not end in \".\"" } else { "" };
+            return bad(&format!("git refuses {branch:?} as a branch name (git check-ref-format{why})"));
+        }
+    }
     Ok(())
 }
 
@@ -74,6 +84,8 @@ mod tests {
             "é",
             &"x".repeat(65),
             "a b",
+            "a.",
+            "fix.",
         ] {
             assert!(validate(id).is_err(), "{id:?}");
         }

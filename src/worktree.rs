@@ -86,11 +86,16 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
     check_worktree_root(project, &root)?;
 
     let ledger = project.ledger();
-    let _lock = ledger.lock_task(&opts.id)?;
     let repo = &project.repo;
     let branch = branch_name(&opts.id, attempt);
     let name = worktree_name(&opts.id, attempt);
     let path = root.join(&name);
+    // A new task whose folder is taken is refused before its lock file is made (checked again
+    // under the lock: another start may be making the task meanwhile).
+    if ledger.get(&opts.id, attempt)?.is_none() {
+        refuse_occupied(&path)?;
+    }
+    let _lock = ledger.lock_task(&opts.id)?;
 
     let existing = ledger.get(&opts.id, attempt)?;
     if let Some(rec) = &existing {
@@ -106,12 +111,8 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
     let repairing = existing.as_ref().is_some_and(|r| r.state == TaskState::Starting);
     if repairing {
         remove_half_made(project, &name, &path)?;
-    } else if path.exists() && std::fs::read_dir(&path).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(HybridError::Repo(format!(
-            "{} already exists and is not a worktree git-hybrid knows; move it away or set [project] worktree_root",
-            path.display()
-        ))
-        .into());
+    } else {
+        refuse_occupied(&path)?;
     }
 
     // Entries for this path whose folder is gone (deleted by hand) are stale: drop them.
@@ -172,7 +173,32 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
     Ok(StartOutcome { record: rec, created: true })
 }
 
+/// The worktree root must be a place of git-hybrid's own: never inside a git directory (the
+/// common one, or any `.git` folder), never a tracked file or inside one, never a folder that
+/// holds tracked files, and, inside the checkout, ignored by git. Anything else is bad
+/// input (exit 2), refused before anything is made.
 fn check_worktree_root(project: &Project, root: &Path) -> Result<()> {
+    let bad = |why: String| -> Result<()> {
+        Err(HybridError::Config {
+            location: config_location(project),
+            message: format!("[project] worktree_root {}: {why}", root.display()),
+        }
+        .into())
+    };
+    if root.starts_with(&project.common_dir) {
+        return bad(format!("it is inside the git directory {}", project.common_dir.display()));
+    }
+    if let Ok(rel) = root.strip_prefix(&project.root) {
+        if rel.components().any(|c| c.as_os_str().eq_ignore_ascii_case(".git")) {
+            return bad("it is inside a .git folder".into());
+        }
+        if rel.as_os_str().is_empty() {
+            return bad("it is the repository's own checkout".into());
+        }
+        if let Some(tracked) = tracked_at_or_under(project, rel)? {
+            return bad(format!("it is inside or holds the tracked path {tracked:?}"));
+        }
+    }
     if let Ok(rel) = root.strip_prefix(&project.root) {
         let probe = rel.join("probe");
         let ignored = project.repo.is_path_ignored(&probe).unwrap_or(false);
@@ -185,6 +211,50 @@ fn check_worktree_root(project: &Project, root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A task's worktree folder that exists and is not empty is someone else's (exit 2).
+fn refuse_occupied(path: &Path) -> Result<()> {
+    if path.exists() && std::fs::read_dir(path).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(HybridError::Repo(format!(
+            "{} already exists and is not a worktree git-hybrid knows; move it away or set [project] worktree_root",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Where `[project] worktree_root` came from, for messages.
+fn config_location(project: &Project) -> String {
+    let path = project.config.path.clone().unwrap_or_else(|| project.root.join(crate::config::FILE_NAME));
+    path.display().to_string()
+}
+
+/// A tracked path (in the main checkout's index) that is `rel` itself, one of its ancestors,
+/// or inside it.
+fn tracked_at_or_under(project: &Project, rel: &Path) -> Result<Option<String>> {
+    let Some(rel) = rel.to_str() else { return Ok(None) };
+    let index = project.repo.index().context("cannot read the index")?;
+    let mut prefix = String::new();
+    for part in rel.split('/') {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if index.get_path(Path::new(&prefix), 0).is_some() {
+            return Ok(Some(prefix));
+        }
+    }
+    let dir = format!("{rel}/");
+    if let Ok(i) = index.find_prefix(Path::new(&dir)) {
+        if let Some(e) = index.get(i) {
+            if e.path.starts_with(dir.as_bytes()) {
+                return Ok(Some(String::from_utf8_lossy(&e.path).into_owned()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Removes `refs/heads/<branch>.lock` left by a process killed while creating the branch.

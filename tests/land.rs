@@ -182,7 +182,13 @@ fn both_sides_edit_the_same_lines_conflict_and_change_nothing() {
     let out = repo.hybrid(&["--json", "merge", "t1"]);
     assert_code(&out, 3);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j, serde_json::json!({"task": "t1", "status": "conflict", "conflicts": ["f.txt"]}));
+    assert_eq!(
+        (&j["task"], &j["status"], &j["conflicts"]),
+        (&"t1".into(), &"conflict".into(), &serde_json::json!(["f.txt"]))
+    );
+    // The error shape's keys too, as for every failure with --json.
+    assert_eq!(j["exit_code"], 3);
+    assert!(j["error"].as_str().unwrap().contains("conflicts in"), "{j}");
     assert_eq!(repo.refs_snapshot(), refs);
     assert_eq!(repo.porcelain(&repo.root), main_status);
     assert_eq!(repo.porcelain(&dir), task_status);

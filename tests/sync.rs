@@ -96,7 +96,13 @@ fn conflict_changes_nothing_reports_paths_and_marks_the_task() {
     let out = repo.hybrid(&["--json", "sync", "t1"]);
     assert_code(&out, 3);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
-    assert_eq!(j, serde_json::json!({"task": "t1", "status": "conflict", "conflicts": ["f.txt", "g.txt"]}));
+    assert_eq!(
+        (&j["task"], &j["status"], &j["conflicts"]),
+        (&"t1".into(), &"conflict".into(), &serde_json::json!(["f.txt", "g.txt"]))
+    );
+    // The error shape's keys too, as for every failure with --json.
+    assert_eq!(j["exit_code"], 3);
+    assert!(j["error"].as_str().unwrap().contains("conflicts in"), "{j}");
     assert_eq!(repo.refs_snapshot(), refs);
     assert_eq!(repo.porcelain(&dir), status);
     assert_eq!(repo.git_in(&dir, &["ls-files", "-s"]), head_index);

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use git_hybrid::export::{self, ExportOptions, Format, Split};
 use git_hybrid::fsutil::write_atomic;
 
-use super::output::{cwd, print_json, project};
+use super::output::{print_json, project};
 use super::GlobalArgs;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -51,6 +51,7 @@ pub struct ExportArgs {
 
 pub fn handle_export(a: ExportArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     let project = project(g)?;
+    let out_path = a.out.as_deref().map(|p| super::output::output_file(g, "--out", p)).transpose()?;
     export::check_opt_in(&project.config.config.export)?;
     let opts = ExportOptions {
         format: match a.format {
@@ -76,10 +77,9 @@ pub fn handle_export(a: ExportArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     for w in &summary.warnings {
         eprintln!("warning: {w}");
     }
-    match &a.out {
+    match &out_path {
         Some(path) => {
-            let path = if path.is_absolute() { path.clone() } else { cwd(g)?.join(path) };
-            write_atomic(&path, &data).with_context(|| format!("cannot write {}", path.display()))?;
+            write_atomic(path, &data).with_context(|| format!("cannot write {}", path.display()))?;
             if g.json {
                 print_json(&summary)?;
             } else {

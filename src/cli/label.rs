@@ -20,9 +20,9 @@ pub struct LabelArgs {
     /// writes {"id","jaccard","ratio","score"} lines in input order.
     #[arg(long, value_name = "FILE|-")]
     pub pairs: Option<PathBuf>,
-    /// Worker threads (default: one per core).
-    #[arg(long, short = 'j', value_name = "N")]
-    pub jobs: Option<usize>,
+    /// Worker threads, 1 to 256 (default: one per core).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
     /// With --pairs: skip malformed lines (counted on stderr) instead of stopping at the first.
     #[arg(long, requires = "pairs")]
     pub skip_bad: bool,
@@ -32,9 +32,6 @@ pub struct LabelArgs {
 }
 
 pub fn handle_label(a: LabelArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
-    if a.jobs == Some(0) {
-        return Err(HybridError::Usage("--jobs must be at least 1".into()).into());
-    }
     match &a.pairs {
         Some(path) => label_pairs(path, &a),
         None => label_ledger(&a, g),
@@ -42,7 +39,8 @@ pub fn handle_label(a: LabelArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
 }
 
 fn label_pairs(path: &PathBuf, a: &LabelArgs) -> anyhow::Result<i32> {
-    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let jobs =
+        a.jobs.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let stdout = std::io::stdout();
     let out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let summary = if path.as_os_str() == "-" {
@@ -50,7 +48,14 @@ fn label_pairs(path: &PathBuf, a: &LabelArgs) -> anyhow::Result<i32> {
         pairs::run(std::io::stdin(), out, &opts)?
     } else {
         let file = std::fs::File::open(path)
-            .map_err(|e| HybridError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| HybridError::Usage(format!("--pairs {}: cannot read it: {e}", path.display())))?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(HybridError::Usage(format!(
+                "--pairs {}: is a directory; name a JSONL file or -",
+                path.display()
+            ))
+            .into());
+        }
         let opts = pairs::PairsOptions { jobs, skip_bad: a.skip_bad, source: path.display().to_string() };
         pairs::run(file, out, &opts).with_context(|| format!("labelling {}", path.display()))?
     };
@@ -64,7 +69,7 @@ fn label_pairs(path: &PathBuf, a: &LabelArgs) -> anyhow::Result<i32> {
 
 fn label_ledger(a: &LabelArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     let project = project(g)?;
-    let report = landed::label_landed(&project, &a.tasks, a.jobs, !a.dry_run)?;
+    let report = landed::label_landed(&project, &a.tasks, a.jobs.map(usize::from), !a.dry_run)?;
     if g.json {
         print_json(&report)?;
         return Ok(0);

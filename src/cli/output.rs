@@ -1,9 +1,10 @@
 //! Printing: colour rules, JSON, the working directory.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use git_hybrid::error::HybridError;
 use git_hybrid::repo::Project;
 use serde::Serialize;
 
@@ -33,14 +34,34 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
-/// The directory to run in (`-C DIR` or the current one).
+/// The directory to run in (`-C DIR` or the current one). A `-C` that is not a directory
+/// (missing, a file) is bad input (exit 2), as for `git -C`.
 pub fn cwd(g: &GlobalArgs) -> Result<PathBuf> {
     let here = std::env::current_dir().context("cannot read the current directory")?;
-    Ok(match &g.dir {
-        Some(d) if d.is_absolute() => d.clone(),
-        Some(d) => here.join(d),
-        None => here,
-    })
+    let Some(d) = &g.dir else { return Ok(here) };
+    let dir = if d.is_absolute() { d.clone() } else { here.join(d) };
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(dir),
+        Ok(_) => Err(HybridError::Usage(format!("-C {}: not a directory", d.display())).into()),
+        Err(e) => Err(HybridError::Usage(format!("-C {}: cannot use it as a directory: {e}", d.display())).into()),
+    }
+}
+
+/// An output file named on the command line (`--junit FILE`, `--out FILE`), resolved against
+/// the run's directory and checked before any work: a folder, or a file in a folder that does
+/// not exist, is bad input (exit 2).
+pub fn output_file(g: &GlobalArgs, flag: &str, path: &Path) -> Result<PathBuf> {
+    let full = if path.is_absolute() { path.to_path_buf() } else { cwd(g)?.join(path) };
+    let bad = |why: &str| -> Result<PathBuf> {
+        Err(HybridError::Usage(format!("{flag} {}: {why}; name a file to write", path.display())).into())
+    };
+    if full.is_dir() || full.file_name().is_none() {
+        return bad("is a directory");
+    }
+    match full.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => bad("its folder does not exist"),
+        _ => Ok(full),
+    }
 }
 
 /// Opens the project for the run's directory.

@@ -7,10 +7,15 @@ use git_hybrid::status::{self, StatusReport};
 use super::{output, GlobalArgs};
 
 #[derive(Debug, Args)]
+#[command(override_usage = "git hybrid status [OPTIONS] [TASK]...")]
 pub struct StatusArgs {
-    /// Only this task.
-    #[arg(allow_hyphen_values = true)]
+    /// Only these tasks (each must exist: an unknown task is exit 2).
+    // The first id accepts a leading hyphen so that `-rf` is rejected by the id rule, with the
+    // rule stated; the rest do not, so a flag after the ids (`status t1 --watch`) stays a flag.
+    #[arg(value_name = "TASK", allow_hyphen_values = true)]
     pub task: Option<String>,
+    #[arg(value_name = "TASK", hide = true)]
+    pub more: Vec<String>,
     /// Refresh until interrupted.
     #[arg(long)]
     pub watch: bool,
@@ -20,12 +25,13 @@ pub struct StatusArgs {
 }
 
 pub fn handle_status(a: StatusArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
-    if let Some(t) = &a.task {
+    let tasks: Vec<String> = a.task.iter().chain(&a.more).cloned().collect();
+    for t in &tasks {
         git_hybrid::task_id::validate(t)?;
     }
     let project = output::project(g)?;
     loop {
-        let report = status::collect(&project, a.task.as_deref())?;
+        let report = status::collect(&project, &tasks)?;
         if g.json {
             output::print_json(&report)?;
         } else {

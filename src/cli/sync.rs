@@ -29,12 +29,15 @@ pub fn handle_sync(a: SyncArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// A conflict is an answer, not a crash: `--json` prints `{"task","status":"conflict","conflicts"}`
-/// on stdout, text mode lists the paths; exit 3. Other errors go back to `main`.
+/// A conflict is an answer, not a crash: `--json` prints
+/// `{"task","status":"conflict","conflicts","error","exit_code"}` on stdout (the error shape's
+/// keys included, so a caller that checks `exit_code` or `error` sees the conflict), text mode
+/// lists the paths; exit 3. Other errors go back to `main`.
 pub fn report_conflict(task: &str, e: anyhow::Error, g: &GlobalArgs, retry: &str) -> anyhow::Result<i32> {
     let Some(HybridError::Conflict { what, paths }) = find_hybrid_error(&e) else { return Err(e) };
     if g.json {
-        output::print_json(&serde_json::json!({ "task": task, "status": "conflict", "conflicts": paths }))?;
+        output::print_json(&serde_json::json!({ "task": task, "status": "conflict", "conflicts": paths,
+            "error": format!("{e:#}"), "exit_code": EXIT_CONFLICT }))?;
     } else {
         println!("{task}: conflict ({what})");
         for p in paths {

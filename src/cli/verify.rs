@@ -26,10 +26,12 @@ pub struct VerifyArgs {
 
 pub fn handle_verify(a: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     let project = output::project(g)?;
+    let junit = a.junit.as_deref().map(|p| output::output_file(g, "--junit", p)).transpose()?;
     let report = verify::verify(&project, &VerifyOptions { range: a.range, all: a.all, allow_merges: a.allow_merges })?;
-    if let Some(path) = &a.junit {
-        let path = if path.is_absolute() { path.clone() } else { output::cwd(g)?.join(path) };
-        git_hybrid::fsutil::write_atomic(&path, verify::junit_xml(&report).as_bytes())?;
+    if let Some(path) = &junit {
+        git_hybrid::fsutil::write_atomic(path, verify::junit_xml(&report).as_bytes()).map_err(|e| {
+            git_hybrid::error::HybridError::Usage(format!("--junit {}: cannot write it: {e:#}", path.display()))
+        })?;
     }
     let code = if report.ok { 0 } else { 1 };
     if g.json {
