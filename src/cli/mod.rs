@@ -41,7 +41,9 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Run as if started in DIR.
-    #[arg(short = 'C', global = true, value_name = "DIR")]
+    // Its own id: `demo [DIR]` has a positional named `dir`, and two args with one id share
+    // their value.
+    #[arg(id = "chdir", short = 'C', global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Print one JSON document instead of text.
     #[arg(long, global = true)]
