@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use git_hybrid::export::{self, ExportOptions, Format, Split};
-use git_hybrid::fsutil::write_atomic;
 
 use super::output::{print_json, project};
 use super::GlobalArgs;
@@ -79,7 +78,7 @@ pub fn handle_export(a: ExportArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     }
     match &out_path {
         Some(path) => {
-            write_atomic(path, &data).with_context(|| format!("cannot write {}", path.display()))?;
+            super::output::write_output("--out", path, &data)?;
             if g.json {
                 print_json(&summary)?;
             } else {

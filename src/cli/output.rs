@@ -48,8 +48,8 @@ pub fn cwd(g: &GlobalArgs) -> Result<PathBuf> {
 }
 
 /// An output file named on the command line (`--junit FILE`, `--out FILE`), resolved against
-/// the run's directory and checked before any work: a folder, or a file in a folder that does
-/// not exist, is bad input (exit 2).
+/// the run's directory and checked before any work: a folder, or a path below a file, is bad
+/// input (exit 2). Missing folders are made when the file is written.
 pub fn output_file(g: &GlobalArgs, flag: &str, path: &Path) -> Result<PathBuf> {
     let full = if path.is_absolute() { path.to_path_buf() } else { cwd(g)?.join(path) };
     let bad = |why: &str| -> Result<PathBuf> {
@@ -58,10 +58,17 @@ pub fn output_file(g: &GlobalArgs, flag: &str, path: &Path) -> Result<PathBuf> {
     if full.is_dir() || full.file_name().is_none() {
         return bad("is a directory");
     }
-    match full.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => bad("its folder does not exist"),
-        _ => Ok(full),
+    if full.ancestors().skip(1).any(|a| a.exists() && !a.is_dir()) {
+        return bad("a folder on its path is a file");
     }
+    Ok(full)
+}
+
+/// A failed write of an output file named on the command line: bad input (exit 2), like a
+/// path refused before the work.
+pub fn write_output(flag: &str, path: &Path, data: &[u8]) -> Result<()> {
+    git_hybrid::fsutil::write_atomic(path, data)
+        .map_err(|e| HybridError::Usage(format!("{flag} {}: cannot write it: {e:#}", path.display())).into())
 }
 
 /// Opens the project for the run's directory.

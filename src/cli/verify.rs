@@ -29,9 +29,7 @@ pub fn handle_verify(a: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     let junit = a.junit.as_deref().map(|p| output::output_file(g, "--junit", p)).transpose()?;
     let report = verify::verify(&project, &VerifyOptions { range: a.range, all: a.all, allow_merges: a.allow_merges })?;
     if let Some(path) = &junit {
-        git_hybrid::fsutil::write_atomic(path, verify::junit_xml(&report).as_bytes()).map_err(|e| {
-            git_hybrid::error::HybridError::Usage(format!("--junit {}: cannot write it: {e:#}", path.display()))
-        })?;
+        output::write_output("--junit", path, verify::junit_xml(&report).as_bytes())?;
     }
     let code = if report.ok { 0 } else { 1 };
     if g.json {
