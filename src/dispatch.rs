@@ -88,6 +88,10 @@ pub fn log_path(project: &Project) -> PathBuf {
     project.state_dir().join("dispatch.log")
 }
 
+/// File in an attempt's folder (`runs/<id>/<attempt>/`) with a supervisor's extra instructions
+/// (written by the MCP `retry` tool); the resume preamble includes it.
+pub const SUPERVISOR_NOTES_FILE: &str = "supervisor.md";
+
 /// The pid of the live dispatcher of this repository, if one runs. Never writes anything.
 pub fn running_dispatcher(project: &Project) -> Option<u32> {
     let path = pid_path(project);
@@ -869,6 +873,13 @@ pub fn preamble(
                     s.push_str(&format!("\n## {title} ({file})\n\n{}\n", tail_lines(&text, 60)));
                 }
             }
+        }
+    }
+    let notes =
+        project.state_dir().join("runs").join(&rec.id).join(rec.attempt.to_string()).join(SUPERVISOR_NOTES_FILE);
+    if let Ok(text) = std::fs::read_to_string(notes) {
+        if !text.trim().is_empty() {
+            s.push_str(&format!("\n## Instructions from the supervisor (newest last)\n\n{}\n", text.trim_end()));
         }
     }
     s.push_str("\n## The task\n\n");

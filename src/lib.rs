@@ -30,9 +30,12 @@
 //! | [`verify`] | checking squash landings on the target (the CI job) |
 //! | [`labels`] | diff-similarity labels (Jaccard + difflib-exact ratio), `label --pairs` |
 //! | [`export`], [`redact`] | opt-in training-record export, export-time redaction |
+//! | [`mcp`] | `git hybrid mcp`: the MCP server (tools, resources, the background task runner) |
+//! | [`background`] | starting git-hybrid detached (`dispatch --detach`, the MCP task runner) |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
 
 pub mod agent;
+pub mod background;
 pub mod checkout;
 pub mod claims;
 pub mod config;
@@ -48,6 +51,7 @@ pub mod labels;
 pub mod land;
 pub mod ledger;
 pub mod lock;
+pub mod mcp;
 pub mod pack;
 pub mod plan;
 pub mod populate;

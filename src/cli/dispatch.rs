@@ -1,11 +1,11 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
+use git_hybrid::background;
 use git_hybrid::dispatch::{self, DispatchOptions, DispatchReport, Event};
 use git_hybrid::error::HybridError;
 use git_hybrid::repo::short;
@@ -91,55 +91,23 @@ fn detach(
         return Err(HybridError::Busy(format!("another dispatcher is running on this repository (pid {pid})")).into());
     }
     let log = dispatch::log_path(project);
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    {
-        use std::io::Write;
-        writeln!(file, "=== git-hybrid dispatch started {} ===", git_hybrid::fsutil::now_rfc3339())?;
-    }
-    let exe = std::env::current_exe().context("cannot find the git-hybrid executable")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("-C").arg(&project.root).arg("--color").arg("never").arg("dispatch").arg("--detached-child");
+    let mut args: Vec<std::ffi::OsString> = vec!["dispatch".into(), "--detached-child".into()];
     if let Some(p) = &plan_file {
-        cmd.arg("--plan").arg(p);
+        args.push("--plan".into());
+        args.push(p.into());
     }
     if let Some(j) = a.jobs {
-        cmd.arg("-j").arg(j.to_string());
+        args.push("-j".into());
+        args.push(j.to_string().into());
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::from(file.try_clone()?)).stderr(Stdio::from(file));
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal session.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-    }
-    let mut child = cmd.spawn().context("cannot start the background dispatcher")?;
+    let mut child = background::spawn(project, "dispatch", &args, &log)?;
     let pid = child.id();
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
-            eprintln!("the background dispatcher ended at once; last lines of {}:", log.display());
-            for l in tail.iter().rev() {
-                eprintln!("  {l}");
-            }
-            return Ok(status.code().unwrap_or(1));
+    if let Some(code) = background::wait_started(&mut child, &|| dispatch::running_dispatcher(project) == Some(pid))? {
+        eprintln!("the background dispatcher ended at once; last lines of {}:", log.display());
+        for l in background::log_tail(&log, 10) {
+            eprintln!("  {l}");
         }
-        if dispatch::running_dispatcher(project) == Some(pid) || Instant::now() > until {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        return Ok(code);
     }
     if g.json {
         output::print_json(&serde_json::json!({

@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod hooks;
 pub mod init;
 pub mod label;
+pub mod mcp;
 pub mod merge;
 pub mod output;
 pub mod start;
@@ -88,6 +89,8 @@ pub enum Command {
     Clean(clean::CleanArgs),
     /// Build a sample repository and dispatch a plan on it with built-in agents.
     Demo(demo::DemoArgs),
+    /// Serve this repository to an MCP client (Claude, Codex, ...) over stdin/stdout.
+    Mcp(mcp::McpArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
 }
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Hooks(a) => hooks::handle_hooks(a, &g),
         Command::Clean(a) => clean::handle_clean(a, &g),
         Command::Demo(a) => demo::handle_demo(a, &g),
+        Command::Mcp(a) => mcp::handle_mcp(a, &g),
         Command::Completions(a) => completions::handle_completions(a),
     }
 }
