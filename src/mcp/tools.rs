@@ -370,7 +370,12 @@ pub fn land(project: &Project, a: LandArgs) -> std::result::Result<Value, Box<To
             return Err(bad("name at least one task to land"));
         }
         let attempt = attempt_of(a.attempt)?;
-        let opts = land::LandOptions { target: None, message: a.message.clone(), keep: a.keep.unwrap_or(false) };
+        let opts = land::LandOptions {
+            target: None,
+            message: a.message.clone(),
+            keep: a.keep.unwrap_or(false),
+            ..Default::default()
+        };
         let tasks: Vec<(String, u32)> = a.tasks.iter().map(|t| (t.clone(), attempt)).collect();
         land::land_tasks(project, &tasks, &opts)
     };
