@@ -618,6 +618,11 @@ fn attempt_inner(
         });
         recorded.context("cannot record the run in the ledger")?;
         let exit = exit?;
+        if !exit.success() || exit.meta.interrupted {
+            // The run's whole process group is gone (killed on stop, timeout, cancel or exit): a
+            // git it was running cannot hold the worktree's index any more.
+            remove_index_lock(&wt);
+        }
         let checkpointed = checkpoint(&wt, &format!("hybrid: checkpoint after run {run} of {id}"));
 
         if exit.meta.interrupted || STOP.load(Ordering::SeqCst) {
@@ -889,7 +894,12 @@ pub fn preamble(
 /// Removes the `index.lock` a killed agent may have left in its worktree's git folder (the
 /// whole process group is gone, so nobody holds it).
 fn remove_stale_index_lock(rec: &TaskRecord) {
-    let Some(wt) = rec.worktree.as_deref() else { return };
+    if let Some(wt) = rec.worktree.as_deref() {
+        remove_index_lock(wt);
+    }
+}
+
+fn remove_index_lock(wt: &Path) {
     if let Ok(repo) = git2::Repository::open(wt) {
         let lock = repo.path().join("index.lock");
         if lock.exists() {

@@ -703,3 +703,20 @@ fn status_shows_the_claims_each_dispatched_attempt_was_started_with() {
     r.hybrid_ok(&["start", "manual"]);
     assert_eq!(task(&r.tasks(), "manual", 1)["claims"], serde_json::Value::Null);
 }
+
+/// A run killed inside `git commit` (stop, timeout, MCP `cancel`) leaves the worktree's
+/// `index.lock`; its process group is gone, so the dispatcher removes it before committing
+/// what the run left, and the next run works in the same worktree.
+#[test]
+fn a_run_that_leaves_the_index_locked_does_not_block_the_next_run() {
+    let script = "#!/bin/sh\necho \"run $HYBRID_RUN\" >> work.txt\nif [ \"$HYBRID_RUN\" = 1 ]; then\n  \
+                  touch \"$(git rev-parse --git-dir)/index.lock\"\n  exit 1\nfi\n\
+                  git add -A && git commit -q -m 'second run'\n";
+    let plan = "[[task]]\nid = \"locked\"\nprompt = \"p\"\nagent = [\"builtin:script\", \"lock.sh\"]\nretries = 1\n";
+    let r = setup_with(plan, &[("lock.sh", script)]);
+    assert_ok(&dispatch(&r, &[]), &["dispatch"]);
+    let rec = task(&r.tasks(), "locked", 1).clone();
+    assert_eq!(rec["state"], "landed", "{rec}");
+    assert_eq!(rec["runs"], 2, "{rec}");
+    assert_eq!(r.git(&["show", "main:work.txt"]), "run 1\nrun 2");
+}
