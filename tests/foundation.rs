@@ -96,6 +96,7 @@ fn help_lists_exactly_the_commands() {
         "hooks",
         "clean",
         "demo",
+        "mcp",
         "completions",
         "help",
     ];
