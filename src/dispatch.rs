@@ -830,6 +830,7 @@ pub fn checkpoint(worktree: &Path, message: &str) -> Result<Option<String>> {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     run(&["add", "-A"])?;
+    crate::failpoint!("checkpoint::staged");
     let staged = Command::new("git")
         .args(["diff", "--cached", "--quiet"])
         .current_dir(worktree)
@@ -840,6 +841,7 @@ pub fn checkpoint(worktree: &Path, message: &str) -> Result<Option<String>> {
         return Ok(None);
     }
     run(&["commit", "-q", "-m", message])?;
+    crate::failpoint!("checkpoint::committed");
     Ok(Some(run(&["rev-parse", "HEAD"])?))
 }
 

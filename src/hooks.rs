@@ -955,6 +955,7 @@ fn checkpoint(
         head.map(|h| h.id().to_string()).unwrap_or_else(|| "(none)".into())
     );
     let oid = repo.commit(None, &sig, &sig, &msg, &tree, &parents).context("cannot write the checkpoint commit")?;
+    crate::failpoint!("hook::checkpoint_written");
     let reflog = "git-hybrid pre-commit checkpoint";
     match prev {
         Some(p) => repo.reference_matching(name, oid, true, p, reflog),

@@ -43,8 +43,8 @@
 //! goes. A re-run of a landed task is a no-op that reports the recorded landing and finishes its
 //! cleanup.
 //!
-//! Test hook: `HYBRID_TEST_PAUSE_MS=<ms>` makes a landing sleep that long between its steps, so
-//! the kill -9 tests can interrupt it at many points. It is read only for that purpose.
+//! Every step has a named failpoint (`land::locked`, `land::train_built`, ...; listed in
+//! `docs/DESIGN.md`), where the crash tests stop the process; release builds hold none.
 
 use anyhow::{Context, Result};
 use git2::Oid;
@@ -252,7 +252,7 @@ fn run_train(
         None => None,
     };
     let land_lock = FileLock::acquire(&land_lock_path(project, target))?;
-    pause();
+    crate::failpoint!("land::locked");
 
     // With a remote, fetch before the recovery, so a push a killed run made is seen.
     let remote = crate::remote::for_target(project, target, opts.local)?;
@@ -261,6 +261,7 @@ fn run_train(
         None => None,
     };
     recover_train(project, target, &target_ref, held, fetched)?;
+    crate::failpoint!("land::recovered");
     let mut landed_before = Vec::new();
     let mut pending = Vec::new();
     for (slot, rec) in tasks {
@@ -309,12 +310,13 @@ fn run_train(
             write_pack(repo, disk, mempack, &cars)?;
         }
         let end = cars.iter().rev().find_map(|c| c.squash).unwrap_or(start);
-        pause();
+        crate::failpoint!("land::train_built");
         if end == start {
             break cars; // nothing to commit: every task is empty
         }
 
         let target_lock = RefLock::acquire(project, &target_ref)?;
+        crate::failpoint!("land::ref_locked");
         if target_lock.current != Some(local) {
             pending = cars.into_iter().map(|c| (c.slot, c.rec)).collect();
             continue; // someone else moved the target: recompute on its new tip
@@ -333,6 +335,7 @@ fn run_train(
                 }
             }
         }
+        crate::failpoint!("land::checked");
         if !blocked.is_empty() {
             // Refuse the tasks that change those paths, before anything moves; land the rest.
             drop(moves);
@@ -346,7 +349,7 @@ fn run_train(
         // From here until the target moves, a failure removes the note (best effort: a note left
         // behind is harmless, the next landing checks it against the target).
         let mut note = TrainNote::write(project, target, start, end)?;
-        pause();
+        crate::failpoint!("land::note_written");
         if let Some(r) = &remote {
             // The one step a remote adds: publish the train and its records, all or nothing.
             let records = publish::records(project, &cars, target)?;
@@ -358,9 +361,10 @@ fn run_train(
             }
             note.armed = false; // landed on the remote: from here on only recorded, never undone
             publish::set_local_records(project, &records)?;
+            crate::failpoint!("land::published");
         }
         checkout::apply_moves(project, moves, local, end)?;
-        pause();
+        crate::failpoint!("land::checkouts_moved");
         let message = match cars.iter().filter(|c| c.squash.is_some()).map(|c| c.rec.id.as_str()).collect::<Vec<_>>()[..]
         {
             [one] => format!("git-hybrid merge: land {one}"),
@@ -371,7 +375,7 @@ fn run_train(
             return Err(e);
         }
         note.armed = false;
-        pause();
+        crate::failpoint!("land::ref_moved");
         break cars;
     };
 
@@ -383,6 +387,7 @@ fn run_train(
         let landed_tip = car.landed_tip();
         let done = set_tip_ref(project, &car.rec, landed_tip)
             .and_then(|()| mark_done(project, &car.rec, state, car.squash, car.base, landed_tip, target));
+        crate::failpoint!("land::recorded");
         match done {
             Ok(rec) => recorded.push((car, rec)),
             Err(e) => {
@@ -394,6 +399,7 @@ fn run_train(
     if all_recorded {
         TrainNote::remove(project, target);
     }
+    crate::failpoint!("land::note_removed");
     drop(land_lock);
     for (slot, rec) in landed_before {
         out.push((slot, already_done(project, rec, opts)));
@@ -410,7 +416,7 @@ fn run_train(
         let caught_up = car.caught_up.is_some();
         let report = report(&rec, status, car.squash, car.base, landed_tip, target, cleaned, kept, false, caught_up);
         out.push((car.slot, Ok(report)));
-        pause();
+        crate::failpoint!("land::cleaned");
     }
     Ok(())
 }
@@ -571,13 +577,6 @@ fn set_tip_ref(project: &Project, rec: &TaskRecord, tip: Oid) -> Result<()> {
         return Ok(());
     }
     lock.commit(&project.repo, tip, "git-hybrid merge: landed tip").context("cannot write the tip ref")
-}
-
-/// Sleeps between steps when `HYBRID_TEST_PAUSE_MS` is set (test-only; see the module docs).
-pub(crate) fn pause() {
-    if let Some(ms) = std::env::var("HYBRID_TEST_PAUSE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
 }
 
 fn mark_done(

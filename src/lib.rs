@@ -33,6 +33,7 @@
 //! | [`mcp`] | `git hybrid mcp`: the MCP server (tools, resources, the background task runner) |
 //! | [`background`] | starting git-hybrid detached (`dispatch --detach`, the MCP task runner) |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
+//! | [`failpoint`] | named steps where the crash tests stop a process (test builds only) |
 
 pub mod agent;
 pub mod background;
@@ -43,6 +44,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod export;
+pub mod failpoint;
 pub mod fsutil;
 pub mod gate;
 pub mod git;

@@ -98,6 +98,7 @@ pub fn fill_empty_worktree(wt: &Repository, workdir: &Path, odb_dir: &Path, tree
             .collect::<Result<Vec<_>>>()
     })?;
 
+    crate::failpoint!("start::files_written");
     let mut index = wt.index().context("cannot open the new worktree's index")?;
     index.clear()?;
     for e in &entries {
@@ -109,6 +110,7 @@ pub fn fill_empty_worktree(wt: &Repository, workdir: &Path, odb_dir: &Path, tree
 
 /// Writes one item and returns its index entry with the file's stat data.
 fn write_item(odb: &git2::Odb, workdir: &Path, item: &Item) -> Result<IndexEntry> {
+    crate::failpoint!("start::writing_file");
     let path: PathBuf = workdir.join(OsStr::from_bytes(&item.rel));
     let mode = item.mode;
     if mode == i32::from(FileMode::Commit) {

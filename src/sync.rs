@@ -324,6 +324,7 @@ pub(crate) fn tree_merge(
 pub(crate) fn move_task_branch(project: &Project, branch_ref: &str, old: Oid, new: Oid, message: &str) -> Result<()> {
     let repo = &project.repo;
     let lock = RefLock::acquire(project, branch_ref)?;
+    crate::failpoint!("sync::ref_locked");
     if lock.current != Some(old) {
         return Err(HybridError::Repo(format!(
             "{} moved while git-hybrid was working on it; nothing was changed, re-run",
@@ -352,10 +353,12 @@ pub(crate) fn move_task_branch(project: &Project, branch_ref: &str, old: Oid, ne
         }
         checkout::read_tree_all(&checkouts, old, new)?;
     }
+    crate::failpoint!("sync::checkouts_moved");
     if let Err(e) = lock.commit(repo, new, message) {
         checkout::undo(&checkouts, old, new);
         return Err(e);
     }
+    crate::failpoint!("sync::ref_moved");
     Ok(())
 }
 

@@ -96,6 +96,7 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
         refuse_occupied(&path)?;
     }
     let _lock = ledger.lock_task(&opts.id)?;
+    crate::failpoint!("start::locked");
 
     let existing = ledger.get(&opts.id, attempt)?;
     if let Some(rec) = &existing {
@@ -138,6 +139,7 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
             remove_stale_ref_lock(project, &branch)?;
             let commit = repo.find_commit(base)?;
             repo.branch(&branch, &commit, false).with_context(|| format!("cannot create branch {branch}"))?;
+            crate::failpoint!("start::branch_created");
             base.to_string()
         }
     };
@@ -156,6 +158,7 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
         rec.claims = opts.claims.clone();
     }
     ledger.put(&rec)?;
+    crate::failpoint!("start::recorded");
 
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     if path.exists() {
@@ -163,6 +166,7 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
         let _ = std::fs::remove_dir(&path);
     }
     add_worktree(project, &name, &path, &branch)?;
+    crate::failpoint!("start::worktree_added");
 
     rec.state = match prior_state {
         None | Some(TaskState::Starting) | Some(TaskState::Abandoned) => TaskState::Ready,
@@ -337,11 +341,13 @@ fn add_worktree(project: &Project, name: &str, path: &Path, branch: &str) -> Res
         }
         admin_name = format!("{name}{tries}");
     };
+    crate::failpoint!("start::admin_entry_written");
 
     // 2. The working folder and its `.git` link.
     std::fs::create_dir(path).with_context(|| format!("cannot create {}", path.display()))?;
     std::fs::write(&gitlink, format!("gitdir: {}\n", admin.display()))
         .with_context(|| format!("cannot write {}", gitlink.display()))?;
+    crate::failpoint!("start::gitlink_written");
 
     // 3. Files and index. libgit2 re-hashes every blob it reads (SHA-1DC, ~10% of a start's
     // CPU); `git checkout` does not: zlib's checksum and the pack index already guard the
@@ -613,10 +619,13 @@ pub fn clean(project: &Project, selector: &CleanSelector, force: bool) -> Result
                 project.repo.reference(&trash, tip, true, "git-hybrid clean --force: keep unlanded commits")?;
             }
         }
+        crate::failpoint!("clean::checked");
         remove_worktree(project, &rec)?;
+        crate::failpoint!("clean::worktree_removed");
         if let Some(tip) = branch_tip {
             delete_branch_cas(&project.repo, &rec.branch, tip)?;
         }
+        crate::failpoint!("clean::branch_deleted");
         let was_done = rec.state.is_done();
         ledger.update_locked(&rec.id, rec.attempt, |r| {
             r.worktree = None;

@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::Duration;
 
 use common::{assert_ok, stderr, stdout, write_file, TestRepo};
 use serde_json::Value;
@@ -191,14 +190,25 @@ fn a_branch_left_by_a_crash_before_the_record_is_adopted() {
 fn kill_9_at_any_point_of_start_is_recovered() {
     let r = repo_with_files(300);
     let base = r.rev("main");
-    // Kill `start` after a growing delay, so the kill lands in different phases (before the
-    // lock, around the branch and record writes, during checkout, after it finished).
-    for (i, delay_ms) in [0u64, 2, 5, 8, 12, 16, 20, 30, 45, 60, 90, 150].into_iter().enumerate() {
+    // Kill `start` at each of its steps: before and after the branch and record writes, inside
+    // the worktree's creation (admin entry, link, the first and the 150th file), after it.
+    let steps = [
+        "start::locked",
+        "start::branch_created",
+        "start::recorded",
+        "start::admin_entry_written",
+        "start::gitlink_written",
+        "start::writing_file@1",
+        "start::writing_file@150",
+        "start::files_written",
+        "start::worktree_added",
+    ];
+    for (i, step) in steps.into_iter().enumerate() {
         let id = format!("k{i}");
-        r.kill_after(&["start", &id], None, Duration::from_millis(delay_ms));
+        r.kill_at(&["start", &id], step);
 
         let out = r.hybrid(&["start", &id]);
-        assert_ok(&out, &["start", &id, "after kill -9"]);
+        assert_ok(&out, &["start", &id, &format!("after kill -9 at {step}")]);
         assert_eq!(stdout(&out).trim(), r.task_dir(&id).display().to_string());
         assert_complete(&r, &r.task_dir(&id), &format!("hybrid/{id}"), &base);
         let rec: Vec<Value> = r.tasks().into_iter().filter(|t| t["id"] == id.as_str()).collect();
@@ -208,7 +218,7 @@ fn kill_9_at_any_point_of_start_is_recovered() {
     ledger_files(&r);
     // Every task has exactly one worktree; no stray admin entries.
     let worktrees = git_worktrees(&r);
-    assert_eq!(worktrees.len(), 13, "{worktrees:?}");
+    assert_eq!(worktrees.len(), steps.len() + 1, "{worktrees:?}");
     let out = r.git(&["worktree", "prune", "--dry-run", "-v"]);
     assert_eq!(out, "", "stale worktree entries left behind");
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{assert_code, assert_ok, kill_9, stderr, stdout, write_file, TestRepo};
+use common::{assert_code, assert_ok, stderr, stdout, write_file, TestRepo};
 
 /// Starts a task, writes `files` in its worktree and commits them there.
 fn task(repo: &TestRepo, id: &str, files: &[(&str, &str)], msg: &str) -> PathBuf {
@@ -54,19 +54,25 @@ fn assert_landed_once(repo: &TestRepo, id: &str, context: &str) -> String {
     sha
 }
 
-/// Runs git-hybrid; while it reports busy (exit 4: a git child a killed run orphaned may still
-/// hold a lock for a moment), waits and runs it again.
-fn rerun_while_busy(repo: &TestRepo, args: &[&str]) -> std::process::Output {
-    let mut out = repo.hybrid(args);
-    for _ in 0..20 {
-        if out.status.code() != Some(4) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        out = repo.hybrid(args);
-    }
-    out
-}
+/// Every named step of a landing whose task needs a catch-up and has a worktree, with `main`
+/// checked out (fast path), in the order they run (`src/failpoint.rs`, docs/DESIGN.md).
+const LANDING_STEPS: &[&str] = &[
+    "land::locked",
+    "land::recovered",
+    "land::train_built",
+    "land::ref_locked",
+    "land::checked",
+    "land::note_written",
+    "checkout::files_written",
+    "land::checkouts_moved",
+    "land::ref_moved",
+    "land::recorded",
+    "land::note_removed",
+    "sync::ref_locked",
+    "sync::checkouts_moved",
+    "sync::ref_moved",
+    "land::cleaned",
+];
 
 fn fsck_clean(repo: &TestRepo) {
     let out = repo.git_out(&repo.root, &["fsck", "--no-progress"]);
@@ -462,33 +468,23 @@ fn target_not_checked_out_anywhere_lands_without_touching_files() {
 }
 
 #[test]
-fn kill_9_at_many_points_then_rerun_lands_exactly_once() {
+fn kill_9_at_every_step_then_rerun_lands_exactly_once() {
     let repo = TestRepo::new();
-    let n = 10;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
-    for i in 0..n {
+    for (i, step) in LANDING_STEPS.iter().enumerate() {
         let id = format!("k{i}");
-        // Every other task also needs a catch-up, so the kill can land inside it.
         task(&repo, &id, &[(&format!("k/{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
-        if i % 2 == 0 {
-            repo.write(&format!("moved/{i}.txt"), "moved\n");
-            repo.commit_all(&format!("main moves {i}"));
-        }
-    }
-    for i in 0..n {
-        let id = format!("k{i}");
-        // A pseudo-random kill point across the landing's ~9 paused steps of 25 ms.
-        let delay = (seed.wrapping_mul(6364136223846793005).wrapping_add(i as u64 * 1442695040888963407) >> 33) % 240;
-        repo.kill_after(&["merge", &id], Some(25), Duration::from_millis(delay));
-        // A git child (read-tree) the kill orphaned may still be finishing; the re-run waits for it.
-        let out = rerun_while_busy(&repo, &["--json", "merge", &id]);
-        assert_ok(&out, &["merge", &id, &format!("(killed after {delay} ms)")]);
-        assert_landed_once(&repo, &id, &format!("(killed after {delay} ms)"));
-        assert_eq!(repo.porcelain(&repo.root), "", "{id} killed after {delay} ms: main checkout coherent");
-        assert!(!repo.task_dir(&id).exists(), "{id}: worktree cleaned on re-run");
+        repo.write(&format!("moved/{i}.txt"), "moved\n"); // so the task needs a catch-up
+        repo.commit_all(&format!("main moves {i}"));
+        repo.kill_at(&["merge", &id], step);
+        let out = repo.hybrid(&["--json", "merge", &id]);
+        assert_ok(&out, &["merge", &id, &format!("(killed at {step})")]);
+        assert_landed_once(&repo, &id, &format!("(killed at {step})"));
+        assert_eq!(repo.porcelain(&repo.root), "", "{id} killed at {step}: main checkout coherent");
+        assert!(!repo.task_dir(&id).exists(), "{id} killed at {step}: worktree cleaned on re-run");
+        assert!(!repo.root.join(".git/hybrid/landing/main.json").exists(), "killed at {step}");
+        assert!(!repo.root.join(".git/refs/heads/main.lock").exists(), "killed at {step}");
     }
     fsck_clean(&repo);
-    assert!(!repo.root.join(".git/refs/heads/main.lock").exists());
 }
 
 #[test]
@@ -509,8 +505,9 @@ fn a_checkout_left_already_moved_by_a_killed_landing_is_finished() {
 fn a_rewritten_but_identical_file_on_a_changed_path_does_not_block() {
     let repo = TestRepo::new();
     task(&repo, "t1", &[("README.md", "task\n")], "task edits readme");
-    std::thread::sleep(Duration::from_millis(1100));
     repo.write("README.md", "hello\n"); // same bytes, new mtime: stale stat data in the index
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::options().write(true).open(repo.root.join("README.md")).unwrap().set_modified(old).unwrap();
     merge_json(&repo, &["t1"]);
     assert_eq!(repo.read("README.md"), "task\n");
     assert_eq!(repo.porcelain(&repo.root), "");
@@ -650,13 +647,8 @@ fn a_train_killed_after_the_target_moved_is_recorded_by_the_next_landing() {
         task(&repo, id, &[(&format!("{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
     }
     let before = repo.rev("main");
-    let mut child = repo.spawn_paused(&["merge", "q1", "q2", "q3"], Some(400));
-    let start = std::time::Instant::now();
-    while repo.rev("main") == before {
-        assert!(start.elapsed() < Duration::from_secs(30), "the train never moved main");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    kill_9(&mut child); // while it pauses right after moving the target
+    repo.kill_at(&["merge", "q1", "q2", "q3"], "land::ref_moved");
+    assert_ne!(repo.rev("main"), before, "killed right after moving the target");
     let note = repo.root.join(".git/hybrid/landing/main.json");
     assert!(note.exists(), "the killed train left its note");
     assert_ne!(record(&repo, "q1")["state"], "landed", "killed before recording");
@@ -748,33 +740,32 @@ fn concurrent_trains_and_single_landings_all_land_once() {
 }
 
 #[test]
-fn a_train_killed_at_many_points_then_rerun_lands_each_task_exactly_once() {
+fn a_train_killed_at_every_step_then_rerun_lands_each_task_exactly_once() {
     let repo = TestRepo::new();
-    let rounds = 6;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
-    for r in 0..rounds {
+    // The steps of one landing, plus the second car's record, catch-up and cleanup.
+    let steps = LANDING_STEPS.iter().copied().chain(["land::recorded@2", "sync::ref_moved@2", "land::cleaned@2"]);
+    for (r, step) in steps.enumerate() {
         let ids: Vec<String> = (0..3).map(|i| format!("k{r}x{i}")).collect();
         for id in &ids {
             task(&repo, id, &[(&format!("k/{id}.txt"), &format!("{id}\n"))], &format!("work {id}"));
         }
         repo.write(&format!("moved/{r}.txt"), "moved\n");
         repo.commit_all(&format!("main moves {r}"));
-        let delay = (seed.wrapping_mul(6364136223846793005).wrapping_add(r as u64 * 1442695040888963407) >> 33) % 400;
         let mut args = vec!["merge"];
         args.extend(ids.iter().map(String::as_str));
-        repo.kill_after(&args, Some(25), Duration::from_millis(delay));
-        let out = rerun_while_busy(&repo, &args);
-        assert_ok(&out, &[&format!("round {r}, killed after {delay} ms")]);
+        repo.kill_at(&args, step);
+        let out = repo.hybrid(&args);
+        assert_ok(&out, &[&format!("round {r}, killed at {step}")]);
         for id in &ids {
-            let sha = assert_landed_once(&repo, id, &format!("(killed after {delay} ms)"));
+            let sha = assert_landed_once(&repo, id, &format!("(killed at {step})"));
             assert_eq!(record(&repo, id)["merge_base"], repo.rev(&format!("{sha}^")).as_str(), "{id}");
             assert!(!repo.task_dir(id).exists(), "{id}: worktree cleaned on re-run");
         }
-        assert_eq!(repo.porcelain(&repo.root), "", "round {r} (killed after {delay} ms): checkout coherent");
+        assert_eq!(repo.porcelain(&repo.root), "", "round {r} (killed at {step}): checkout coherent");
         assert!(!repo.root.join(".git/hybrid/landing/main.json").exists());
+        assert!(!repo.root.join(".git/refs/heads/main.lock").exists(), "killed at {step}");
     }
     fsck_clean(&repo);
-    assert!(!repo.root.join(".git/refs/heads/main.lock").exists());
 }
 
 #[test]

@@ -10,7 +10,6 @@ mod common;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::time::Duration;
 
 use common::{assert_code, assert_ok, stderr, write_file, TestRepo};
 
@@ -280,11 +279,11 @@ fn a_stale_index_lock_of_a_killed_landing_is_removed_but_a_git_one_is_not() {
     assert!(repo.root.join(".git/index.lock").exists(), "someone else's lock is never removed");
     std::fs::remove_file(repo.root.join(".git/index.lock")).unwrap();
 
-    // A landing killed while it holds the index lock (it is held from the check to the index
-    // write; writing the landing note in between pauses here): the next landing removes that lock.
-    repo.kill_after(&["merge", "t1"], Some(500), Duration::from_millis(1750));
+    // A landing killed while it holds the index lock (held from the check to the index write):
+    // the next landing removes that lock.
+    repo.kill_at(&["merge", "t1"], "land::note_written");
     let held = repo.root.join(".git/index.lock").exists();
-    assert!(held, "the kill should have hit the window where the index lock is held");
+    assert!(held, "the index lock is held at that step");
     land(&repo, true);
     assert!(!repo.root.join(".git/index.lock").exists(), "stale lock removed (it was left: {held})");
     assert!(!repo.root.join(".git/hybrid-index").exists());
@@ -295,9 +294,8 @@ fn a_stale_index_lock_of_a_killed_landing_is_removed_but_a_git_one_is_not() {
 #[test]
 fn a_landing_killed_between_writing_files_and_the_index_is_finished_by_the_next_run() {
     let repo = scenario();
-    // Pauses of 500 ms: after the landing lock, the merge, the landing note, then inside the
-    // checkout move after the files are written and before the index is: killed there.
-    repo.kill_after(&["merge", "t1"], Some(500), Duration::from_millis(1750));
+    // Killed inside the checkout move, after the files are written and before the index is.
+    repo.kill_at(&["merge", "t1"], "checkout::files_written");
     assert_eq!(repo.read("mod/a.txt"), "a changed by the task\n", "killed after the files were written");
     assert!(repo.porcelain(&repo.root).contains(" M mod/a.txt"), "{}", repo.porcelain(&repo.root));
     let err = land(&repo, true);

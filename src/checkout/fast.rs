@@ -218,8 +218,8 @@ impl FastMove {
         for d in dirs.iter().rev() {
             let _ = fs::remove_dir(self.co.dir.join(d)); // fails (and stays) when not empty
         }
-        // The kill -9 tests stop here too: files new, index old (see the module contract).
-        crate::land::pause();
+        // Files new, index old (see the module contract).
+        crate::failpoint!("checkout::files_written");
         // `ops` come from a sorted set, so `entries` are sorted and unique, as write_with needs.
         let bytes = self.index.write_with(&entries);
         if let Err(e) = self.lock.commit(&bytes) {

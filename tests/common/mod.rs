@@ -134,21 +134,70 @@ impl TestRepo {
         cmd
     }
 
-    /// Starts `git-hybrid <args>` in the main checkout, output discarded; with `pause_ms`, every
-    /// landing step sleeps that long first (`HYBRID_TEST_PAUSE_MS`), so a kill can hit it.
-    pub fn spawn_paused(&self, args: &[&str], pause_ms: Option<u64>) -> Child {
-        let mut cmd = self.hybrid_cmd(&self.root, args);
-        if let Some(ms) = pause_ms {
-            cmd.env("HYBRID_TEST_PAUSE_MS", ms.to_string());
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn git-hybrid")
+    /// The folder where paused failpoints write `<step>.paused` and wait for `<step>.resume`.
+    pub fn failpoints_dir(&self) -> PathBuf {
+        self.base().join("failpoints")
     }
 
-    /// Starts `git-hybrid <args>` (see [`TestRepo::spawn_paused`]) and `kill -9`s it after `after`.
-    pub fn kill_after(&self, args: &[&str], pause_ms: Option<u64>, after: std::time::Duration) {
-        let mut child = self.spawn_paused(args, pause_ms);
-        std::thread::sleep(after);
-        kill_9(&mut child);
+    /// A `git-hybrid <args>` command in the main checkout with the failpoints `spec`
+    /// (`HYBRID_FAILPOINTS`, see `src/failpoint.rs`), e.g. `land::ref_moved=kill`.
+    pub fn failpoint_cmd(&self, args: &[&str], spec: &str) -> Command {
+        let dir = self.failpoints_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = self.hybrid_cmd(&self.root, args);
+        cmd.env("HYBRID_FAILPOINTS", spec).env("HYBRID_FAILPOINTS_DIR", dir);
+        cmd
+    }
+
+    /// Runs `git-hybrid <args>` with `spec`; returns its output and whether it died of SIGKILL.
+    pub fn run_failpoint(&self, args: &[&str], spec: &str) -> (Output, bool) {
+        use std::os::unix::process::ExitStatusExt;
+        let out = self.failpoint_cmd(args, spec).output().expect("run git-hybrid");
+        let killed = out.status.signal() == Some(SIGKILL);
+        (out, killed)
+    }
+
+    /// Runs `git-hybrid <args>` and `kill -9`s it at `step` (`step` may carry `@N`: the N-th
+    /// time it is reached); panics unless the process died exactly there.
+    pub fn kill_at(&self, args: &[&str], step: &str) {
+        let (name, nth) = match step.split_once('@') {
+            Some((n, k)) => (n, format!("@{k}")),
+            None => (step, String::new()),
+        };
+        let (out, killed) = self.run_failpoint(args, &format!("{name}=kill{nth}"));
+        assert!(
+            killed,
+            "{args:?} never reached the step {step} (exit {:?}; built without `--features failpoints`?)\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+
+    /// Starts `git-hybrid <args>` and returns once it is paused at `step` (see [`Paused`]).
+    pub fn pause_at(&self, args: &[&str], step: &str) -> Paused {
+        let name = step.replace("::", "-");
+        let paused = self.failpoints_dir().join(format!("{name}.paused"));
+        let resume = self.failpoints_dir().join(format!("{name}.resume"));
+        let _ = std::fs::remove_file(&paused);
+        let _ = std::fs::remove_file(&resume);
+        let mut child = self
+            .failpoint_cmd(args, &format!("{step}=pause"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn git-hybrid");
+        // A liveness bound, not a timing assert: the step is reached in milliseconds.
+        let start = std::time::Instant::now();
+        while !paused.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                panic!("{args:?} exited ({status}) before reaching {step}:\n{}{}", stdout(&out), stderr(&out));
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(120), "{args:?} never reached {step}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Paused { child: Some(child), resume }
     }
 
     /// Runs `git-hybrid <args>` in `dir`.
@@ -193,13 +242,51 @@ impl TestRepo {
     }
 }
 
-/// Writes a file, creating parent folders.
+/// A `git-hybrid` process stopped at a failpoint (`pause`): [`Paused::kill`] is a `kill -9`
+/// exactly at that step, [`Paused::resume`] lets it go on. Dropped unresumed, it is killed.
+pub struct Paused {
+    child: Option<Child>,
+    resume: PathBuf,
+}
+
+impl Paused {
+    /// The paused process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `kill -9`s the paused process.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_9(&mut child);
+        }
+    }
+
+    /// Lets the process go on from the step and waits for it to finish.
+    pub fn resume(mut self) -> Output {
+        std::fs::write(&self.resume, "").unwrap();
+        self.child.take().expect("a paused process").wait_with_output().expect("wait for git-hybrid")
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_9(&mut child);
+        }
+    }
+}
+
+/// The signal `kill -9` sends.
+pub const SIGKILL: i32 = 9;
+
 /// Sends SIGKILL to a child (if it still runs) and reaps it.
 pub fn kill_9(child: &mut Child) {
     let _ = child.kill(); // std's kill is SIGKILL on Unix
     let _ = child.wait();
 }
 
+/// Writes a file, creating parent folders.
 pub fn write_file(path: &Path, content: &str) {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).unwrap();
