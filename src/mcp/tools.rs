@@ -126,8 +126,17 @@ pub struct StatusArgs {
 /// `status`: the status report (the ledger plus live facts), with the tasks `dispatch` queued
 /// that have not started yet (`state: "queued"`).
 pub fn status(project: &Project, a: StatusArgs) -> Result<Value> {
-    let report = status::collect(project, a.task.as_deref())?;
     let queued = super::queue::queued(project)?;
+    let only: Vec<String> = a.task.iter().cloned().collect();
+    let report = match &a.task {
+        // A task `dispatch` queued has no ledger record yet.
+        Some(t) if queued.iter().any(|q| &q.id == t) && project.ledger().attempts(t)?.is_empty() => {
+            let dispatcher = crate::dispatch::running_dispatcher(project)
+                .map(|pid| status::DispatcherInfo { pid, log: crate::dispatch::log_path(project) });
+            status::StatusReport { tasks: Vec::new(), dispatcher }
+        }
+        _ => status::collect(project, &only)?,
+    };
     let mut tasks: Vec<Value> = report.tasks.iter().map(row_json).collect();
     for q in queued {
         if a.task.as_deref().is_none_or(|t| t == q.id) && !report.tasks.iter().any(|r| r.record.id == q.id) {
