@@ -633,7 +633,7 @@ fn attempt_inner(
         if let Err(e) = checkpointed {
             let why = format!("cannot commit what run {run} left in the worktree: {e:#}");
             mark_failed(&ledger, id, attempt, &why)?;
-            phase("failed", first_line(&why).to_string());
+            run_failed(phase, run, runs_here < max_runs, &why);
             previous_failure = Some(why);
             continue;
         }
@@ -643,7 +643,7 @@ fn attempt_inner(
         if !exit.success() {
             let why = with_tail(exit.describe(), &run_dir.join(agent::STDERR_FILE));
             mark_failed(&ledger, id, attempt, &why)?;
-            phase("failed", first_line(&why).to_string());
+            run_failed(phase, run, runs_here < max_runs, &why);
             previous_failure = Some(why);
             continue;
         }
@@ -660,7 +660,7 @@ fn attempt_inner(
         if let Some(refused) = crate::gate::precheck(&project, &rec, &gate)? {
             let why = refused.to_string();
             mark_failed(&ledger, id, attempt, &why)?;
-            phase("failed", first_line(&why).to_string());
+            run_failed(phase, run, runs_here < max_runs, &why);
             previous_failure = Some(why);
             continue;
         }
@@ -679,7 +679,7 @@ fn attempt_inner(
                 }
                 let why = with_tail(v.describe("verify", task.timeout), &log);
                 mark_failed(&ledger, id, attempt, &why)?;
-                phase("failed", first_line(&why).to_string());
+                run_failed(phase, run, runs_here < max_runs, &why);
                 previous_failure = Some(why);
                 continue;
             }
@@ -783,8 +783,12 @@ fn become_candidate(ledger: &Ledger, id: &str, attempt: u32) -> Result<AttemptEn
     not_landed(TaskState::Candidate, "another attempt landed; kept as a candidate")
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+/// Reports a failed run as a phase only when another run follows: the last failure is the
+/// attempt's result, which the `Finished` event reports (once).
+fn run_failed(phase: &dyn Fn(&str, String), run: u32, retrying: bool, why: &str) {
+    if retrying {
+        phase("retry", format!("after run {run} failed: {}", crate::status::one_line(why)));
+    }
 }
 
 /// A failure description with the last lines of a log.

@@ -486,6 +486,21 @@ fn build_train(
         let landed_tip = caught_up.unwrap_or(tip);
         let tip_tree = repo.find_commit(landed_tip)?.tree()?;
         if tip_tree.id() == cur.tree_id() {
+            // Nothing committed beyond the target. Work left uncommitted in the task's worktree
+            // is not "already on the target": refuse, and never record `empty` over it.
+            if let Some((dir, paths)) = uncommitted_work(&rec) {
+                let id = &rec.id;
+                let e = HybridError::LocalChanges {
+                    message: format!(
+                        "{id} has uncommitted changes in {} and nothing committed beyond {target}, so nothing was \
+                         landed; commit them in that worktree, then re-run `git hybrid merge {id}`",
+                        dir.display()
+                    ),
+                    paths,
+                };
+                dropped.push((slot, Err(e.into())));
+                continue;
+            }
             // The work is already on the target: record it, commit nothing.
             cars.push(Car { slot, rec, base, tip, caught_up: None, squash: None });
             continue;
@@ -500,6 +515,19 @@ fn build_train(
         cars.push(Car { slot, rec, base, tip, caught_up, squash: Some(squash) });
     }
     Ok((cars, dropped))
+}
+
+/// The uncommitted changes (untracked included) in the task's own worktree: the folder its
+/// record names, when that folder has the task branch checked out.
+fn uncommitted_work(rec: &TaskRecord) -> Option<(std::path::PathBuf, Vec<String>)> {
+    let dir = rec.worktree.as_ref()?;
+    let wt = git2::Repository::open(dir).ok()?;
+    let head = wt.find_reference("HEAD").ok()?;
+    if head.symbolic_target() != Some(format!("refs/heads/{}", rec.branch).as_str()) {
+        return None;
+    }
+    let paths = worktree::dirty_paths(dir).ok()?;
+    (!paths.is_empty()).then(|| (dir.clone(), paths))
 }
 
 /// Splits a train whose landing local changes block: the tasks that change a blocked path are

@@ -35,7 +35,7 @@ use crate::{git, task_id, worktree};
 pub struct SyncReport {
     pub task: String,
     pub attempt: u32,
-    /// `"up-to-date"` or `"merged"`.
+    /// `"up-to-date"`, `"fast-forward"` or `"merged"`.
     pub status: String,
     /// The merge commit, when one was made.
     pub commit: Option<String>,
@@ -70,6 +70,18 @@ pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport
     if contains(repo, tip, target_tip)? {
         clear_conflict(project, &rec)?;
         return Ok(report("up-to-date", None, tip));
+    }
+    if contains(repo, target_tip, tip)? {
+        // No commits of its own: fast-forward, as `git merge` would, instead of a merge commit.
+        move_task_branch(
+            project,
+            &branch_ref,
+            tip,
+            target_tip,
+            &format!("git-hybrid sync: fast-forward to {}", rec.target),
+        )?;
+        clear_conflict(project, &rec)?;
+        return Ok(report("fast-forward", None, target_tip));
     }
     let merge = match merge_commit(project, tip, target_tip, &rec.target, &rec.branch)? {
         Ok(m) => m,

@@ -574,7 +574,11 @@ pub fn clean(project: &Project, selector: &CleanSelector, force: bool) -> Result
             }
             recs
         }
-        CleanSelector::Merged => ledger.list()?.into_iter().filter(|r| r.state.is_done()).collect(),
+        // Landed (or empty) tasks, and started ones nobody touched (checked below: no commit,
+        // no change), which hold nothing to land either.
+        CleanSelector::Merged => {
+            ledger.list()?.into_iter().filter(|r| r.state.is_done() || r.state == TaskState::Ready).collect()
+        }
         CleanSelector::All => ledger.list()?,
     };
     let target_tip = project.target_tip().ok();
@@ -608,6 +612,9 @@ pub fn clean(project: &Project, selector: &CleanSelector, force: bool) -> Result
             if let Some(n) = unlanded_commits(project, &rec, tip, target_tip)? {
                 reasons.push(format!("{n} commit(s) not landed on {}", rec.target));
             }
+        }
+        if !reasons.is_empty() && matches!(selector, CleanSelector::Merged) && !rec.state.is_done() {
+            continue; // a started task with work in it is not merged: not `--merged`'s, even forced
         }
         if !reasons.is_empty() && !force {
             report.kept.push(item(Some(format!("{}; use --force to remove anyway", reasons.join(" and ")))));
@@ -675,7 +682,20 @@ fn unlanded_commits(project: &Project, rec: &TaskRecord, tip: Oid, target_tip: O
         }
     }
     let n = walk.count();
-    Ok(if n == 0 { None } else { Some(n) })
+    if n == 0 {
+        return Ok(None);
+    }
+    // Commits the target has under another id (cherry-picked, rebased, landed by hand) are
+    // landed too: what `git cherry` marks `-` (same patch id). Why the git CLI: libgit2 has no
+    // patch-id equivalence; git's own definition is the one users check with.
+    if let Some(t) = target_tip {
+        let out = crate::git::run(&project.root, ["cherry".to_string(), t.to_string(), tip.to_string()]);
+        if let Ok(text) = out {
+            let unlanded = text.lines().filter(|l| l.starts_with('+')).count();
+            return Ok((unlanded > 0).then_some(unlanded));
+        }
+    }
+    Ok(Some(n))
 }
 
 /// Removes a task worktree folder and its admin entry (found by path, never by name, so a

@@ -133,7 +133,11 @@ fn unknown_task_and_bad_id_exit_2() {
 #[test]
 fn a_branch_without_worktree_is_merged_in_place() {
     let repo = TestRepo::new();
-    repo.git(&["branch", "hybrid/r1"]);
+    // A branch with a commit of its own (one without would fast-forward).
+    repo.git(&["checkout", "-q", "-b", "hybrid/r1"]);
+    repo.write("r.txt", "remote agent\n");
+    repo.commit_all("remote agent work");
+    repo.git(&["checkout", "-q", "main"]);
     repo.write("b.txt", "main\n");
     let main = repo.commit_all("main moves");
     let j = repo.hybrid_json(&["sync", "r1"]);

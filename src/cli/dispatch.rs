@@ -213,8 +213,8 @@ fn label(task: &str, attempt: u32) -> String {
     }
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+fn first_line(s: &str) -> String {
+    git_hybrid::status::one_line(s)
 }
 
 fn plain(e: &Event) {
@@ -242,7 +242,7 @@ pub fn print_report(report: &DispatchReport, color: bool) {
     println!("{:<24} {:>3} {:<10} {:>4} {:<10} NOTE", "TASK", "ATT", "STATE", "RUNS", "MERGE");
     for t in &report.tasks {
         let state = format!("{:<10}", t.state);
-        let mut note = t.note.as_deref().map(first_line).unwrap_or("").to_string();
+        let mut note = t.note.as_deref().map(first_line).unwrap_or_default();
         if t.already_landed {
             note = "landed before this dispatch".into();
         }

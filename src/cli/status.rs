@@ -87,6 +87,9 @@ fn print_table(report: &StatusReport, color: bool, watch: bool) {
         if !r.state.is_done() {
             if let Some(f) = &r.failure {
                 println!("{:<28}{}", "", f.lines().next().unwrap_or(""));
+                for l in status::note_tail(f, 3) {
+                    println!("{:<30}{l}", "");
+                }
             }
         }
     }

@@ -23,6 +23,8 @@ pub fn handle_sync(a: SyncArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
         output::print_json(&report)?;
     } else if let Some(c) = &report.commit {
         println!("{}: merged {} ({})", report.task, report.target, git_hybrid::repo::short(c));
+    } else if report.status == "fast-forward" {
+        println!("{}: fast-forwarded to {} ({})", report.task, report.target, git_hybrid::repo::short(&report.tip));
     } else {
         println!("{}: up to date with {}", report.task, report.target);
     }

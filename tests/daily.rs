@@ -1,0 +1,165 @@
+//! Issue 14, the rough edges a new user hit: each test reproduces one report through the real
+//! binary on a hermetic repository.
+
+mod common;
+
+use common::{assert_code, assert_ok, stderr, stdout, TestRepo};
+use serde_json::Value;
+
+/// A repository whose plan runs `agent` (argv as TOML) for task `t1`.
+fn with_plan(plan: &str) -> TestRepo {
+    let r = TestRepo::new();
+    r.write("hybrid.toml", plan);
+    r.commit_all("plan");
+    r
+}
+
+fn record(r: &TestRepo, id: &str) -> Value {
+    r.tasks().into_iter().find(|t| t["id"] == id).unwrap_or_else(|| panic!("{id} not in status"))
+}
+
+#[test]
+fn failure_notes_show_the_useful_last_line_once() {
+    let r = with_plan(
+        "[agent]\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; echo noise >&2; echo 'sh: claude: not found' >&2; exit 127\"]\n\
+         [[task]]\nid = \"t1\"\nprompt = \"x\"\n",
+    );
+    let out = r.hybrid(&["dispatch"]);
+    assert_code(&out, 1);
+    let log = stderr(&out);
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("t1 failed")).collect();
+    assert_eq!(failed.len(), 1, "`failed` printed once: {log}");
+    assert!(failed[0].contains("exited with code 127") && failed[0].contains("sh: claude: not found"), "{log}");
+    // The final table's note.
+    let table = stdout(&out);
+    let row = table.lines().find(|l| l.starts_with("t1 ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("sh: claude: not found"), "{table}");
+    // status shows the output tail under the failure.
+    let st = r.hybrid_ok(&["status"]);
+    assert!(st.contains("sh: claude: not found"), "{st}");
+    assert!(st.contains("noise"), "{st}");
+}
+
+#[test]
+fn a_retried_failure_is_reported_per_run_and_once_at_the_end() {
+    let r = with_plan(
+        "[agent]\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; echo \\\"bad run $HYBRID_RUN_DIR\\\" >&2; exit 3\"]\n\
+         [[task]]\nid = \"t1\"\nprompt = \"x\"\nretries = 1\n",
+    );
+    let out = r.hybrid(&["dispatch"]);
+    assert_code(&out, 1);
+    let log = stderr(&out);
+    assert_eq!(log.lines().filter(|l| l.contains("t1 retry after run 1 failed")).count(), 1, "{log}");
+    assert_eq!(log.lines().filter(|l| l.contains("t1 failed")).count(), 1, "{log}");
+    assert_ok(&r.hybrid(&["status", "t1"]), &["status"]);
+    assert_eq!(record(&r, "t1")["runs"], 2);
+}
+
+#[test]
+fn merging_only_uncommitted_work_is_refused_not_recorded_empty() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "t1"]);
+    let wt = r.task_dir("t1");
+    common::write_file(&wt.join("f.txt"), "work\n");
+    let before = r.refs_snapshot();
+    let out = r.hybrid(&["merge", "t1"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("uncommitted changes") && stderr(&out).contains("nothing was landed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("empty"), "{}", stdout(&out));
+    let out = r.hybrid(&["--json", "merge", "t1"]);
+    assert_code(&out, 3);
+    let doc: Value = serde_json::from_str(stderr(&out).trim()).unwrap();
+    assert_eq!(doc["paths"], serde_json::json!(["f.txt"]));
+    assert_eq!(r.refs_snapshot(), before);
+    assert_eq!(record(&r, "t1")["state"], "ready");
+    assert!(wt.join("f.txt").exists());
+    // Once committed, the work lands.
+    r.commit_all_in(&wt, "work");
+    r.hybrid_ok(&["merge", "t1"]);
+    let rec = record(&r, "t1");
+    assert_eq!(rec["state"], "landed");
+    assert_eq!(r.git(&["show", "main:f.txt"]), "work");
+}
+
+#[test]
+fn clean_merged_removes_untouched_tasks_and_keeps_started_work() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "untouched"]);
+    r.hybrid_ok(&["start", "busy"]);
+    common::write_file(&r.task_dir("busy").join("b.txt"), "b\n");
+    r.commit_all_in(&r.task_dir("busy"), "busy work");
+    r.hybrid_ok(&["start", "dirty"]);
+    common::write_file(&r.task_dir("dirty").join("d.txt"), "d\n");
+    r.hybrid_ok(&["start", "done"]);
+    common::write_file(&r.task_dir("done").join("x.txt"), "x\n");
+    r.commit_all_in(&r.task_dir("done"), "done work");
+    r.hybrid_ok(&["merge", "--keep", "done"]);
+
+    let doc = r.hybrid_json(&["clean", "--merged", "--force"]);
+    let mut removed: Vec<&str> = doc["removed"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    removed.sort();
+    assert_eq!(removed, ["done", "untouched"], "{doc}");
+    assert!(!r.task_dir("untouched").exists());
+    assert!(r.git_out(&r.root, &["rev-parse", "--verify", "-q", "hybrid/untouched"]).stdout.is_empty());
+    // Work in started tasks is not `--merged`'s, even with --force.
+    assert!(r.task_dir("busy").join("b.txt").exists());
+    assert!(r.task_dir("dirty").join("d.txt").exists());
+    assert!(!r.rev("hybrid/busy").is_empty());
+}
+
+#[test]
+fn clean_treats_patch_equivalent_commits_as_landed() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "t1"]);
+    let wt = r.task_dir("t1");
+    common::write_file(&wt.join("f.txt"), "work\n");
+    let c = r.commit_all_in(&wt, "work");
+    // The same change reaches main another way (cherry-pick onto a moved main), with another id.
+    r.write("other.txt", "o\n");
+    r.commit_all("main moves");
+    r.git(&["cherry-pick", &c]);
+    assert_ne!(r.rev("main"), c);
+    let doc = r.hybrid_json(&["clean", "t1"]);
+    assert_eq!(doc["removed"][0]["id"], "t1", "{doc}");
+    assert!(!wt.exists());
+    assert!(r.git_out(&r.root, &["rev-parse", "--verify", "-q", "refs/hybrid/trash/t1"]).stdout.is_empty());
+    // A commit main does not have is still kept.
+    r.hybrid_ok(&["start", "t2"]);
+    common::write_file(&r.task_dir("t2").join("g.txt"), "g\n");
+    r.commit_all_in(&r.task_dir("t2"), "g");
+    let out = r.hybrid(&["clean", "t2"]);
+    assert!(stdout(&out).contains("1 commit(s) not landed"), "{}", stdout(&out));
+    assert!(r.task_dir("t2").exists());
+}
+
+#[test]
+fn sync_fast_forwards_a_branch_without_commits_of_its_own() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "t1"]);
+    let wt = r.task_dir("t1");
+    r.write("b.txt", "main\n");
+    let main = r.commit_all("main moves");
+    let j = r.hybrid_json(&["sync", "t1"]);
+    assert_eq!(j["status"], "fast-forward", "{j}");
+    assert_eq!(j["commit"], Value::Null);
+    assert_eq!(r.rev("hybrid/t1"), main, "no merge commit");
+    assert_eq!(r.git_in(&wt, &["rev-parse", "HEAD"]), main);
+    assert_eq!(std::fs::read_to_string(wt.join("b.txt")).unwrap(), "main\n");
+    assert_eq!(r.porcelain(&wt), "");
+    // Text mode says so.
+    r.write("c.txt", "c\n");
+    r.commit_all("main moves again");
+    assert!(r.hybrid_ok(&["sync", "t1"]).contains("fast-forwarded to main"));
+    // Uncommitted changes in the way still refuse, changing nothing.
+    r.write("b.txt", "main 2\n");
+    let main2 = r.commit_all("main edits b");
+    common::write_file(&wt.join("b.txt"), "mine\n");
+    let out = r.hybrid(&["sync", "t1"]);
+    assert_code(&out, 3);
+    assert_ne!(r.rev("hybrid/t1"), main2);
+    assert_eq!(std::fs::read_to_string(wt.join("b.txt")).unwrap(), "mine\n");
+}
