@@ -107,39 +107,57 @@ pub fn load(project: &Project, plan_file: Option<&Path>) -> Result<Plan> {
     };
     let base = &project.config;
     let plan = plan_cfg.as_ref().unwrap_or(base);
-    let validated = validate(base, plan, &project.plugin_root(), &project.root)?;
-    check_bases(project, plan, &validated)?;
-    Ok(validated)
-}
-
-/// Every task's `base` must name a commit now, before anything starts (`--dry-run` too):
-/// exit 2 at the `base` key.
-fn check_bases(project: &Project, plan: &LoadedConfig, validated: &Plan) -> std::result::Result<(), HybridError> {
-    for (spanned, task) in plan.config.tasks.iter().zip(&validated.tasks) {
-        let Some(rev) = &task.base else { continue };
-        if project.resolve_commit(rev).is_err() {
-            let at = key_offset(&plan.text, spanned.span(), "base");
-            return Err(
-                plan.error_at(at, format!("task {:?}: `base` {rev:?} is not a commit in this repository", task.id))
-            );
-        }
-    }
-    Ok(())
+    let resolves = |rev: &str| project.resolve_commit(rev).is_ok();
+    Ok(validate_with(base, plan, &project.plugin_root(), &project.root, Some(&resolves))?)
 }
 
 /// Validates the tasks of `plan` (whose other sections, when set, override `base`).
 ///
 /// `root` is where a plan without a file (no `hybrid.toml`) would live; prompt files are
-/// read relative to the plan file's folder.
+/// read relative to the plan file's folder. Task `base` revisions are not checked (see
+/// [`load`], which has the repository).
 pub fn validate(
     base: &LoadedConfig,
     plan: &LoadedConfig,
     default_plugin_root: &str,
     root: &Path,
 ) -> std::result::Result<Plan, HybridError> {
+    validate_with(base, plan, default_plugin_root, root, None)
+}
+
+/// Every problem found, in file order, as one [`HybridError::Config`]: located at the first,
+/// its message followed by one `file:line:col: reason` line per further problem.
+fn all_problems(mut problems: Vec<HybridError>) -> HybridError {
+    let first = problems.remove(0);
+    if problems.is_empty() {
+        return first;
+    }
+    let n = problems.len() + 1;
+    match first {
+        HybridError::Config { location, message } => {
+            let rest: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            HybridError::Config {
+                location,
+                message: format!("{message}\n{}\n({n} problems in the plan)", rest.join("\n")),
+            }
+        }
+        other => other,
+    }
+}
+
+/// [`validate`], also checking every task's `base` with `resolves` when given.
+fn validate_with(
+    base: &LoadedConfig,
+    plan: &LoadedConfig,
+    default_plugin_root: &str,
+    root: &Path,
+    resolves: Option<&dyn Fn(&str) -> bool>,
+) -> std::result::Result<Plan, HybridError> {
     let path = plan.path.clone().unwrap_or_else(|| root.join(config::FILE_NAME));
     let pc = &plan.config;
     let bc = &base.config;
+    let mut problems: Vec<(usize, HybridError)> = Vec::new();
+    let mut bad = |offset: usize, message: String| problems.push((offset, plan.error_at(offset, message)));
     let plugin_root = pc.project.plugin_root.clone().unwrap_or_else(|| default_plugin_root.to_string());
     let plugin_root = plugin_root.trim_end_matches('/').to_string();
     let agent_cmd = pc.agent.command.clone().or_else(|| bc.agent.command.clone());
@@ -152,10 +170,10 @@ pub fn validate(
     let env_pass = if pc.agent.env_pass.is_empty() { bc.agent.env_pass.clone() } else { pc.agent.env_pass.clone() };
     for name in &env_pass {
         if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err(plan.error_at(
+            bad(
                 key_offset(&plan.text, 0..plan.text.len(), "env_pass"),
                 format!("`env_pass` holds {name:?}, which is not an environment variable name"),
-            ));
+            );
         }
     }
 
@@ -171,32 +189,34 @@ pub fn validate(
         let spec = spanned.get_ref();
         let at_key = |key: &str| key_offset(&plan.text, span.clone(), key);
         let id = spec.id.get_ref().clone();
-        crate::task_id::validate(&id).map_err(|e| plan.error_at(spec.id.span().start, e.to_string()))?;
+        if let Err(e) = crate::task_id::validate(&id) {
+            bad(spec.id.span().start, e.to_string());
+        }
         if let Some(first) = seen.get(&id) {
             let (line, _) = crate::error::line_col(&plan.text, specs[*first].span().start);
-            return Err(
-                plan.error_at(spec.id.span().start, format!("duplicate task id {id:?} (first defined at line {line})"))
-            );
+            bad(spec.id.span().start, format!("duplicate task id {id:?} (first defined at line {line})"));
+        } else {
+            seen.insert(id.clone(), index);
         }
-        seen.insert(id.clone(), index);
         let (line, _) = crate::error::line_col(&plan.text, span.start);
         let location = format!("{}:{}", path.display(), line);
 
         // Prompt.
         let prompt = match (&spec.prompt, &spec.prompt_file) {
             (Some(_), Some(pf)) => {
-                return Err(plan.error_at(pf.span().start, "set either `prompt` or `prompt_file`, not both"));
+                bad(pf.span().start, "set either `prompt` or `prompt_file`, not both".into());
+                String::new()
             }
             (Some(p), None) => p.clone(),
-            (None, Some(pf)) => read_prompt_file(&path, root, pf.get_ref())
-                .map_err(|m| plan.error_at(pf.span().start, format!("`prompt_file`: {m}")))?,
+            (None, Some(pf)) => read_prompt_file(&path, root, pf.get_ref()).unwrap_or_else(|m| {
+                bad(pf.span().start, format!("`prompt_file`: {m}"));
+                String::new()
+            }),
             (None, None) => match &spec.title {
                 Some(t) => t.clone(),
                 None => {
-                    return Err(plan.error_at(
-                        spec.id.span().start,
-                        format!("task {id:?} has no `prompt`, `prompt_file` or `title`"),
-                    ));
+                    bad(spec.id.span().start, format!("task {id:?} has no `prompt`, `prompt_file` or `title`"));
+                    String::new()
                 }
             },
         };
@@ -204,48 +224,51 @@ pub fn validate(
         // Shape and claims.
         let mut claims = Vec::new();
         match spec.shape {
-            Some(Shape::Plugin) => {
-                let Some(name) = &spec.plugin else {
-                    return Err(plan.error_at(
-                        at_key("shape"),
-                        format!("task {id:?} has shape = \"plugin\" but no `plugin = \"<name>\"`"),
-                    ));
-                };
-                let n = name.get_ref();
-                if n.is_empty() || n.contains('/') || n == "." || n == ".." || has_glob_meta(n) {
-                    return Err(plan.error_at(
-                        name.span().start,
-                        format!("`plugin` {n:?} must be one folder name (no '/', no glob characters)"),
-                    ));
+            Some(Shape::Plugin) => match &spec.plugin {
+                None => {
+                    bad(at_key("shape"), format!("task {id:?} has shape = \"plugin\" but no `plugin = \"<name>\"`"))
                 }
-                claims.push(format!("{plugin_root}/{n}/**"));
-            }
-            Some(Shape::Core) if spec.touches.is_empty() => {
-                return Err(plan.error_at(
-                    at_key("shape"),
-                    format!("task {id:?} has shape = \"core\" but no `touches`: core tasks must declare the files they edit"),
-                ));
-            }
+                Some(name) => {
+                    let n = name.get_ref();
+                    if n.is_empty() || n.contains('/') || n == "." || n == ".." || has_glob_meta(n) {
+                        bad(
+                            name.span().start,
+                            format!("`plugin` {n:?} must be one folder name (no '/', no glob characters)"),
+                        );
+                    } else {
+                        claims.push(format!("{plugin_root}/{n}/**"));
+                    }
+                }
+            },
+            Some(Shape::Core) if spec.touches.is_empty() => bad(
+                at_key("shape"),
+                format!(
+                    "task {id:?} has shape = \"core\" but no `touches`: core tasks must declare the files they edit"
+                ),
+            ),
             Some(Shape::Core) | None => {}
         }
         if spec.plugin.is_some() && spec.shape != Some(Shape::Plugin) {
             let p = spec.plugin.as_ref().map(|p| p.span().start).unwrap_or(span.start);
-            return Err(plan.error_at(p, "`plugin` is only meaningful with shape = \"plugin\""));
+            bad(p, "`plugin` is only meaningful with shape = \"plugin\"".into());
         }
         for t in &spec.touches {
-            let g = normalize_glob(t.get_ref()).map_err(|m| plan.error_at(t.span().start, m))?;
-            if !claims.contains(&g) {
-                claims.push(g);
+            match normalize_glob(t.get_ref()) {
+                Ok(g) if !claims.contains(&g) => claims.push(g),
+                Ok(_) => {}
+                Err(m) => bad(t.span().start, m),
             }
         }
 
         // Attempts and agent.
         let attempts = match &spec.attempts {
             Some(a) if *a.get_ref() == 0 => {
-                return Err(plan.error_at(a.span().start, "`attempts` must be at least 1"));
+                bad(a.span().start, "`attempts` must be at least 1".into());
+                1
             }
             Some(a) if *a.get_ref() > 16 => {
-                return Err(plan.error_at(a.span().start, "`attempts` is at most 16"));
+                bad(a.span().start, "`attempts` is at most 16".into());
+                1
             }
             Some(a) => *a.get_ref(),
             None => 1,
@@ -254,16 +277,19 @@ pub fn validate(
             (Some(a), _) => a.clone(),
             (None, Some(a)) => a.clone(),
             (None, None) => {
-                return Err(plan.error_at(
+                bad(
                     spec.id.span().start,
                     format!("task {id:?} has no agent: set `[agent] command` or the task's `agent`"),
-                ));
+                );
+                Vec::new()
             }
         };
-        check_agent(&agent, spec).map_err(|m| {
-            let off = if spec.agent.is_some() { at_key("agent") } else { span.start };
-            plan.error_at(off, m)
-        })?;
+        if spec.agent.is_some() || agent_cmd.is_some() {
+            if let Err(m) = check_agent(&agent, spec) {
+                let off = if spec.agent.is_some() { at_key("agent") } else { span.start };
+                bad(off, m);
+            }
+        }
         let verify = match (&spec.verify, &verify_cmd) {
             (Some(v), _) => Some(v),
             (None, v) => v.as_ref(),
@@ -271,18 +297,28 @@ pub fn validate(
         .map(CommandSetting::argv);
         if let Some(v) = &verify {
             if v.is_empty() || v[0].is_empty() {
-                return Err(plan.error_at(at_key("verify"), "`verify` must not be empty"));
+                bad(at_key("verify"), "`verify` must not be empty".into());
             }
         }
         let timeout = match &spec.timeout {
-            Some(t) => t.to_duration().map_err(|e| plan.error_at(at_key("timeout"), e))?,
+            Some(t) => t.to_duration().unwrap_or_else(|e| {
+                bad(at_key("timeout"), e);
+                timeout
+            }),
             None => timeout,
         };
         if timeout.is_zero() {
-            return Err(plan.error_at(at_key("timeout"), "`timeout` must be longer than zero"));
+            bad(at_key("timeout"), "`timeout` must be longer than zero".into());
         }
         if let Some(p) = &spec.patch {
-            check_repo_path(p).map_err(|m| plan.error_at(at_key("patch"), format!("`patch`: {m}")))?;
+            if let Err(m) = check_repo_path(p) {
+                bad(at_key("patch"), format!("`patch`: {m}"));
+            }
+        }
+        if let (Some(rev), Some(resolves)) = (&spec.base, resolves) {
+            if !resolves(rev) {
+                bad(at_key("base"), format!("task {id:?}: `base` {rev:?} is not a commit in this repository"));
+            }
         }
 
         tasks.push(PlanTask {
@@ -312,26 +348,30 @@ pub fn validate(
         for d in &spec.depends_on {
             let name = d.get_ref();
             if !seen.contains_key(name) {
-                return Err(plan.error_at(
+                bad(
                     d.span().start,
                     format!("task {:?} depends on {name:?}, which is not in the plan", spec.id.get_ref()),
-                ));
-            }
-            if name == spec.id.get_ref() {
-                return Err(
-                    plan.error_at(d.span().start, format!("task {name:?} depends on itself (dependency cycle)"))
                 );
-            }
-            if !local.insert(name.clone()) {
-                return Err(plan.error_at(d.span().start, format!("{name:?} is listed twice in depends_on")));
+            } else if name == spec.id.get_ref() {
+                bad(d.span().start, format!("task {name:?} depends on itself (dependency cycle)"));
+            } else if !local.insert(name.clone()) {
+                bad(d.span().start, format!("{name:?} is listed twice in depends_on"));
             }
         }
     }
-    if let Some((from, to_pos, cycle)) = find_cycle(&tasks) {
-        let d = &specs[from].get_ref().depends_on[to_pos];
-        return Err(plan.error_at(d.span().start, format!("dependency cycle: {}", cycle.join(" -> "))));
+    let self_edges =
+        specs.iter().any(|s| s.get_ref().depends_on.iter().any(|d| d.get_ref() == s.get_ref().id.get_ref()));
+    if !self_edges {
+        if let Some((from, to_pos, cycle)) = find_cycle(&tasks) {
+            let d = &specs[from].get_ref().depends_on[to_pos];
+            bad(d.span().start, format!("dependency cycle: {}", cycle.join(" -> ")));
+        }
     }
 
+    if !problems.is_empty() {
+        problems.sort_by_key(|(offset, _)| *offset);
+        return Err(all_problems(problems.into_iter().map(|(_, e)| e).collect()));
+    }
     Ok(Plan { path, tasks, concurrency, env_pass })
 }
 
@@ -617,6 +657,20 @@ mod tests {
         assert!(e.starts_with("hybrid.toml:4:"), "{e}");
         let e = err_of("[[task]]\nid = \"a\"\nprompt = \"x\"\nattempts = 0\n");
         assert!(e.starts_with("hybrid.toml:6:"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let e = err_of(
+            "[[task]]\nid = \"a\"\nprompt = \"x\"\nattempts = 0\n\n[[task]]\nid = \"a\"\nshape = \"core\"\nprompt = \"y\"\ndepends_on = [\"ghost\"]\n",
+        );
+        assert!(e.starts_with("hybrid.toml:6:12: `attempts` must be at least 1\n"), "{e}");
+        for line in
+            ["hybrid.toml:9:", "duplicate task id", "hybrid.toml:10:1:", "no `touches`", "hybrid.toml:12:", "ghost"]
+        {
+            assert!(e.contains(line), "{line}: {e}");
+        }
+        assert!(e.ends_with("(4 problems in the plan)"), "{e}");
     }
 
     #[test]

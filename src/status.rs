@@ -85,6 +85,8 @@ fn row(project: &Project, record: TaskRecord) -> StatusRow {
         .revparse_single(&format!("refs/heads/{}", record.branch))
         .ok()
         .and_then(|o| o.peel_to_commit().ok())
+        // A branch with no commits of its own shows none (not the target's last commit).
+        .filter(|c| !no_own_commits(project, &record, c.id()))
         .and_then(|c| c.summary().map(str::to_string))
         // A landed task's branch is gone: its squash commit says what landed.
         .or_else(|| {
@@ -97,6 +99,15 @@ fn row(project: &Project, record: TaskRecord) -> StatusRow {
         None => (None, None),
     };
     StatusRow { record, elapsed_secs, last_commit, progress, blocked }
+}
+
+/// True when the task branch's tip is its base, or a commit the target already has.
+fn no_own_commits(project: &Project, record: &TaskRecord, tip: git2::Oid) -> bool {
+    if record.base == tip.to_string() {
+        return true;
+    }
+    let Ok(target) = project.repo.refname_to_id(&format!("refs/heads/{}", record.target)) else { return false };
+    crate::sync::contains(&project.repo, target, tip).unwrap_or(false)
 }
 
 /// A failure note (or any multi-line note) on one line for logs and tables: its first line,

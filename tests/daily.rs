@@ -163,3 +163,44 @@ fn sync_fast_forwards_a_branch_without_commits_of_its_own() {
     assert_ne!(r.rev("hybrid/t1"), main2);
     assert_eq!(std::fs::read_to_string(wt.join("b.txt")).unwrap(), "mine\n");
 }
+
+#[test]
+fn status_shows_no_last_commit_for_a_task_without_commits() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "t1"]);
+    assert_eq!(record(&r, "t1")["last_commit"], Value::Null);
+    let st = r.hybrid_ok(&["status"]);
+    let row = st.lines().find(|l| l.starts_with("t1 ")).unwrap();
+    assert!(!row.contains("initial commit"), "{st}");
+    // After a fast-forward sync the branch still has none of its own.
+    r.write("m.txt", "m\n");
+    r.commit_all("main moves");
+    r.hybrid_ok(&["sync", "t1"]);
+    assert_eq!(record(&r, "t1")["last_commit"], Value::Null);
+    common::write_file(&r.task_dir("t1").join("f.txt"), "f\n");
+    r.commit_all_in(&r.task_dir("t1"), "task work");
+    assert_eq!(record(&r, "t1")["last_commit"], "task work");
+}
+
+#[test]
+fn plan_validation_reports_every_problem() {
+    let r = with_plan(
+        "[agent]\ncommand = [\"true\"]\n\
+         [[task]]\nid = \"a\"\nprompt = \"x\"\ntouches = [\"../x\"]\n\
+         [[task]]\nid = \"b\"\nprompt = \"y\"\ndepends_on = [\"ghost\"]\nbase = \"no-such-rev\"\n",
+    );
+    for args in [&["dispatch", "--dry-run"][..], &["dispatch"]] {
+        let out = r.hybrid(args);
+        assert_code(&out, 2);
+        let err = stderr(&out);
+        for needle in [
+            "hybrid.toml:6:12: bad glob",
+            "hybrid.toml:10:15: task \"b\" depends on \"ghost\"",
+            "hybrid.toml:11:1: task \"b\": `base`",
+            "(3 problems in the plan)",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+    assert!(!r.root.join(".git/hybrid/ledger").exists());
+}
