@@ -92,8 +92,14 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
     let path = root.join(&name);
     // A new task whose folder is taken is refused before its lock file is made (checked again
     // under the lock: another start may be making the task meanwhile).
+    // The record is read again after the folder: a concurrent start writes its record before
+    // it makes the folder, so a folder seen with no record after it is not that start's.
     if ledger.get(&opts.id, attempt)?.is_none() {
-        refuse_occupied(&path)?;
+        if let Err(e) = refuse_occupied(&path) {
+            if ledger.get(&opts.id, attempt)?.is_none() {
+                return Err(e);
+            }
+        }
     }
     let _lock = ledger.lock_task(&opts.id)?;
     crate::failpoint!("start::locked");
