@@ -8,6 +8,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{assert_code, stderr, stdout, TestRepo};
 
@@ -75,6 +76,45 @@ fn python_sdk_client_dispatches_polls_lands_and_reads_resources() {
     assert_eq!(r.git(&["show", "main:shared.txt"]), "manual");
     let clash = r.hybrid_json(&["status", "clash"]);
     assert_eq!(clash["tasks"][0]["state"], "conflict", "{clash}");
+}
+
+/// `hold.sh <file> <dir>`: notes progress; finishes at once when its prompt says FINISH-NOW,
+/// else when `<dir>/release-<task>` appears (at most 60 s).
+const HOLD: &str = r#"#!/bin/sh
+prompt=$(cat)
+echo "run $HYBRID_RUN waiting" >> "$HYBRID_PROGRESS"
+case "$prompt" in
+  *FINISH-NOW*) ;;
+  *) i=0
+     while [ ! -e "$2/release-$HYBRID_TASK_ID" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done ;;
+esac
+echo "done by run $HYBRID_RUN" > "$1"
+git add -A && git commit -q -m "$HYBRID_TASK_ID: done"
+"#;
+
+#[test]
+fn cancel_retry_with_instructions_and_a_client_that_leaves() {
+    let r = TestRepo::new();
+    r.write("hold.sh", HOLD);
+    r.commit_all("agent");
+    let Some(facts) = run_client(&r, "lifecycle") else { return };
+    // The cancelled run was killed; the retry's prompt carried the supervisor's instructions.
+    assert!(facts["slow_failure"].as_str().unwrap_or("").contains("signal"), "{facts}");
+    let prompt = std::fs::read_to_string(r.root.join(".git/hybrid/runs/slow/1/2/prompt.md")).unwrap();
+    assert!(prompt.contains("Instructions from the supervisor") && prompt.contains("FINISH-NOW"), "{prompt}");
+    assert_eq!(r.git(&["show", "main:slow.txt"]), "done by run 2");
+    // The client has gone; the background dispatcher still runs `bg` and lands it once released.
+    std::fs::write(r.base().join("release-bg"), "").unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = r.hybrid_json(&["status", "bg"]);
+        if st["tasks"][0]["state"] == "landed" {
+            break;
+        }
+        assert!(Instant::now() < until, "bg never landed after the client left: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(r.git(&["show", "main:bg.txt"]), "done by run 1");
 }
 
 #[test]

@@ -151,6 +151,49 @@ async def full(binary, repo):
     print(json.dumps(facts))
 
 
+async def wait_state(session, task, states):
+    for _ in range(DEADLINE_POLLS):
+        st = await ok(session, "status", {"task": task})
+        if st["tasks"] and st["tasks"][0]["state"] in states:
+            return st["tasks"][0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{task} never reached {states}: {st}")
+
+
+async def lifecycle(binary, repo):
+    """cancel a running agent, retry it with instructions; then leave while another runs."""
+    base = os.path.dirname(repo)
+    hold = lambda task: ["builtin:script", "hold.sh", f"{task}.txt", base]
+    async with stdio_client(params(binary, repo)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            await ok(session, "dispatch", {"tasks": [{"id": "slow", "prompt": "hold", "agent": hold("slow")}]})
+            queued = await ok(session, "status", {"task": "slow"})
+            assert queued["tasks"][0]["state"] in ("queued", "starting", "ready", "running"), queued
+            await wait_state(session, "slow", ["running"])
+            for _ in range(DEADLINE_POLLS):
+                log = await ok(session, "task_log", {"task": "slow"})
+                if "waiting" in log["text"]:
+                    break
+                await asyncio.sleep(0.05)
+            await fails(session, "retry", {"task": "slow"}, "conflict", 3)
+            c = await ok(session, "cancel", {"task": "slow"})
+            assert c["stopped"], c
+            failed = await wait_state(session, "slow", ["failed"])
+            await fails(session, "cancel", {"task": "slow"}, "bad_input", 2)
+            r = await ok(session, "retry", {"task": "slow", "instructions": "FINISH-NOW: commit what you have."})
+            assert r["queued"], r
+            landed = await wait_state(session, "slow", ["landed"])
+            assert landed["runs"] == 2, landed
+            await fails(session, "retry", {"task": "slow"}, "bad_input", 2)
+            await fails(session, "retry", {"task": "never-dispatched"}, "bad_input", 2)
+
+            # Leave while a task runs: the background dispatcher goes on without the client.
+            await ok(session, "dispatch", {"tasks": [{"id": "bg", "prompt": "hold", "agent": hold("bg")}]})
+            await wait_state(session, "bg", ["running"])
+    print(json.dumps({"slow_failure": failed["failure"], "slow_merge": landed["merge_sha"]}))
+
+
 async def tools_only(binary, repo):
     async with stdio_client(params(binary, repo)) as (read, write):
         async with ClientSession(read, write) as session:
@@ -162,4 +205,4 @@ async def tools_only(binary, repo):
 
 if __name__ == "__main__":
     scenario, binary, repo = sys.argv[1:4]
-    asyncio.run({"full": full, "tools": tools_only}[scenario](binary, repo))
+    asyncio.run({"full": full, "lifecycle": lifecycle, "tools": tools_only}[scenario](binary, repo))
