@@ -118,6 +118,20 @@ fn cancel_retry_with_instructions_and_a_client_that_leaves() {
 }
 
 #[test]
+fn a_task_waits_for_its_failed_dependency_until_a_retry_lands_it() {
+    let r = TestRepo::new();
+    let picky = "#!/bin/sh\nprompt=$(cat)\ncase \"$prompt\" in\n  *FINISH-NOW*) ;;\n  \
+                 *) echo 'no FINISH-NOW in the prompt' >&2; exit 1 ;;\nesac\n\
+                 echo done > \"$1\"\ngit add -A && git commit -q -m \"$HYBRID_TASK_ID\"\n";
+    r.write("picky.sh", picky);
+    r.commit_all("agent");
+    let Some(facts) = run_client(&r, "deps") else { return };
+    let sha = facts["after"].as_str().expect("after landed");
+    assert_eq!(r.git(&["log", "-1", "--format=%H", "main"]), sha);
+    assert_eq!(r.git(&["show", "main:dep.txt"]), "done");
+}
+
+#[test]
 fn mcp_refuses_to_start_outside_a_repository() {
     let r = TestRepo::new();
     let outside = r.base().join("not-a-repo");

@@ -194,6 +194,33 @@ async def lifecycle(binary, repo):
     print(json.dumps({"slow_failure": failed["failure"], "slow_merge": landed["merge_sha"]}))
 
 
+async def deps(binary, repo):
+    """A task whose dependency failed waits (queued) until the dependency is retried and lands."""
+    picky = lambda f: ["builtin:script", "picky.sh", f]
+    async with stdio_client(params(binary, repo)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            await ok(session, "dispatch", {"tasks": [
+                {"id": "dep", "prompt": "first", "agent": picky("dep.txt")},
+                {"id": "after", "prompt": "FINISH-NOW second", "agent": picky("after.txt"), "depends_on": ["dep"]},
+            ]})
+            failed = await wait_state(session, "dep", ["failed"])
+            assert "exited with code 1" in failed["failure"], failed
+            log = await ok(session, "task_log", {"task": "dep", "file": "stderr"})
+            assert "no FINISH-NOW" in log["text"], log
+            for _ in range(DEADLINE_POLLS):
+                st = await ok(session, "status", {})
+                if st["dispatcher"] is None:
+                    break
+                await asyncio.sleep(0.05)
+            after = await ok(session, "status", {"task": "after"})
+            assert after["tasks"][0]["state"] == "queued" and after["tasks"][0]["waits_for"] == ["dep"], after
+            await ok(session, "retry", {"task": "dep", "instructions": "FINISH-NOW please"})
+            await wait_state(session, "dep", ["landed"])
+            landed = await wait_state(session, "after", ["landed"])
+    print(json.dumps({"after": landed["merge_sha"]}))
+
+
 async def tools_only(binary, repo):
     async with stdio_client(params(binary, repo)) as (read, write):
         async with ClientSession(read, write) as session:
@@ -205,4 +232,4 @@ async def tools_only(binary, repo):
 
 if __name__ == "__main__":
     scenario, binary, repo = sys.argv[1:4]
-    asyncio.run({"full": full, "lifecycle": lifecycle, "tools": tools_only}[scenario](binary, repo))
+    asyncio.run({"full": full, "lifecycle": lifecycle, "deps": deps, "tools": tools_only}[scenario](binary, repo))

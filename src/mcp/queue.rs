@@ -17,7 +17,9 @@
 //! a round is a plan of the wanted tasks whose dependencies are landed or wanted too (plus
 //! those dependencies), run by [`crate::dispatch::dispatch`] (the same dispatcher as
 //! `git hybrid dispatch`, under its lock: while another dispatcher runs, the round waits).
-//! After a round its tasks leave `wanted` (failed ones stay failed until `retry`). The runner
+//! After a round the tasks that ran leave `wanted` (failed ones stay failed until `retry`); one
+//! that did not start because a dependency failed stays there, waiting (`status` shows it
+//! `queued` with `waits_for`) until the dependency is retried and lands. The runner
 //! leaves only when no wanted task can run, deciding so under the store lock; [`ensure_runner`]
 //! adds to `wanted` under the same lock and starts a runner when none holds the runner lock,
 //! so a task is never stranded. Tasks added while a round runs start in the next round.
@@ -381,6 +383,7 @@ pub fn run(root: &std::path::Path) -> Result<i32> {
     std::fs::create_dir_all(&paths.dir)?;
     let mut runner_lock = Some(FileLock::acquire(&paths.runner())?);
     dispatch::install_stop_handlers();
+    let mut not_started: HashMap<String, u32> = HashMap::new();
     loop {
         let project = Project::open(root)?;
         let round = {
@@ -414,9 +417,25 @@ pub fn run(root: &std::path::Path) -> Result<i32> {
             }
         };
         {
+            // Tasks that ran leave the queue; a task that did not start (its dependency failed)
+            // stays queued until the dependency is retried, unless it never starts twice running.
             let _lock = lock_store(&paths)?;
             let mut store = load(&paths)?;
-            store.wanted.retain(|w| !round.contains(w));
+            let ledger = project.ledger();
+            let mut leave = BTreeSet::new();
+            for id in &round {
+                if !ledger.attempts(id)?.is_empty() {
+                    leave.insert(id.clone());
+                    continue;
+                }
+                let n = not_started.entry(id.clone()).or_insert(0);
+                *n += 1;
+                if *n >= 2 {
+                    eprintln!("[{}] mcp runner: {id} did not start in two rounds; taken out of the queue", now());
+                    leave.insert(id.clone());
+                }
+            }
+            store.wanted.retain(|w| !leave.contains(w));
             save(&paths, &store)?;
         }
         if interrupted {
