@@ -631,7 +631,10 @@ fn plan_file_option_is_used() {
 fn sigint_stops_the_agents_and_the_next_dispatch_resumes() {
     let r = repo_with_one_holding_task();
     let mut first = r.hybrid_cmd(&r.root, &["dispatch"]).stdout(Stdio::piped()).stderr(log_file(&r)).spawn().unwrap();
-    wait_for(&r, "the agent to start", || run_dir(&r, "h", 1, 1).join("pid").exists());
+    // The file exists before the shell has written the pid into it: wait for the number.
+    wait_for(&r, "the agent to start", || {
+        std::fs::read_to_string(run_dir(&r, "h", 1, 1).join("pid")).is_ok_and(|p| p.trim().parse::<i32>().is_ok())
+    });
     let agent_pid: i32 = std::fs::read_to_string(run_dir(&r, "h", 1, 1).join("pid")).unwrap().trim().parse().unwrap();
     // SAFETY: sending SIGINT to the dispatcher we started.
     unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
