@@ -140,7 +140,9 @@ pub struct DispatchOptions {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The plan and what already landed.
-    Plan { tasks: usize, already_landed: usize, jobs: usize },
+    /// `already_landed`: tasks landed before this dispatch; `already_empty`: tasks recorded
+    /// `empty` before it (their work was already on the target). Neither runs again.
+    Plan { tasks: usize, already_landed: usize, already_empty: usize, jobs: usize },
     /// An attempt was chosen by the scheduler.
     Picked { task: String, attempt: u32 },
     /// An attempt entered a step: `worktree`, `sync`, `agent`, `verify`, `land`.
@@ -199,21 +201,26 @@ impl DispatchReport {
 pub fn dry_run(project: &Project, opts: &DispatchOptions) -> Result<(Plan, usize, Vec<DryRunRow>)> {
     let plan = crate::plan::load(project, opts.plan_file.as_deref())?;
     let jobs = opts.jobs.unwrap_or(plan.concurrency).max(1);
-    let (sched, _) = initial_scheduler(project, &plan, jobs)?;
+    let (sched, _, _) = initial_scheduler(project, &plan, jobs)?;
     Ok((plan.clone(), jobs, sched.simulate()))
 }
 
 /// Builds the scheduler from the plan and the ledger; returns the number already landed.
-fn initial_scheduler(project: &Project, plan: &Plan, jobs: usize) -> Result<(Scheduler, usize)> {
+/// The scheduler, and how many plan tasks were landed and how many empty before this run.
+fn initial_scheduler(project: &Project, plan: &Plan, jobs: usize) -> Result<(Scheduler, usize, usize)> {
     let ledger = project.ledger();
     let mut sched_tasks = Vec::new();
     let mut landed = Vec::new();
     let mut skipped = Vec::new();
+    let mut empty = 0;
     for (i, t) in plan.tasks.iter().enumerate() {
         let recs = ledger.attempts(&t.id)?;
         let deps = t.depends_on.iter().filter_map(|d| plan.index_of(d)).collect();
         let mut attempts: Vec<u32> = (1..=t.attempts).collect();
         if recs.iter().any(|r| r.state.is_done()) {
+            if !recs.iter().any(|r| r.state == TaskState::Landed) {
+                empty += 1;
+            }
             landed.push(i);
             attempts.clear();
         } else {
@@ -241,7 +248,7 @@ fn initial_scheduler(project: &Project, plan: &Plan, jobs: usize) -> Result<(Sch
     for &i in &skipped {
         sched.set_skipped(i, "abandoned with `git hybrid clean --force`; not restarted");
     }
-    Ok((sched, landed.len()))
+    Ok((sched, landed.len() - empty, empty))
 }
 
 enum Msg {
@@ -266,9 +273,9 @@ pub fn dispatch(project: &Project, opts: &DispatchOptions, on_event: &mut dyn Fn
     let _lock = acquire_dispatcher_lock(project)?;
     let ledger = project.ledger();
 
-    let (mut sched, already) = initial_scheduler(project, &plan, jobs)?;
+    let (mut sched, already, already_empty) = initial_scheduler(project, &plan, jobs)?;
     retire_attempts_of_landed_tasks(&ledger, &plan)?;
-    on_event(&Event::Plan { tasks: plan.tasks.len(), already_landed: already, jobs });
+    on_event(&Event::Plan { tasks: plan.tasks.len(), already_landed: already, already_empty, jobs });
     let already_landed: Vec<bool> = (0..plan.tasks.len()).map(|i| *sched.status(i) == TaskStatus::Landed).collect();
 
     let ctx = Ctx {

@@ -19,6 +19,17 @@ pub fn validate_attempt(attempt: u32) -> Result<(), HybridError> {
     Ok(())
 }
 
+/// Splits a command-line task argument `id` or `id@N` (attempt N; ids never hold `@`) into
+/// the id and its attempt, `default` when none is given. A bad `N` is bad input.
+pub fn split_attempt(arg: &str, default: u32) -> Result<(String, u32), HybridError> {
+    let Some((id, n)) = arg.rsplit_once('@') else { return Ok((arg.to_string(), default)) };
+    let attempt: u32 = n.parse().map_err(|_| {
+        HybridError::Usage(format!("{arg:?}: the attempt after '@' must be a whole number (e.g. {id}@2)"))
+    })?;
+    validate_attempt(attempt)?;
+    Ok((id.to_string(), attempt))
+}
+
 /// Checks a task id against the naming rule.
 pub fn validate(id: &str) -> Result<(), HybridError> {
     let bad = |reason: &str| Err(HybridError::InvalidTaskId { id: id.to_string(), reason: reason.to_string() });
@@ -59,6 +70,15 @@ pub fn validate(id: &str) -> Result<(), HybridError> {
 #[cfg(test)]
 mod tests {
     use super::validate;
+
+    #[test]
+    fn splits_attempts() {
+        use super::split_attempt;
+        assert_eq!(split_attempt("t1", 3).unwrap(), ("t1".to_string(), 3));
+        assert_eq!(split_attempt("t1@2", 1).unwrap(), ("t1".to_string(), 2));
+        assert!(split_attempt("t1@0", 1).is_err());
+        assert!(split_attempt("t1@x", 1).is_err());
+    }
 
     #[test]
     fn accepts_good_ids() {

@@ -204,3 +204,46 @@ fn plan_validation_reports_every_problem() {
     }
     assert!(!r.root.join(".git/hybrid/ledger").exists());
 }
+
+#[test]
+fn merge_takes_an_attempt_per_task() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "t1", "--attempt", "2"]);
+    r.hybrid_ok(&["start", "t2"]);
+    let wt1 = r.base().join("repo.hybrid").join("t1@2");
+    common::write_file(&wt1.join("a.txt"), "a\n");
+    r.commit_all_in(&wt1, "t1 attempt 2");
+    common::write_file(&r.task_dir("t2").join("b.txt"), "b\n");
+    r.commit_all_in(&r.task_dir("t2"), "t2 work");
+    for bad in ["t1@x", "t1@0", "t1@"] {
+        let out = r.hybrid(&["merge", bad, "t2"]);
+        assert_code(&out, 2);
+    }
+    let docs = r.hybrid_json(&["merge", "t1@2", "t2"]);
+    assert_eq!(docs[0]["task"], "t1");
+    assert_eq!(docs[0]["attempt"], 2, "{docs}");
+    assert_eq!(docs[1]["task"], "t2");
+    assert_eq!(docs[1]["attempt"], 1, "{docs}");
+    assert_eq!(r.git(&["show", "main:a.txt"]), "a");
+    assert_eq!(r.git(&["show", "main:b.txt"]), "b");
+}
+
+#[test]
+fn a_rerun_counts_landed_and_empty_tasks_apart() {
+    let r = with_plan(
+        "[agent]\ncommand = [\"sh\", \"-c\", \"cat >/dev/null\"]\n\
+         [[task]]\nid = \"work\"\nprompt = \"x\"\nagent = [\"sh\", \"-c\", \"cat >/dev/null; echo w > w.txt; git add -A; git commit -qm work\"]\n\
+         [[task]]\nid = \"nothing\"\nprompt = \"y\"\n",
+    );
+    let out = r.hybrid(&["dispatch"]);
+    assert_ok(&out, &["dispatch"]);
+    assert_eq!(record(&r, "work")["state"], "landed");
+    assert_eq!(record(&r, "nothing")["state"], "empty");
+    let out = r.hybrid(&["dispatch"]);
+    assert_ok(&out, &["dispatch"]);
+    let log = stderr(&out);
+    assert!(log.contains("plan: 2 tasks (1 already landed, 1 already empty)"), "{log}");
+    let table = stdout(&out);
+    let row = table.lines().find(|l| l.starts_with("nothing ")).unwrap();
+    assert!(row.contains("empty before this dispatch"), "{table}");
+}

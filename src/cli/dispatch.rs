@@ -169,8 +169,8 @@ impl Printer {
 impl Bars {
     fn event(&mut self, e: &Event) {
         match e {
-            Event::Plan { tasks, already_landed, jobs } => {
-                self.overall.set_length((tasks - already_landed) as u64);
+            Event::Plan { tasks, already_landed, already_empty, jobs } => {
+                self.overall.set_length(tasks.saturating_sub(already_landed + already_empty) as u64);
                 self.overall.set_message(format!("(-j {jobs})"));
             }
             Event::Picked { task, attempt } => {
@@ -221,8 +221,9 @@ fn plain(e: &Event) {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let t = now.get(11..19).unwrap_or(&now).to_string();
     match e {
-        Event::Plan { tasks, already_landed, jobs } => {
-            eprintln!("[{t}] plan: {tasks} tasks ({already_landed} already landed), -j {jobs}")
+        Event::Plan { tasks, already_landed, already_empty, jobs } => {
+            let empty = if *already_empty > 0 { format!(", {already_empty} already empty") } else { String::new() };
+            eprintln!("[{t}] plan: {tasks} tasks ({already_landed} already landed{empty}), -j {jobs}")
         }
         Event::Picked { task, attempt } => eprintln!("[{t}] {} started", label(task, *attempt)),
         // Worktree and sync steps are quick and many: plain output keeps the meaningful ones.
@@ -244,7 +245,11 @@ pub fn print_report(report: &DispatchReport, color: bool) {
         let state = format!("{:<10}", t.state);
         let mut note = t.note.as_deref().map(first_line).unwrap_or_default();
         if t.already_landed {
-            note = "landed before this dispatch".into();
+            note = if t.state == "empty" {
+                "empty before this dispatch (its work was already on the target)".into()
+            } else {
+                "landed before this dispatch".into()
+            };
         }
         if !t.candidates.is_empty() {
             let c: Vec<String> = t.candidates.iter().map(|a| format!("#{a}")).collect();

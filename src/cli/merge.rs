@@ -10,7 +10,8 @@ pub struct MergeArgs {
     /// The task(s) to land. Several tasks land as one train: each its own squash commit on the
     /// one before, with the same checks, and the target moves once; a conflict or refusal of one
     /// does not stop the others.
-    #[arg(value_name = "TASK", required = true, num_args = 1..)]
+    /// `TASK@N` lands attempt N of that task (other tasks take `--attempt`).
+    #[arg(value_name = "TASK[@N]", required = true, num_args = 1..)]
     pub tasks: Vec<String>,
     /// Branch to land on (default: the project's target).
     #[arg(long)]
@@ -25,7 +26,7 @@ pub struct MergeArgs {
     /// target's upstream): nothing is fetched or pushed.
     #[arg(long)]
     pub local: bool,
-    /// Attempt number.
+    /// Attempt number of the tasks given without `@N`.
     #[arg(long, default_value_t = 1)]
     pub attempt: u32,
     /// Let the landing change paths outside the task's claims (recorded in its ledger record).
@@ -40,13 +41,18 @@ pub struct MergeArgs {
 pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     // Bad input (ids, attempt, duplicates, `-m` with several tasks, unknown tasks) is refused
     // by `land::land_tasks` before anything lands.
+    let tasks = a
+        .tasks
+        .iter()
+        .map(|t| git_hybrid::task_id::split_attempt(t, a.attempt))
+        .collect::<Result<Vec<(String, u32)>, _>>()?;
     let project = output::project(g)?;
     let gate =
         GateOptions { allow_unclaimed: a.allow_unclaimed, allow_protected: a.allow_protected, verify: Vec::new() };
     let opts = LandOptions { target: a.target, message: a.message, keep: a.keep, local: a.local, gate };
-    if a.tasks.len() == 1 {
-        let task = &a.tasks[0];
-        let report = match land::land_task(&project, task, a.attempt, &opts) {
+    if tasks.len() == 1 {
+        let (task, attempt) = &tasks[0];
+        let report = match land::land_task(&project, task, *attempt, &opts) {
             Ok(r) => r,
             Err(e) => return super::sync::report_conflict(task, e, g, "git hybrid merge"),
         };
@@ -59,7 +65,6 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     }
     let mut code = 0;
     let mut docs = Vec::new();
-    let tasks: Vec<(String, u32)> = a.tasks.iter().map(|t| (t.clone(), a.attempt)).collect();
     for (t, result) in land::land_tasks(&project, &tasks, &opts)? {
         match result {
             Ok(report) => {
