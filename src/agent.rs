@@ -18,8 +18,9 @@
 //! left of that run with [`kill_orphan`] before resuming it, so two agents never share a
 //! worktree. On Linux, processes are recognised by the `HYBRID_RUN_DIR` in their environment.
 //!
-//! Built-ins: `["builtin:script", "<path>", args...]` runs `sh <path> args...` (the path is
-//! looked up in the worktree, then in the main checkout); `["builtin:patch"]` applies the task's
+//! Built-ins: `["builtin:script", "<path>", args...]` runs `<path> args...` with the
+//! interpreter its `#!` line names, or `sh` when it has none (the path is looked up in the
+//! worktree, then in the main checkout); `["builtin:patch"]` applies the task's
 //! `patch` file with `git apply --index` and commits it. Both are ordinary child processes.
 
 use std::ffi::OsString;
@@ -230,13 +231,37 @@ fn repo_file(worktree: &Path, root: &Path, rel: &str) -> Result<PathBuf> {
     bail!("{rel} is neither in the task worktree {} nor in {}", worktree.display(), root.display())
 }
 
+/// The interpreter of a `builtin:script`: its `#!` line as the kernel reads it (the program,
+/// then the rest of the line as one optional argument), else `sh`. Read here rather than left
+/// to `execve`, so a script committed without its executable bit runs the same.
+fn interpreter(script: &Path) -> Result<Vec<String>> {
+    use std::io::{BufRead, BufReader, Read};
+    let file = File::open(script).with_context(|| format!("cannot read {}", script.display()))?;
+    let mut first = Vec::new();
+    BufReader::new(file).take(4096).read_until(b'\n', &mut first)?;
+    let line = String::from_utf8_lossy(&first);
+    let Some(rest) = line.strip_prefix("#!") else { return Ok(vec!["sh".into()]) };
+    let rest = rest.trim();
+    let (program, arg) = match rest.split_once([' ', '\t']) {
+        Some((p, a)) => (p, Some(a.trim())),
+        None => (rest, None),
+    };
+    if program.is_empty() {
+        return Ok(vec!["sh".into()]);
+    }
+    let mut v = vec![program.to_string()];
+    v.extend(arg.filter(|a| !a.is_empty()).map(str::to_string));
+    Ok(v)
+}
+
 /// Turns the configured argv into what is executed (expanding the built-ins).
 fn exec_argv(l: &Launch) -> Result<Vec<String>> {
     let first = l.argv.first().context("the agent command is empty")?;
     if first == BUILTIN_SCRIPT {
         let script = l.argv.get(1).context("builtin:script needs a script path")?;
         let path = repo_file(&l.worktree, &l.repo_root, script)?;
-        let mut v = vec!["sh".to_string(), path.to_string_lossy().into_owned()];
+        let mut v = interpreter(&path)?;
+        v.push(path.to_string_lossy().into_owned());
         v.extend(l.argv[2..].iter().cloned());
         return Ok(v);
     }
@@ -493,6 +518,33 @@ pub fn group_alive(pgid: u32) -> bool {
     }
     // SAFETY: signal 0 only checks for existence and permission.
     unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
+}
+
+/// Why an agent argv cannot start, checked before any worktree is made: a bare program name
+/// not on the `PATH` agents get, or an absolute path that is not an executable file. Built-ins
+/// and paths relative to the worktree (which does not exist yet) pass.
+pub fn missing_program(argv: &[String], env_pass: &[String]) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = argv.first()?;
+    if name.starts_with(crate::plan::BUILTIN_PREFIX) {
+        return None;
+    }
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if name.contains('/') {
+        let p = Path::new(name);
+        return (p.is_absolute() && !executable(p))
+            .then(|| format!("the agent program {name} is not an executable file"));
+    }
+    let env = scrubbed_env(env_pass, &[]);
+    let found = resolve_program(name, &env);
+    if found.is_absolute() && executable(&found) {
+        return None;
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.to_string_lossy().into_owned());
+    Some(format!(
+        "the agent program `{name}` is not on the PATH agents get ({}); install it or set the full path",
+        path.unwrap_or_else(|| "no PATH".into())
+    ))
 }
 
 /// The program to execute: a bare name is looked up in the `PATH` the child gets.

@@ -205,7 +205,6 @@ pub fn dry_run(project: &Project, opts: &DispatchOptions) -> Result<(Plan, usize
     Ok((plan.clone(), jobs, sched.simulate()))
 }
 
-/// Builds the scheduler from the plan and the ledger; returns the number already landed.
 /// The scheduler, and how many plan tasks were landed and how many empty before this run.
 fn initial_scheduler(project: &Project, plan: &Plan, jobs: usize) -> Result<(Scheduler, usize, usize)> {
     let ledger = project.ledger();

@@ -108,7 +108,27 @@ pub fn load(project: &Project, plan_file: Option<&Path>) -> Result<Plan> {
     let base = &project.config;
     let plan = plan_cfg.as_ref().unwrap_or(base);
     let resolves = |rev: &str| project.resolve_commit(rev).is_ok();
-    Ok(validate_with(base, plan, &project.plugin_root(), &project.root, Some(&resolves))?)
+    let validated = validate_with(base, plan, &project.plugin_root(), &project.root, Some(&resolves))?;
+    check_programs(project, &validated)?;
+    Ok(validated)
+}
+
+/// Every agent program a task still to run needs must exist now, before any worktree is
+/// made (exit 2, each task's `file:line`). Tasks the ledger has as landed or empty are skipped.
+fn check_programs(project: &Project, plan: &Plan) -> Result<()> {
+    let ledger = project.ledger();
+    let mut problems = Vec::new();
+    for t in &plan.tasks {
+        let Some(why) = crate::agent::missing_program(&t.agent, &plan.env_pass) else { continue };
+        if ledger.attempts(&t.id)?.iter().any(|r| r.state.is_done()) {
+            continue;
+        }
+        problems.push(HybridError::Config { location: t.location.clone(), message: format!("task {:?}: {why}", t.id) });
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(all_problems(problems).into())
 }
 
 /// Validates the tasks of `plan` (whose other sections, when set, override `base`).

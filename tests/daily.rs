@@ -247,3 +247,59 @@ fn a_rerun_counts_landed_and_empty_tasks_apart() {
     let row = table.lines().find(|l| l.starts_with("nothing ")).unwrap();
     assert!(row.contains("empty before this dispatch"), "{table}");
 }
+
+#[test]
+fn builtin_script_honours_the_shebang() {
+    let r = TestRepo::new();
+    // bash-only syntax (`<<<`), which `sh` (dash) refuses with "redirection unexpected".
+    r.write(
+        "bash-agent.sh",
+        "#!/usr/bin/env bash\nread -r word <<< \"from-bash\"\necho \"$word\" > out.txt\ngit add out.txt && git commit -qm \"bash agent\"\n",
+    );
+    // A shebang with an argument: `sh -x` traces to stderr.
+    r.write(
+        "traced.sh",
+        "#!/bin/sh -x\ncat >/dev/null\necho traced > traced.txt\ngit add traced.txt && git commit -qm traced\n",
+    );
+    // No shebang: run by sh.
+    r.write("sh-agent", "cat >/dev/null\necho plain > plain.txt\ngit add plain.txt && git commit -qm \"sh agent\"\n");
+    r.write(
+        "hybrid.toml",
+        "[[task]]\nid = \"b\"\nprompt = \"x\"\nagent = [\"builtin:script\", \"bash-agent.sh\"]\n\
+         [[task]]\nid = \"s\"\nprompt = \"y\"\nagent = [\"builtin:script\", \"sh-agent\"]\n\
+         [[task]]\nid = \"x\"\nprompt = \"z\"\nagent = [\"builtin:script\", \"traced.sh\"]\n",
+    );
+    r.commit_all("agents (not executable)");
+    let out = r.hybrid(&["dispatch"]);
+    assert_ok(&out, &["dispatch"]);
+    assert_eq!(r.git(&["show", "main:out.txt"]), "from-bash");
+    assert_eq!(r.git(&["show", "main:plain.txt"]), "plain");
+    let trace = std::fs::read_to_string(r.root.join(".git/hybrid/runs/x/1/1/stderr.log")).unwrap();
+    assert!(trace.contains("+ echo traced"), "the shebang's argument was passed: {trace}");
+}
+
+#[test]
+fn a_missing_agent_program_is_found_before_any_worktree() {
+    let r = with_plan(
+        "[agent]\ncommand = [\"no-such-agent-program\", \"-p\"]\n\
+         [[task]]\nid = \"t1\"\nprompt = \"x\"\n\
+         [[task]]\nid = \"t2\"\nprompt = \"y\"\nagent = [\"/no/such/agent\"]\n\
+         [[task]]\nid = \"t3\"\nprompt = \"z\"\nagent = [\"true\"]\n",
+    );
+    for args in [&["dispatch"][..], &["dispatch", "--dry-run"], &["dispatch", "--detach"]] {
+        let out = r.hybrid(args);
+        assert_code(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains("hybrid.toml:3: task \"t1\": the agent program `no-such-agent-program` is not on the PATH"),
+            "{err}"
+        );
+        assert!(
+            err.contains("hybrid.toml:6: task \"t2\": the agent program /no/such/agent is not an executable file"),
+            "{err}"
+        );
+        assert!(!err.contains("\"t3\""), "{err}");
+        assert!(!r.task_dir("t1").exists() && !r.task_dir("t3").exists(), "no worktree is made");
+        assert!(!r.root.join(".git/hybrid/ledger").exists());
+    }
+}
