@@ -218,11 +218,25 @@ impl LoadedConfig {
 /// Reads `<root>/hybrid.toml` if it exists.
 pub fn load(root: &Path) -> Result<LoadedConfig> {
     let path = root.join(FILE_NAME);
-    match std::fs::read(&path) {
-        Ok(bytes) => parse(&path, &utf8_text(&path, bytes)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LoadedConfig::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    match read_text(&path)? {
+        Some(text) => parse(&path, &text),
+        None => Ok(LoadedConfig::default()),
     }
+}
+
+/// Reads a configuration or plan file as text (`None` when it does not exist): a regular file
+/// (symlinks followed) of at most [`crate::fsutil::MAX_CONFIG_BYTES`], valid UTF-8. Anything
+/// else (a directory, a device such as a `hybrid.toml -> /dev/zero` a task landed, a huge file)
+/// is bad input (exit 2) and nothing is read past the cap.
+pub fn read_text(path: &Path) -> Result<Option<String>> {
+    use crate::fsutil::{read_regular_capped, CappedReadError, MAX_CONFIG_BYTES};
+    let bytes = match read_regular_capped(path, MAX_CONFIG_BYTES) {
+        Ok(b) => b,
+        Err(CappedReadError::NotFound) => return Ok(None),
+        Err(CappedReadError::Io(e)) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => return Err(HybridError::Usage(format!("cannot read {}: {e}", path.display())).into()),
+    };
+    Ok(Some(utf8_text(path, bytes)?))
 }
 
 /// The text of a config or plan file; bytes that are not UTF-8 (TOML is UTF-8 only) are a

@@ -355,8 +355,8 @@ fn retire_attempts_of_landed_tasks(ledger: &Ledger, plan: &Plan) -> Result<()> {
                 TaskState::Running | TaskState::Ready | TaskState::Failed | TaskState::Passed | TaskState::Conflict
             ) {
                 if r.state == TaskState::Running {
-                    if let Some(dir) = &r.run_dir {
-                        agent::kill_orphan(dir);
+                    if let Some(dir) = ledger.run_dir(&r) {
+                        agent::kill_orphan(&dir);
                     }
                 }
                 ledger.update(&t.id, r.attempt, |rec| rec.state = TaskState::Candidate)?;
@@ -881,7 +881,8 @@ pub fn preamble(
     s.push_str("\n## Why the previous run did not finish\n\n");
     s.push_str(previous_failure.unwrap_or("(not recorded)"));
     s.push('\n');
-    if let Some(dir) = last_run.or(rec.run_dir.as_deref()) {
+    let recorded = crate::ledger::trust::run_dir(&project.state_dir(), rec);
+    if let Some(dir) = last_run.or(recorded.as_deref()) {
         for (file, title) in
             [(agent::PROGRESS_FILE, "Your progress notes"), (agent::BLOCKED_FILE, "Your blocked notes")]
         {

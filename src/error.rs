@@ -37,6 +37,11 @@ pub enum HybridError {
     /// The repository cannot be used for this command (bare, shallow, empty, detached, missing ref).
     #[error("{0}")]
     Repo(String),
+    /// git-hybrid state (a ledger record, ...) that is unreadable or that git does not confirm.
+    /// Anything under the git directory can be written by an agent, so such a file is never
+    /// acted on: nothing was skipped, removed or changed on its word.
+    #[error("corrupt git-hybrid state {path}: {reason}; nothing was changed on its word (inspect it, then delete or fix it)")]
+    Corrupt { path: String, reason: String },
     /// A task that the ledger does not know.
     #[error("unknown task {0:?} (see `git hybrid status`)")]
     UnknownTask(String),
@@ -66,6 +71,7 @@ impl HybridError {
             | HybridError::Config { .. }
             | HybridError::InvalidTaskId { .. }
             | HybridError::Repo(_)
+            | HybridError::Corrupt { .. }
             | HybridError::UnknownTask(_) => EXIT_USAGE,
             HybridError::Conflict { .. } | HybridError::LocalChanges { .. } | HybridError::Refused { .. } => {
                 EXIT_CONFLICT

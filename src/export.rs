@@ -316,8 +316,7 @@ fn candidate(repo: &Repository, rec: &TaskRecord, merge_sha: Option<&str>) -> Re
 
 /// The attempt's run folder: the ledger's `run_dir`, else the newest run on disk.
 fn run_dir(project: &Project, rec: &TaskRecord) -> Option<PathBuf> {
-    if let Some(d) = &rec.run_dir {
-        let d = if d.is_absolute() { d.clone() } else { project.common_dir.join(d) };
+    if let Some(d) = crate::ledger::trust::run_dir(&project.state_dir(), rec) {
         if d.is_dir() {
             return Some(d);
         }

@@ -54,6 +54,86 @@ pub fn secs_since(ts: &str) -> Option<u64> {
     std::time::SystemTime::now().duration_since(t).ok().map(|d| d.as_secs())
 }
 
+/// Largest configuration or plan file git-hybrid reads (1 MiB): `hybrid.toml`, plan files and
+/// prompt files are short text, and a file an agent planted must not make a command read
+/// without bound.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Why [`read_regular_capped`] refused a file.
+#[derive(Debug)]
+pub enum CappedReadError {
+    /// The file does not exist.
+    NotFound,
+    /// Not a regular file (a directory, a device, a FIFO, a socket), after following symlinks.
+    NotRegular(&'static str),
+    /// Larger than the cap.
+    TooLarge(u64),
+    /// Any other I/O error.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for CappedReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CappedReadError::NotFound => write!(f, "no such file"),
+            CappedReadError::NotRegular(kind) => write!(f, "it is a {kind}, not a regular file"),
+            CappedReadError::TooLarge(cap) => write!(f, "it is larger than {cap} bytes"),
+            CappedReadError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Reads a file that must be a regular file (symlinks followed) of at most `cap` bytes.
+///
+/// Opened without blocking (a FIFO would otherwise block the open), checked on the open
+/// descriptor (no race with a swap of the path), and read through `take(cap + 1)` so a file
+/// that grows while it is read is still refused rather than read without bound.
+pub fn read_regular_capped(path: &Path, cap: u64) -> std::result::Result<Vec<u8>, CappedReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => CappedReadError::NotFound,
+            _ => CappedReadError::Io(e),
+        }
+    });
+    let file = match file {
+        Ok(f) => f,
+        // Opening a directory for reading works on Linux; on others it may fail: say what it is.
+        Err(e) => {
+            return Err(match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => CappedReadError::NotRegular("directory"),
+                _ => e,
+            })
+        }
+    };
+    let meta = file.metadata().map_err(CappedReadError::Io)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let kind = if ft.is_dir() {
+            "directory"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "device"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(CappedReadError::NotRegular(kind));
+    }
+    if meta.len() > cap {
+        return Err(CappedReadError::TooLarge(cap));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    file.take(cap + 1).read_to_end(&mut out).map_err(CappedReadError::Io)?;
+    if out.len() as u64 > cap {
+        return Err(CappedReadError::TooLarge(cap));
+    }
+    Ok(out)
+}
+
 /// The last non-empty line of a text file, if any.
 pub fn last_line(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -72,6 +152,21 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn capped_reads_refuse_devices_directories_and_big_files() {
+        let d = tempfile::tempdir().unwrap();
+        let small = d.path().join("small");
+        std::fs::write(&small, b"ok").unwrap();
+        assert_eq!(read_regular_capped(&small, 10).unwrap(), b"ok");
+        assert!(matches!(read_regular_capped(&small, 1), Err(CappedReadError::TooLarge(1))));
+        assert!(matches!(read_regular_capped(d.path(), 10), Err(CappedReadError::NotRegular("directory"))));
+        assert!(matches!(read_regular_capped(Path::new("/dev/zero"), 10), Err(CappedReadError::NotRegular("device"))));
+        assert!(matches!(read_regular_capped(&d.path().join("none"), 10), Err(CappedReadError::NotFound)));
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&small, &link).unwrap();
+        assert_eq!(read_regular_capped(&link, 10).unwrap(), b"ok", "a symlink to a regular file is read");
     }
 
     #[test]

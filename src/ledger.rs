@@ -10,14 +10,24 @@
 //! [`Ledger::update`], which holds the task's lock ([`crate::lock::FileLock`]) so concurrent
 //! processes never lose each other's updates. Unknown JSON keys are preserved on rewrite, so an
 //! older binary does not drop fields a newer one wrote.
+//!
+//! Records are untrusted input (any agent can write the common git directory): every read
+//! checks them against the trust rules of [`trust`] (a record names the task and attempt of its
+//! path; `landed`/`empty` only where git confirms it), and a record that fails is
+//! [`crate::error::HybridError::Corrupt`] (exit 2, naming the file), never acted on.
+//! [`rebuild`] restores records of landings that git proves but whose record was deleted.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::error::HybridError;
 use crate::fsutil::{now_rfc3339, write_atomic_with};
 use crate::lock::FileLock;
+
+pub mod rebuild;
+pub mod trust;
 
 /// Where a task attempt is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +191,9 @@ pub struct Ledger {
     dir: PathBuf,
     locks: PathBuf,
     sync: bool,
+    /// The common git directory `landed`/`empty` records are confirmed against (trust rule 2);
+    /// `None` only for [`Ledger::unconfirmed`].
+    confirm_in: Option<PathBuf>,
 }
 
 impl Ledger {
@@ -191,7 +204,16 @@ impl Ledger {
             dir: common_dir.join("hybrid").join("ledger"),
             locks: common_dir.join("hybrid").join("locks"),
             sync: true,
+            confirm_in: Some(common_dir.to_path_buf()),
         }
+    }
+
+    /// This ledger without trust rule 2: `landed`/`empty` records are returned as written (the
+    /// identity rule still holds). Only for readers that check landings themselves (`verify`
+    /// compares every record with the commit it names) and for tests.
+    pub fn unconfirmed(mut self) -> Ledger {
+        self.confirm_in = None;
+        self
     }
 
     /// Whether writes are synced to disk before they replace a record (see the module docs).
@@ -200,8 +222,35 @@ impl Ledger {
         self
     }
 
-    fn path(&self, id: &str, attempt: u32) -> PathBuf {
+    /// The file of one attempt's record.
+    pub fn path(&self, id: &str, attempt: u32) -> PathBuf {
         self.dir.join(id).join(format!("{attempt}.json"))
+    }
+
+    /// Reads, checks and confirms one record file (see the module docs); `repo` is opened on
+    /// the first record that needs git and reused.
+    fn load(&self, path: &Path, id: &str, attempt: u32, repo: &mut Option<git2::Repository>) -> Result<Option<TaskRecord>> {
+        let Some(rec) = read_record(path, id, attempt)? else { return Ok(None) };
+        if let (true, Some(common)) = (rec.state.is_done(), &self.confirm_in) {
+            if repo.is_none() {
+                *repo = Some(
+                    git2::Repository::open(common).with_context(|| format!("cannot open {}", common.display()))?,
+                );
+            }
+            if let Some(r) = repo.as_ref() {
+                trust::confirm_done(r, &rec).map_err(|why| HybridError::Corrupt {
+                    path: path.display().to_string(),
+                    reason: format!("it says {} but git does not confirm it: {why}", rec.state.as_str()),
+                })?;
+            }
+        }
+        Ok(Some(rec))
+    }
+
+    /// The record's `run_dir` if the trust rules accept it (inside this repository's
+    /// `hybrid/runs/<id>/<attempt>/`; see [`trust::run_dir`]).
+    pub fn run_dir(&self, rec: &TaskRecord) -> Option<PathBuf> {
+        trust::run_dir(self.dir.parent()?, rec)
     }
 
     /// Path of the lock that serializes changes to one task (all attempts).
@@ -216,11 +265,15 @@ impl Ledger {
 
     /// One attempt's record, if it exists.
     pub fn get(&self, id: &str, attempt: u32) -> Result<Option<TaskRecord>> {
-        read_record(&self.path(id, attempt))
+        self.load(&self.path(id, attempt), id, attempt, &mut None)
     }
 
     /// All attempts of one task, by attempt number.
     pub fn attempts(&self, id: &str) -> Result<Vec<TaskRecord>> {
+        self.attempts_with(id, &mut None)
+    }
+
+    fn attempts_with(&self, id: &str, repo: &mut Option<git2::Repository>) -> Result<Vec<TaskRecord>> {
         let dir = self.dir.join(id);
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
@@ -231,10 +284,17 @@ impl Ledger {
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || !name.ends_with(".json") {
+            let Some(stem) = name.strip_suffix(".json") else { continue };
+            if name.starts_with('.') {
                 continue;
             }
-            if let Some(rec) = read_record(&entry.path())? {
+            let attempt = stem.parse::<u32>().ok().filter(|n| *n >= 1 && n.to_string() == stem).ok_or_else(|| {
+                HybridError::Corrupt {
+                    path: entry.path().display().to_string(),
+                    reason: "a ledger file is named <attempt>.json (a positive number)".into(),
+                }
+            })?;
+            if let Some(rec) = self.load(&entry.path(), id, attempt, repo)? {
                 out.push(rec);
             }
         }
@@ -250,11 +310,15 @@ impl Ledger {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.dir.display())),
         };
+        let mut repo = None;
         for entry in entries {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
                 let id = entry.file_name().to_string_lossy().into_owned();
-                out.extend(self.attempts(&id)?);
+                if id.starts_with('.') {
+                    continue;
+                }
+                out.extend(self.attempts_with(&id, &mut repo)?);
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id).then(a.attempt.cmp(&b.attempt)));
@@ -344,15 +408,21 @@ fn remove_dead_temp_files(dir: &Path) {
     }
 }
 
-fn read_record(path: &Path) -> Result<Option<TaskRecord>> {
-    match std::fs::read(path) {
+/// Largest ledger record read (a record is a few KiB; labels and claims included).
+const MAX_RECORD_BYTES: u64 = 4 << 20;
+
+/// Reads the record at `path` and checks it names task `id`, attempt `attempt` (trust rule 1).
+fn read_record(path: &Path, id: &str, attempt: u32) -> Result<Option<TaskRecord>> {
+    use crate::fsutil::{read_regular_capped, CappedReadError};
+    match read_regular_capped(path, MAX_RECORD_BYTES) {
         Ok(bytes) => {
-            let rec = serde_json::from_slice(&bytes)
-                .with_context(|| format!("the ledger record {} is not valid JSON", path.display()))?;
+            let rec = trust::parse(path, &bytes)?;
+            trust::check_identity(path, &rec, id, attempt)?;
             Ok(Some(rec))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(CappedReadError::NotFound) => Ok(None),
+        Err(CappedReadError::Io(e)) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => Err(HybridError::Corrupt { path: path.display().to_string(), reason: e.to_string() }.into()),
     }
 }
 
@@ -363,7 +433,7 @@ mod tests {
     #[test]
     fn put_get_update_list() {
         let d = tempfile::tempdir().unwrap();
-        let l = Ledger::new(d.path());
+        let l = Ledger::new(d.path()).unconfirmed();
         let rec = TaskRecord::new("t1", 1, "hybrid/t1", Path::new("/w/t1"), "abc", "main");
         l.put(&rec).unwrap();
         let got = l.get("t1", 1).unwrap().unwrap();
@@ -376,7 +446,7 @@ mod tests {
     #[test]
     fn dead_writers_temp_files_are_removed() {
         let d = tempfile::tempdir().unwrap();
-        let l = Ledger::new(d.path());
+        let l = Ledger::new(d.path()).unconfirmed();
         let rec = TaskRecord::new("t1", 1, "hybrid/t1", Path::new("/w/t1"), "abc", "main");
         l.put(&rec).unwrap();
         let dir = d.path().join("hybrid/ledger/t1");
@@ -395,7 +465,7 @@ mod tests {
     #[test]
     fn unknown_fields_survive() {
         let d = tempfile::tempdir().unwrap();
-        let l = Ledger::new(d.path());
+        let l = Ledger::new(d.path()).unconfirmed();
         let mut rec = TaskRecord::new("t1", 1, "hybrid/t1", Path::new("/w/t1"), "abc", "main");
         rec.extra.insert("future".into(), serde_json::json!(42));
         l.put(&rec).unwrap();

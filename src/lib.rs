@@ -28,6 +28,7 @@
 //! | [`secrets`] | secret-looking patterns (pre-commit scan, export redaction) |
 //! | [`claims`] | the paths a task may change |
 //! | [`verify`] | checking squash landings on the target (the CI job) |
+//! | [`trailers`] | the `Hybrid-*` trailers of a squash commit (the one parser) |
 //! | [`labels`] | diff-similarity labels (Jaccard + difflib-exact ratio), `label --pairs` |
 //! | [`export`], [`redact`] | opt-in training-record export, export-time redaction |
 //! | [`mcp`] | `git hybrid mcp`: the MCP server (tools, resources, the background task runner) |
@@ -66,6 +67,7 @@ pub mod secrets;
 pub mod status;
 pub mod sync;
 pub mod task_id;
+pub mod trailers;
 #[cfg(test)]
 mod test_support;
 pub mod treediff;

@@ -99,9 +99,10 @@ impl PlanTask {
 pub fn load(project: &Project, plan_file: Option<&Path>) -> Result<Plan> {
     let plan_cfg = match plan_file {
         Some(p) => {
-            let bytes = std::fs::read(p)
-                .map_err(|e| HybridError::Usage(format!("cannot read the plan file {}: {e}", crate::error::show(p))))?;
-            Some(config::parse(p, &config::utf8_text(p, bytes)?)?)
+            let text = config::read_text(p)?.ok_or_else(|| {
+                HybridError::Usage(format!("cannot read the plan file {}: no such file", crate::error::show(p)))
+            })?;
+            Some(config::parse(p, &text)?)
         }
         None => None,
     };
@@ -491,7 +492,11 @@ fn read_prompt_file(plan_path: &Path, root: &Path, rel: &str) -> std::result::Re
             real_root.display()
         ));
     }
-    std::fs::read_to_string(&real).map_err(|e| format!("cannot read {}: {e}", file.display()))
+    match crate::config::read_text(&real) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(format!("cannot read {}: no such file", file.display())),
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 /// A relative path inside the repository: not absolute, no `..`.

@@ -94,7 +94,7 @@ fn row(project: &Project, record: TaskRecord) -> StatusRow {
             let commit = project.repo.find_commit(git2::Oid::from_str(sha).ok()?).ok()?;
             commit.summary().map(str::to_string)
         });
-    let (progress, blocked) = match &record.run_dir {
+    let (progress, blocked) = match crate::ledger::trust::run_dir(&project.state_dir(), &record) {
         Some(dir) => (last_line(&dir.join("progress.md")), last_line(&dir.join("blocked.md"))),
         None => (None, None),
     };

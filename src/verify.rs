@@ -23,41 +23,7 @@ use serde::Serialize;
 use crate::error::HybridError;
 use crate::repo::{short, Project};
 
-/// The trailers a squash landing carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LandingTrailers {
-    pub task: String,
-    /// `Hybrid-Attempt`; absent means attempt 1.
-    pub attempt: Option<u32>,
-    pub base: Option<String>,
-    pub tip: Option<String>,
-    /// `Hybrid-Attempt` was present but not a positive number.
-    pub bad_attempt: bool,
-}
-
-/// Parses the `Hybrid-*` trailers of a commit message (`None` without `Hybrid-Task`).
-pub fn parse_trailers(message: &str) -> Option<LandingTrailers> {
-    let trailers = git2::message_trailers_strs(message).ok()?;
-    let mut out = LandingTrailers { task: String::new(), attempt: None, base: None, tip: None, bad_attempt: false };
-    let mut has_task = false;
-    for (k, v) in trailers.iter() {
-        let v = v.trim();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "hybrid-task" => {
-                has_task = true;
-                out.task = v.to_string();
-            }
-            "hybrid-attempt" => match v.parse::<u32>() {
-                Ok(n) if n >= 1 => out.attempt = Some(n),
-                _ => out.bad_attempt = true,
-            },
-            "hybrid-base" => out.base = Some(v.to_string()),
-            "hybrid-tip" => out.tip = Some(v.to_string()),
-            _ => {}
-        }
-    }
-    has_task.then_some(out)
-}
+pub use crate::trailers::{parse_trailers, LandingTrailers};
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
@@ -137,7 +103,7 @@ pub fn verify(project: &Project, opts: &VerifyOptions) -> Result<VerifyReport> {
         }
     };
     let allow_merges = opts.allow_merges || project.config.config.verify.allow_merge_commits;
-    let ledger = project.ledger();
+    let ledger = project.ledger().unconfirmed(); // compares every record with its commit itself
     let mut seen: HashMap<(String, u32), Oid> = HashMap::new();
     let mut commits = Vec::new();
     let mut scanned = 0;

@@ -27,6 +27,7 @@ use git2::{BranchType, Oid, Repository, StatusOptions};
 use serde::Serialize;
 
 use crate::error::HybridError;
+use crate::ledger::trust::{self, TaskWorktree};
 use crate::ledger::{TaskRecord, TaskState};
 use crate::repo::Project;
 use crate::task_id;
@@ -108,6 +109,12 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
     if let Some(rec) = &existing {
         let has_tree = rec.worktree.as_deref().is_some_and(|w| w.join(".git").exists());
         if rec.state != TaskState::Starting && has_tree {
+            // The recorded path is where agents run and checkpoints are committed: only the
+            // task's own worktree is handed out (trust rule 3).
+            if let TaskWorktree::NotOwned(why) = trust::task_worktree(project, rec) {
+                let path = ledger.path(&opts.id, attempt).display().to_string();
+                return Err(HybridError::Corrupt { path, reason: why }.into());
+            }
             return Ok(StartOutcome { record: rec.clone(), created: false });
         }
         if rec.state.is_done() && repo.find_branch(&branch, BranchType::Local).is_err() {
@@ -593,7 +600,9 @@ pub fn clean(project: &Project, selector: &CleanSelector, force: bool) -> Result
         let _lock = ledger.lock_task(&rec.id)?;
         // Re-read under the lock: another process may have changed it.
         let Some(rec) = ledger.get(&rec.id, rec.attempt)? else { continue };
-        let branch_tip = project.repo.refname_to_id(&format!("refs/heads/{}", rec.branch)).ok();
+        let branch_ref = format!("refs/heads/{}", rec.branch);
+        let branch_tip = project.repo.refname_to_id(&branch_ref).ok();
+        let own_tree = trust::task_worktree(project, &rec);
         let tree_present = rec.worktree.as_deref().is_some_and(Path::exists);
         if branch_tip.is_none() && !tree_present {
             continue; // already clean
@@ -605,9 +614,30 @@ pub fn clean(project: &Project, selector: &CleanSelector, force: bool) -> Result
             branch: rec.branch.clone(),
             reason,
         };
+        // A recorded path git does not list as this task's worktree is never removed.
+        let own_dir = match &own_tree {
+            TaskWorktree::NotOwned(why) => {
+                report.kept.push(item(Some(why.clone())));
+                continue;
+            }
+            TaskWorktree::Owned { dir, .. } => Some(crate::repo::canonical(dir)),
+            TaskWorktree::Gone => None,
+        };
+        // Never delete a branch a checkout has out (`git branch -D` refuses too): the main
+        // checkout's HEAD would be left on an unborn branch.
+        let elsewhere = crate::checkout::checkouts_of(project, &branch_ref)?
+            .into_iter()
+            .find(|c| Some(crate::repo::canonical(&c.dir)) != own_dir);
+        if let Some(other) = elsewhere {
+            report.kept.push(item(Some(format!(
+                "{} is checked out in {}; switch that checkout to another branch first",
+                rec.branch,
+                other.dir.display()
+            ))));
+            continue;
+        }
         let mut reasons = Vec::new();
-        if tree_present {
-            let wt = rec.worktree.as_deref().unwrap_or(Path::new("."));
+        if let (true, Some(wt)) = (tree_present, own_dir.as_deref()) {
             match dirty_paths(wt) {
                 Ok(d) if !d.is_empty() => reasons.push(format!("{} uncommitted change(s) ({})", d.len(), preview(&d))),
                 Ok(_) => {}
@@ -706,14 +736,30 @@ fn unlanded_commits(project: &Project, rec: &TaskRecord, tip: Oid, target_tip: O
 
 /// Removes a task worktree folder and its admin entry (found by path, never by name, so a
 /// user's worktree with the same folder name is left alone).
+///
+/// Only a worktree the trust rules prove is the task's own is touched
+/// ([`crate::ledger::trust::task_worktree`]: git lists it as a worktree of the task's branch
+/// and it lies under the worktree root); any other recorded path is an error and left alone.
 pub fn remove_worktree(project: &Project, rec: &TaskRecord) -> Result<()> {
-    if let Some(path) = &rec.worktree {
-        if path.exists() {
-            std::fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))?;
+    match trust::task_worktree(project, rec) {
+        TaskWorktree::Gone => Ok(()),
+        TaskWorktree::NotOwned(why) => Err(HybridError::Corrupt {
+            path: project.ledger().path(&rec.id, rec.attempt).display().to_string(),
+            reason: why,
         }
-        remove_admin_entries(project, path)?;
+        .into()),
+        TaskWorktree::Owned { dir, admin } => {
+            if std::fs::symlink_metadata(&dir).is_ok() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+            match std::fs::remove_dir_all(&admin) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("cannot remove the worktree entry {}", admin.display()))
+                }
+                _ => Ok(()),
+            }
+        }
     }
-    Ok(())
 }
 
 /// Deletes `refs/heads/<branch>` only if it still points at `expected`.

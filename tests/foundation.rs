@@ -812,7 +812,8 @@ fn clean_all_removes_what_is_safe_and_keeps_the_rest() {
 fn land_by_hand(r: &TestRepo, id: &str) -> (String, String) {
     let tip = r.rev(&format!("hybrid/{id}"));
     r.git(&["merge", "-q", "--squash", &format!("hybrid/{id}")]);
-    r.git(&["commit", "-q", "-m", &format!("{id} (squash)")]);
+    // The trailer is what makes git confirm the record (a landing without it is not believed).
+    r.git(&["commit", "-q", "-m", &format!("{id} (squash)\n\nHybrid-Task: {id}")]);
     let squash = r.rev("HEAD");
     let file = r.root.join(format!(".git/hybrid/ledger/{id}/1.json"));
     let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();

@@ -5,13 +5,16 @@
 //! changes keeps its branch where it was and the reason is returned. [`cleanup`] then removes a
 //! clean task worktree and the branch (only while the branch is where the landing left it);
 //! anything with uncommitted work, another checkout of the branch, or `--keep` is kept, with the
-//! reason. Neither ever fails the landing.
+//! reason. Neither ever fails the landing. A recorded worktree path is removed only when the
+//! trust rules prove it is the task's own ([`crate::ledger::trust::task_worktree`]); otherwise
+//! it is left and the reason is returned.
 
 use anyhow::{Context, Result};
 use git2::Oid;
 
 use super::{Car, LandOptions};
 use crate::checkout;
+use crate::ledger::trust::{self, TaskWorktree};
 use crate::ledger::TaskRecord;
 use crate::repo::Project;
 use crate::{sync, worktree};
@@ -86,7 +89,13 @@ pub(super) fn cleanup_worktree_only(project: &Project, rec: &TaskRecord, keep: b
 fn try_cleanup(project: &Project, rec: &TaskRecord, expected: Option<Oid>) -> Result<Option<String>> {
     let repo = &project.repo;
     let branch_ref = format!("refs/heads/{}", rec.branch);
-    let own = rec.worktree.as_deref().map(crate::repo::canonical);
+    // The recorded path is removed only if it is provably the task's own worktree.
+    let own_tree = trust::task_worktree(project, rec);
+    let own = match &own_tree {
+        TaskWorktree::Owned { dir, .. } => Some(crate::repo::canonical(dir)),
+        TaskWorktree::NotOwned(why) => return Ok(Some(why.clone())),
+        TaskWorktree::Gone => None,
+    };
     let others: Vec<_> = checkout::checkouts_of(project, &branch_ref)?
         .into_iter()
         .filter(|c| Some(crate::repo::canonical(&c.dir)) != own)
@@ -94,7 +103,7 @@ fn try_cleanup(project: &Project, rec: &TaskRecord, expected: Option<Oid>) -> Re
     if !others.is_empty() {
         return Ok(Some(format!("{} is also checked out in {}", rec.branch, others[0].dir.display())));
     }
-    if let Some(wt) = rec.worktree.as_deref().filter(|w| w.exists()) {
+    if let TaskWorktree::Owned { dir: wt, .. } = &own_tree {
         if wt.join(".git").exists() {
             let dirty = worktree::dirty_paths(wt)?;
             if !dirty.is_empty() {

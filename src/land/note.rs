@@ -139,13 +139,9 @@ pub(super) fn recover_train(
     Ok(())
 }
 
-/// `(task, attempt, tip)` from a squash commit's trailers.
+/// `(task, attempt, tip)` from a squash commit's trailers ([`crate::trailers`]).
 fn squash_trailers(commit: &git2::Commit) -> Option<(String, u32, Oid)> {
-    let msg = commit.message()?;
-    let field = |key: &str| msg.lines().rev().find_map(|l| l.strip_prefix(key)).map(str::trim);
-    let id = field("Hybrid-Task:")?.to_string();
-    task_id::validate(&id).ok()?;
-    let attempt = field("Hybrid-Attempt:").map_or(Some(1), |a| a.parse().ok())?;
-    let tip = Oid::from_str(field("Hybrid-Tip:")?).ok()?;
-    Some((id, attempt, tip))
+    let t = crate::trailers::of_commit(commit)?;
+    task_id::validate(&t.task).ok()?;
+    Some((t.task.clone(), t.attempt_number()?, t.tip_oid()?))
 }

@@ -1,0 +1,1 @@
+//! Rebuilding deleted ledger records from what git proves (filled in below).
