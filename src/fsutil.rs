@@ -91,12 +91,11 @@ impl std::fmt::Display for CappedReadError {
 pub fn read_regular_capped(path: &Path, cap: u64) -> std::result::Result<Vec<u8>, CappedReadError> {
     use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| {
-        match e.kind() {
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => CappedReadError::NotFound,
             _ => CappedReadError::Io(e),
-        }
-    });
+        });
     let file = match file {
         Ok(f) => f,
         // Opening a directory for reading works on Linux; on others it may fail: say what it is.

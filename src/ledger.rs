@@ -229,13 +229,18 @@ impl Ledger {
 
     /// Reads, checks and confirms one record file (see the module docs); `repo` is opened on
     /// the first record that needs git and reused.
-    fn load(&self, path: &Path, id: &str, attempt: u32, repo: &mut Option<git2::Repository>) -> Result<Option<TaskRecord>> {
+    fn load(
+        &self,
+        path: &Path,
+        id: &str,
+        attempt: u32,
+        repo: &mut Option<git2::Repository>,
+    ) -> Result<Option<TaskRecord>> {
         let Some(rec) = read_record(path, id, attempt)? else { return Ok(None) };
         if let (true, Some(common)) = (rec.state.is_done(), &self.confirm_in) {
             if repo.is_none() {
-                *repo = Some(
-                    git2::Repository::open(common).with_context(|| format!("cannot open {}", common.display()))?,
-                );
+                *repo =
+                    Some(git2::Repository::open(common).with_context(|| format!("cannot open {}", common.display()))?);
             }
             if let Some(r) = repo.as_ref() {
                 trust::confirm_done(r, &rec).map_err(|why| HybridError::Corrupt {

@@ -67,9 +67,9 @@ pub mod secrets;
 pub mod status;
 pub mod sync;
 pub mod task_id;
-pub mod trailers;
 #[cfg(test)]
 mod test_support;
+pub mod trailers;
 pub mod treediff;
 pub mod verify;
 pub mod worktree;

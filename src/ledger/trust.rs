@@ -58,8 +58,10 @@ pub(crate) fn check_identity(path: &Path, rec: &TaskRecord, id: &str, attempt: u
 
 /// Parses a ledger record's bytes; anything that does not parse is corrupt (exit 2).
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<TaskRecord, HybridError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| HybridError::Corrupt { path: path.display().to_string(), reason: format!("not a ledger record: {e}") })
+    serde_json::from_slice(bytes).map_err(|e| HybridError::Corrupt {
+        path: path.display().to_string(),
+        reason: format!("not a ledger record: {e}"),
+    })
 }
 
 fn memo() -> &'static Mutex<HashSet<String>> {
