@@ -1,1 +1,0 @@
-//! Rebuilding deleted ledger records from what git proves (filled in below).
