@@ -24,6 +24,8 @@
 //!    is `<path>/.git` and whose `HEAD` is the branch, as `git worktree list` reads them), its
 //!    `.git` file (when present) points back at that entry, and it lies (symlinks resolved)
 //!    under the configured worktree root. Otherwise it is left and the reason is given.
+//!    The same rules hold for records published as refs (`refs/hybrid/ledger/<id>/<n>`, see
+//!    `remote/published.rs`), confirmed on the fetched target tip ([`confirm_done_on`]).
 //! 4. **Run folders** ([`run_dir`]). A record's `run_dir` is used only inside
 //!    `<common>/hybrid/runs/<id>/<attempt>/`.
 
@@ -38,7 +40,7 @@ use crate::error::HybridError;
 use crate::repo::{normalize, Project};
 
 /// Rule 1: the record at `path` (`ledger/<id>/<attempt>.json`) names that task and attempt.
-pub(crate) fn check_identity(path: &Path, rec: &TaskRecord, id: &str, attempt: u32) -> Result<(), HybridError> {
+pub fn check_identity(path: &Path, rec: &TaskRecord, id: &str, attempt: u32) -> Result<(), HybridError> {
     let corrupt = |reason: String| HybridError::Corrupt { path: path.display().to_string(), reason };
     if rec.id != id || rec.attempt != attempt {
         return Err(corrupt(format!(
@@ -57,7 +59,7 @@ pub(crate) fn check_identity(path: &Path, rec: &TaskRecord, id: &str, attempt: u
 }
 
 /// Parses a ledger record's bytes; anything that does not parse is corrupt (exit 2).
-pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<TaskRecord, HybridError> {
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<TaskRecord, HybridError> {
     serde_json::from_slice(bytes).map_err(|e| HybridError::Corrupt {
         path: path.display().to_string(),
         reason: format!("not a ledger record: {e}"),
@@ -100,6 +102,15 @@ pub fn confirm_done(repo: &Repository, rec: &TaskRecord) -> Result<(), String> {
         return Ok(());
     }
     let tips = target_tips(repo, &rec.target)?;
+    confirm_done_on(repo, rec, &tips)
+}
+
+/// [`confirm_done`] against given target tips (a fetched remote tip, say) instead of the
+/// record's target branch and its remote-tracking copies.
+pub fn confirm_done_on(repo: &Repository, rec: &TaskRecord, tips: &[Oid]) -> Result<(), String> {
+    if !rec.state.is_done() {
+        return Ok(());
+    }
     let key = format!(
         "{}|{}|{}|{}|{:?}|{:?}|{:?}|{}|{:?}",
         repo.path().display(),
@@ -116,8 +127,8 @@ pub fn confirm_done(repo: &Repository, rec: &TaskRecord) -> Result<(), String> {
         return Ok(());
     }
     match rec.state {
-        TaskState::Landed => confirm_landed(repo, rec, &tips)?,
-        _ => confirm_empty(repo, rec, &tips)?,
+        TaskState::Landed => confirm_landed(repo, rec, tips)?,
+        _ => confirm_empty(repo, rec, tips)?,
     }
     if let Ok(mut m) = memo().lock() {
         m.insert(key);

@@ -14,7 +14,7 @@ use anyhow::Result;
 use git2::Oid;
 use serde::Serialize;
 
-use crate::ledger::{TaskRecord, TaskState};
+use crate::ledger::{trust, TaskRecord};
 use crate::repo::Project;
 
 /// Where published landing records live (one ref per task attempt).
@@ -34,11 +34,15 @@ pub fn record_blob(repo: &git2::Repository, rec: &TaskRecord) -> Result<Oid> {
     Ok(repo.blob(&json)?)
 }
 
-/// The published record of `<id>/<attempt>` in this repository, if one was fetched or written.
+/// The published record of `<id>/<attempt>` in this repository, if one was fetched or written
+/// and names that task attempt (trust rule 1 of [`crate::ledger::trust`]).
 pub fn published_record(repo: &git2::Repository, id: &str, attempt: u32) -> Option<TaskRecord> {
-    let oid = repo.refname_to_id(&ledger_ref(id, attempt)).ok()?;
+    let name = ledger_ref(id, attempt);
+    let oid = repo.refname_to_id(&name).ok()?;
     let blob = repo.find_blob(oid).ok()?;
-    serde_json::from_slice(blob.content()).ok()
+    let rec = trust::parse(std::path::Path::new(&name), blob.content()).ok()?;
+    trust::check_identity(std::path::Path::new(&name), &rec, id, attempt).ok()?;
+    Some(rec)
 }
 
 /// Every published record fetched into this repository.
@@ -54,30 +58,10 @@ pub fn published_records(repo: &git2::Repository) -> Result<Vec<TaskRecord>> {
     Ok(out)
 }
 
-/// True when git confirms a published record on `tip` (see the module contract).
+/// True when git confirms a published record on `tip`: the ledger's own trust rules
+/// ([`crate::ledger::trust::confirm_done_on`]) against that tip; only `landed` and `empty` count.
 pub fn confirmed(repo: &git2::Repository, rec: &TaskRecord, tip: Oid) -> bool {
-    let on_tip = |sha: Option<&str>| {
-        sha.and_then(|s| Oid::from_str(s).ok())
-            .is_some_and(|c| repo.find_commit(c).is_ok() && crate::sync::contains(repo, tip, c).unwrap_or(false))
-    };
-    match rec.state {
-        TaskState::Landed => {
-            if !on_tip(rec.merge_sha.as_deref()) {
-                return false;
-            }
-            let Some(commit) =
-                rec.merge_sha.as_deref().and_then(|s| Oid::from_str(s).ok()).and_then(|c| repo.find_commit(c).ok())
-            else {
-                return false;
-            };
-            let msg = commit.message().unwrap_or("");
-            let field = |key: &str| msg.lines().rev().find_map(|l| l.strip_prefix(key)).map(str::trim);
-            let attempt: u32 = field("Hybrid-Attempt:").map_or(Some(1), |a| a.parse().ok()).unwrap_or(0);
-            field("Hybrid-Task:") == Some(rec.id.as_str()) && attempt == rec.attempt
-        }
-        TaskState::Empty => on_tip(rec.merge_base.as_deref()),
-        _ => false,
-    }
+    rec.state.is_done() && trust::confirm_done_on(repo, rec, &[tip]).is_ok()
 }
 
 /// What [`adopt`] found.
