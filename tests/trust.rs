@@ -214,9 +214,9 @@ fn hybrid_toml_must_be_a_small_regular_file() {
     let out = r.hybrid(&["dispatch", "--dry-run", "--plan", "plan.toml"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("device"), "{}", stderr(&out));
-    std::os::unix::fs::symlink("/dev/zero", r.root.join("prompt.md")).unwrap();
+    std::fs::write(r.root.join("prompt.md"), "x".repeat(2 << 20)).unwrap();
     r.write("p2.toml", "[[task]]\nid = \"a\"\nprompt_file = \"prompt.md\"\n");
     let out = r.hybrid(&["dispatch", "--dry-run", "--plan", "p2.toml"]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("prompt_file") && stderr(&out).contains("device"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("prompt_file") && stderr(&out).contains("larger than"), "{}", stderr(&out));
 }
