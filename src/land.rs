@@ -617,6 +617,9 @@ fn mark_done(
     target: &str,
 ) -> Result<TaskRecord> {
     let now = crate::fsutil::now_rfc3339();
+    if squash.is_some() {
+        crate::ledger::rebuild::note_floor(project, target, base);
+    }
     project.ledger().upsert_locked(rec, |r| publish::fill_landed(r, state, squash, base, tip, target, now))
 }
 

@@ -15,6 +15,7 @@
 //! checks them against the trust rules of [`trust`] (a record names the task and attempt of its
 //! path; `landed`/`empty` only where git confirms it), and a record that fails is
 //! [`crate::error::HybridError::Corrupt`] (exit 2, naming the file), never acted on.
+//! [`rebuild`] restores the records of landings git proves but whose record was deleted.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,7 @@ use crate::error::HybridError;
 use crate::fsutil::{now_rfc3339, write_atomic_with};
 use crate::lock::FileLock;
 
+pub mod rebuild;
 pub mod trust;
 
 /// Where a task attempt is in its life.

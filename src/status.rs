@@ -1,10 +1,12 @@
 //! What `git hybrid status` reports for each task attempt.
 //!
 //! Contract: [`collect`] reads the ledger plus cheap live facts (branch's last commit subject,
-//! last line of the agent's `progress.md`, its `blocked.md` reason) and never writes anything.
+//! last line of the agent's `progress.md`, its `blocked.md` reason). It writes nothing except
+//! the records of landings git proves whose record was deleted ([`crate::ledger::rebuild`]).
 //! The JSON form is stable: every ledger key is present (`null` when unknown) and the live
 //! facts are added as `elapsed_secs`, `last_commit`, `progress`, `blocked`; `dispatcher` is the
-//! live dispatcher (`{"pid", "log"}`) or `null`.
+//! live dispatcher (`{"pid", "log"}`) or `null`; `rebuilt` is `{"rebuilt": [..],
+//! "unrecoverable": [..], "scanned": N}`.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -35,6 +37,8 @@ pub struct StatusReport {
     pub tasks: Vec<StatusRow>,
     /// The live dispatcher of this repository, if one runs.
     pub dispatcher: Option<DispatcherInfo>,
+    /// Records rebuilt from git because they were missing, and what could not be recovered.
+    pub rebuilt: crate::ledger::rebuild::RebuildReport,
 }
 
 /// A running dispatcher (it holds `<git-common-dir>/hybrid/dispatch.pid`).
@@ -53,6 +57,8 @@ pub fn collect(project: &Project, only: &[String]) -> Result<StatusReport> {
     for id in only {
         crate::task_id::validate(id)?;
     }
+    // Records deleted by hand (or by an agent) come back from the squash commits on the target.
+    let rebuilt = crate::ledger::rebuild::rebuild(project)?;
     let records = if only.is_empty() {
         ledger.list()?
     } else {
@@ -71,7 +77,7 @@ pub fn collect(project: &Project, only: &[String]) -> Result<StatusReport> {
     let tasks = records.into_iter().map(|rec| row(project, rec)).collect();
     let dispatcher = crate::dispatch::running_dispatcher(project)
         .map(|pid| DispatcherInfo { pid, log: crate::dispatch::log_path(project) });
-    Ok(StatusReport { tasks, dispatcher })
+    Ok(StatusReport { tasks, dispatcher, rebuilt })
 }
 
 fn row(project: &Project, record: TaskRecord) -> StatusRow {

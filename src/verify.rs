@@ -11,7 +11,8 @@
 //! Any commit in the range with more than one parent is a failure unless merge commits are
 //! allowed (`--allow-merges`, `[verify] allow_merge_commits`). The default range is the target's
 //! commits that its upstream lacks; without an upstream the caller must give a range or `--all`
-//! (every commit reachable from the target). Reads only, except that a merge of base and tip that
+//! (every commit reachable from the target). Ledger records of landings on the target that
+//! were deleted are rebuilt first ([`crate::ledger::rebuild`]). Otherwise reads only, except that a merge of base and tip that
 //! is not a fast-forward writes its tree object (unreferenced; `git gc` drops it).
 
 use std::collections::HashMap;
@@ -64,6 +65,9 @@ pub struct VerifyReport {
     pub failures: usize,
     pub warnings: usize,
     pub ok: bool,
+    /// Ledger records rebuilt from the target's squash commits because they were missing, and
+    /// what could not be recovered ([`crate::ledger::rebuild`]).
+    pub rebuilt: crate::ledger::rebuild::RebuildReport,
 }
 
 /// Walks the range and checks every landing and merge commit in it (see the module contract).
@@ -103,6 +107,7 @@ pub fn verify(project: &Project, opts: &VerifyOptions) -> Result<VerifyReport> {
         }
     };
     let allow_merges = opts.allow_merges || project.config.config.verify.allow_merge_commits;
+    let rebuilt = crate::ledger::rebuild::rebuild(project)?;
     let ledger = project.ledger().unconfirmed(); // compares every record with its commit itself
     let mut seen: HashMap<(String, u32), Oid> = HashMap::new();
     let mut commits = Vec::new();
@@ -141,7 +146,7 @@ pub fn verify(project: &Project, opts: &VerifyOptions) -> Result<VerifyReport> {
     }
     let failures = commits.iter().filter(|c| !c.failures.is_empty()).count();
     let warnings = commits.iter().map(|c| c.warnings.len()).sum();
-    Ok(VerifyReport { range, target, scanned, commits, failures, warnings, ok: failures == 0 })
+    Ok(VerifyReport { range, target, scanned, commits, failures, warnings, ok: failures == 0, rebuilt })
 }
 
 /// Adds `A..B` (or a single revision) to the walk; unknown revisions are bad input.

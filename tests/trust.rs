@@ -220,3 +220,48 @@ fn hybrid_toml_must_be_a_small_regular_file() {
     assert_code(&out, 2);
     assert!(stderr(&out).contains("prompt_file") && stderr(&out).contains("larger than"), "{}", stderr(&out));
 }
+
+#[test]
+fn deleted_records_are_rebuilt_from_git_by_status_and_verify() {
+    let r = TestRepo::new();
+    // History before git-hybrid's first landing is not walked (the floor bounds the walk).
+    for i in 0..20 {
+        r.write("history.txt", &format!("{i}\n"));
+        r.commit_all(&format!("old work {i}"));
+    }
+    task_with_commit(&r, "done1");
+    task_with_commit(&r, "done2");
+    r.hybrid_ok(&["merge", "done1", "done2"]);
+    let landed = record(&r, "done1");
+    let sha1 = landed["merge_sha"].as_str().unwrap().to_string();
+    let tip1 = landed["tip"].as_str().unwrap().to_string();
+    let forget = |r: &TestRepo| {
+        std::fs::remove_dir_all(r.root.join(".git/hybrid/ledger/done1")).unwrap();
+        r.git(&["update-ref", "-d", "refs/hybrid/tips/done1"]);
+    };
+    forget(&r);
+    // Runs of a task whose record is gone and that never landed: named as unrecoverable.
+    std::fs::create_dir_all(r.root.join(".git/hybrid/runs/lost/1/1")).unwrap();
+
+    let status = r.hybrid_json(&["status"]);
+    let done1 = status["tasks"].as_array().unwrap().iter().find(|t| t["id"] == "done1").cloned();
+    let done1 = done1.unwrap_or_else(|| panic!("done1 was not rebuilt: {status:#}"));
+    assert_eq!(done1["state"], "landed");
+    assert_eq!(done1["merge_sha"], sha1.as_str());
+    assert_eq!(done1["tip"], tip1.as_str());
+    assert_eq!(r.rev("refs/hybrid/tips/done1"), tip1, "the tip ref is restored");
+    let rebuilt = &status["rebuilt"];
+    assert!(rebuilt["rebuilt"].to_string().contains("done1#1"), "{rebuilt:#}");
+    let unrecoverable = rebuilt["unrecoverable"].to_string();
+    assert!(unrecoverable.contains("title") && unrecoverable.contains("lost"), "{unrecoverable}");
+    assert_eq!(rebuilt["scanned"], 2, "the walk stops at the first landing: {rebuilt:#}");
+    // The rebuilt record is believed like any other (a later merge reports it landed).
+    let again = r.hybrid_json(&["merge", "done1"]);
+    assert_eq!(again["already"], true, "{again:#}");
+
+    forget(&r);
+    let out = r.hybrid(&["verify", "--all"]);
+    assert_ok(&out, &["verify", "--all"]);
+    assert!(stdout(&out).contains("rebuilt from git: done1#1"), "{}", stdout(&out));
+    assert_eq!(record(&r, "done1")["merge_sha"], sha1.as_str());
+}

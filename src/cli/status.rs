@@ -47,7 +47,17 @@ pub fn handle_status(a: StatusArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     }
 }
 
+fn print_rebuilt(report: &StatusReport) {
+    for r in &report.rebuilt.rebuilt {
+        println!("rebuilt from git: {r}");
+    }
+    for u in &report.rebuilt.unrecoverable {
+        println!("not recoverable: {u}");
+    }
+}
+
 fn print_table(report: &StatusReport, color: bool, watch: bool) {
+    print_rebuilt(report);
     if let Some(d) = &report.dispatcher {
         println!("dispatcher: running (pid {}), log {}", d.pid, d.log.display());
     } else if watch {

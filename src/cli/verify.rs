@@ -37,6 +37,12 @@ pub fn handle_verify(a: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
         return Ok(code);
     }
     let color = output::use_color(g);
+    for r in &report.rebuilt.rebuilt {
+        println!("rebuilt from git: {r}");
+    }
+    for u in &report.rebuilt.unrecoverable {
+        println!("not recoverable: {u}");
+    }
     for c in &report.commits {
         let what = c.task.clone().unwrap_or_else(|| "merge commit".into());
         if c.failures.is_empty() {

@@ -1,0 +1,165 @@
+//! Rebuilding ledger records that were deleted, from what git proves.
+//!
+//! Contract: [`rebuild`] walks the target's first-parent history from its tip and, for every
+//! squash commit carrying `Hybrid-Task` (parsed by [`crate::trailers`]) whose ledger record
+//! file is missing, writes a `landed` record from the commit alone: task and attempt from the
+//! trailers, `merge_sha` the commit, `merge_base` its parent, `tip` its `Hybrid-Tip`,
+//! `landed_at` its committer date; the record must then pass the trust rules
+//! ([`super::trust::confirm_done`]) or it is not written. `refs/hybrid/tips/<id>` is restored
+//! when that tip object is still here. An existing record is never overwritten, and a task
+//! whose lock another process holds is left for the next run. What git cannot know is named
+//! in the report: a rebuilt record has no title, worktree, run history, agent, labels or
+//! claims; agent runs (`hybrid/runs/<id>`) and tip refs with neither a record nor a landing
+//! are listed as unrecoverable.
+//!
+//! The walk is bounded so that it does not grow with the repository's history: it stops at the
+//! *floor*, `refs/hybrid/floor/<target>`, the parent of the first squash git-hybrid landed on
+//! that target (written by [`note_floor`] at every landing while it is absent), and in any case
+//! after [`MAX_SCAN`] commits (the report says so). Landings older than the floor (made before
+//! this version wrote one) are not searched.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use git2::Oid;
+use serde::Serialize;
+
+use super::{TaskRecord, TaskState};
+use crate::repo::Project;
+
+/// Commits walked when the target has no floor ref.
+pub const MAX_SCAN: usize = 10_000;
+
+/// What [`rebuild`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RebuildReport {
+    /// Records written from git, as `<id>#<attempt> (<sha>)`.
+    pub rebuilt: Vec<String>,
+    /// What could not be recovered, one sentence each.
+    pub unrecoverable: Vec<String>,
+    /// First-parent commits of the target walked.
+    pub scanned: usize,
+}
+
+impl RebuildReport {
+    /// True when there is nothing to say.
+    pub fn is_empty(&self) -> bool {
+        self.rebuilt.is_empty() && self.unrecoverable.is_empty()
+    }
+}
+
+/// `refs/hybrid/floor/<target>`.
+pub fn floor_ref(target: &str) -> String {
+    format!("refs/hybrid/floor/{target}")
+}
+
+/// Records `base` (the parent of a squash just landed on `target`) as the floor of the rebuild
+/// walk if the target has none yet. Best effort: a floor that cannot be written only makes the
+/// walk fall back to [`MAX_SCAN`].
+pub fn note_floor(project: &Project, target: &str, base: Oid) {
+    let name = floor_ref(target);
+    if project.repo.refname_to_id(&name).is_err() {
+        let _ = project.repo.reference(&name, base, false, "git-hybrid: the first landing on this target");
+    }
+}
+
+/// Rebuilds missing records of landings on the project's target (see the module contract).
+pub fn rebuild(project: &Project) -> Result<RebuildReport> {
+    let mut report = RebuildReport::default();
+    let Ok(target) = project.target_branch() else { return Ok(report) };
+    let repo = &project.repo;
+    let Ok(tip) = repo.refname_to_id(&format!("refs/heads/{target}")) else { return Ok(report) };
+    let floor = repo.refname_to_id(&floor_ref(&target)).ok();
+    let ledger = project.ledger();
+    let mut seen = BTreeSet::new();
+    let mut landed_ids = BTreeSet::new();
+    let mut cur = repo.find_commit(tip).ok();
+    while let Some(c) = cur {
+        if Some(c.id()) == floor {
+            break;
+        }
+        if report.scanned == MAX_SCAN {
+            report.unrecoverable.push(format!(
+                "only the last {MAX_SCAN} commits of {target} were searched for landings ({} is {})",
+                floor_ref(&target),
+                if floor.is_some() { "not among them" } else { "absent" }
+            ));
+            break;
+        }
+        report.scanned += 1;
+        cur = c.parent(0).ok();
+        let Some(t) = crate::trailers::of_commit(&c) else { continue };
+        let Some(attempt) = t.attempt_number() else { continue };
+        if crate::task_id::validate(&t.task).is_err() || !seen.insert((t.task.clone(), attempt)) {
+            continue; // the newest landing of a task attempt is the one its record names
+        }
+        landed_ids.insert(t.task.clone());
+        if ledger.path(&t.task, attempt).exists() {
+            continue;
+        }
+        let Some(_lock) = ledger.try_lock_task(&t.task)? else { continue };
+        if ledger.path(&t.task, attempt).exists() {
+            continue;
+        }
+        let branch = crate::worktree::branch_name(&t.task, attempt);
+        let Ok(parent) = c.parent_id(0) else { continue };
+        let mut rec = TaskRecord::adopted(&t.task, attempt, &branch, &parent.to_string(), &target);
+        rec.state = TaskState::Landed;
+        rec.merge_sha = Some(c.id().to_string());
+        rec.merge_base = Some(parent.to_string());
+        rec.tip = t.tip.clone();
+        let when = c.committer().when().seconds().max(0) as u64;
+        rec.landed_at = Some(
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(when)).to_string(),
+        );
+        rec.extra.insert("rebuilt_from".into(), serde_json::json!("git"));
+        let name = format!("{}#{attempt} ({})", t.task, crate::repo::short(&c.id().to_string()));
+        if let Err(why) = super::trust::confirm_done(repo, &rec) {
+            report.unrecoverable.push(format!("{name}: its squash commit does not prove the landing: {why}"));
+            continue;
+        }
+        ledger.put(&rec)?;
+        if let Some(tip) = t.tip_oid().filter(|o| repo.find_commit(*o).is_ok()) {
+            let tip_ref = crate::land::tip_ref(&t.task, attempt);
+            if repo.refname_to_id(&tip_ref).is_err() {
+                let _ = repo.reference(&tip_ref, tip, false, "git-hybrid: rebuilt landed tip");
+            }
+        }
+        report.rebuilt.push(name);
+    }
+    if !report.rebuilt.is_empty() {
+        report.unrecoverable.push(
+            "rebuilt records have no title, worktree, run history, agent, labels or claims (git does not hold them)"
+                .into(),
+        );
+    }
+    orphans(project, &landed_ids, &mut report)?;
+    Ok(report)
+}
+
+/// Agent runs and tip refs of tasks with neither a record nor a landing found on the target.
+fn orphans(project: &Project, landed: &BTreeSet<String>, report: &mut RebuildReport) -> Result<()> {
+    let known = |id: &str| landed.contains(id) || project.state_dir().join("ledger").join(id).exists();
+    let mut ids = BTreeSet::new();
+    if let Ok(entries) = std::fs::read_dir(project.state_dir().join("runs")) {
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if crate::task_id::validate(&id).is_ok() && !known(&id) {
+                ids.insert((id, "agent runs in .git/hybrid/runs"));
+            }
+        }
+    }
+    for r in project.repo.references_glob("refs/hybrid/tips/*")?.flatten() {
+        let Some(name) = r.name().and_then(|n| n.strip_prefix("refs/hybrid/tips/")) else { continue };
+        let id = name.split('@').next().unwrap_or(name).to_string();
+        if crate::task_id::validate(&id).is_ok() && !known(&id) {
+            ids.insert((id, "a landed tip ref"));
+        }
+    }
+    for (id, what) in ids {
+        report.unrecoverable.push(format!(
+            "{id}: {what} but no ledger record and no landing on the target; its state cannot be recovered"
+        ));
+    }
+    Ok(())
+}
