@@ -133,7 +133,7 @@ pub fn status(project: &Project, a: StatusArgs) -> Result<Value> {
         Some(t) if queued.iter().any(|q| &q.id == t) && project.ledger().attempts(t)?.is_empty() => {
             let dispatcher = crate::dispatch::running_dispatcher(project)
                 .map(|pid| status::DispatcherInfo { pid, log: crate::dispatch::log_path(project) });
-            status::StatusReport { tasks: Vec::new(), dispatcher }
+            status::StatusReport { tasks: Vec::new(), dispatcher, rebuilt: Default::default() }
         }
         _ => status::collect(project, &only)?,
     };
