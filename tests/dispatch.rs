@@ -52,6 +52,11 @@ fn runs_root(r: &TestRepo) -> PathBuf {
     r.root.join(".git/hybrid/runs")
 }
 
+/// The agent wrote its pid (the file is created before its content, so existence is not enough).
+fn pid_written(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("pid")).is_ok_and(|p| p.trim().parse::<i32>().is_ok())
+}
+
 fn run_dir(r: &TestRepo, id: &str, attempt: u32, run: u32) -> PathBuf {
     runs_root(r).join(id).join(attempt.to_string()).join(run.to_string())
 }
@@ -535,7 +540,7 @@ fn repo_with_one_holding_task() -> TestRepo {
 fn second_dispatcher_is_refused_with_pid() {
     let r = repo_with_one_holding_task();
     let mut first = r.hybrid_cmd(&r.root, &["dispatch"]).stdout(Stdio::null()).stderr(log_file(&r)).spawn().unwrap();
-    wait_for(&r, "the agent to start", || run_dir(&r, "h", 1, 1).join("pid").exists());
+    wait_for(&r, "the agent to start", || pid_written(&run_dir(&r, "h", 1, 1)));
     let out = dispatch(&r, &[]);
     assert_code(&out, 4);
     assert!(stderr(&out).contains(&format!("pid {}", first.id())), "{}", stderr(&out));
@@ -578,8 +583,7 @@ fn kill_9_then_resume_finishes_the_plan() {
     let mut first =
         r.hybrid_cmd(&r.root, &["dispatch", "-j", "2"]).stdout(Stdio::null()).stderr(log_file(&r)).spawn().unwrap();
     wait_for(&r, "quick to land and h to run", || {
-        run_dir(&r, "h", 1, 1).join("pid").exists()
-            && r.tasks().iter().any(|t| t["id"] == "quick" && t["state"] == "landed")
+        pid_written(&run_dir(&r, "h", 1, 1)) && r.tasks().iter().any(|t| t["id"] == "quick" && t["state"] == "landed")
     });
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
@@ -631,10 +635,7 @@ fn plan_file_option_is_used() {
 fn sigint_stops_the_agents_and_the_next_dispatch_resumes() {
     let r = repo_with_one_holding_task();
     let mut first = r.hybrid_cmd(&r.root, &["dispatch"]).stdout(Stdio::piped()).stderr(log_file(&r)).spawn().unwrap();
-    // The file exists before the shell has written the pid into it: wait for the number.
-    wait_for(&r, "the agent to start", || {
-        std::fs::read_to_string(run_dir(&r, "h", 1, 1).join("pid")).is_ok_and(|p| p.trim().parse::<i32>().is_ok())
-    });
+    wait_for(&r, "the agent to start", || pid_written(&run_dir(&r, "h", 1, 1)));
     let agent_pid: i32 = std::fs::read_to_string(run_dir(&r, "h", 1, 1).join("pid")).unwrap().trim().parse().unwrap();
     // SAFETY: sending SIGINT to the dispatcher we started.
     unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
