@@ -5,8 +5,8 @@
 //! the records of landings git proves whose record was deleted ([`crate::ledger::rebuild`]).
 //! The JSON form is stable: every ledger key is present (`null` when unknown) and the live
 //! facts are added as `elapsed_secs`, `last_commit`, `progress`, `blocked`; `dispatcher` is the
-//! live dispatcher (`{"pid", "log"}`) or `null`; `rebuilt` is `{"rebuilt": [..],
-//! "unrecoverable": [..], "scanned": N}`.
+//! live dispatcher (`{"pid", "log"}`) or `null`; `rebuilt` (`{"rebuilt": [..],
+//! "unrecoverable": [..], "scanned": N}`) is present only when there is something to say.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -38,6 +38,7 @@ pub struct StatusReport {
     /// The live dispatcher of this repository, if one runs.
     pub dispatcher: Option<DispatcherInfo>,
     /// Records rebuilt from git because they were missing, and what could not be recovered.
+    #[serde(skip_serializing_if = "crate::ledger::rebuild::RebuildReport::is_empty")]
     pub rebuilt: crate::ledger::rebuild::RebuildReport,
 }
 

@@ -67,6 +67,7 @@ pub struct VerifyReport {
     pub ok: bool,
     /// Ledger records rebuilt from the target's squash commits because they were missing, and
     /// what could not be recovered ([`crate::ledger::rebuild`]).
+    #[serde(skip_serializing_if = "crate::ledger::rebuild::RebuildReport::is_empty")]
     pub rebuilt: crate::ledger::rebuild::RebuildReport,
 }
 
