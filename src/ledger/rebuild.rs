@@ -2,7 +2,9 @@
 //!
 //! Contract: [`rebuild`] walks the target's first-parent history from its tip and, for every
 //! squash commit carrying `Hybrid-Task` (parsed by [`crate::trailers`]) whose ledger record
-//! file is missing, writes a `landed` record from the commit alone: task and attempt from the
+//! file is missing, writes the published record of that landing when there is one
+//! (`refs/hybrid/ledger/<id>/<n>`, trusted by the same rules), else a `landed` record from the
+//! commit alone: task and attempt from the
 //! trailers, `merge_sha` the commit, `merge_base` its parent, `tip` its `Hybrid-Tip`,
 //! `landed_at` its committer date; the record must then pass the trust rules
 //! ([`super::trust::confirm_done`]) or it is not written. `refs/hybrid/tips/<id>` is restored
@@ -14,7 +16,9 @@
 //!
 //! The walk is bounded so that it does not grow with the repository's history: it stops at the
 //! *floor*, `refs/hybrid/floor/<target>`, the parent of the first squash git-hybrid landed on
-//! that target (written by [`note_floor`] at every landing while it is absent), and in any case
+//! that target (written by [`note_floor`] at every landing while it is absent; without it
+//! git-hybrid never landed on that target here, so nothing is walked: a fresh clone gets the
+//! published records with `git hybrid fetch`), and in any case
 //! after [`MAX_SCAN`] commits (the report says so). Landings older than the floor (made before
 //! this version wrote one) are not searched.
 
@@ -69,10 +73,14 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
     let Ok(target) = project.target_branch() else { return Ok(report) };
     let repo = &project.repo;
     let Ok(tip) = repo.refname_to_id(&format!("refs/heads/{target}")) else { return Ok(report) };
-    let floor = repo.refname_to_id(&floor_ref(&target)).ok();
+    // No floor: git-hybrid never landed on this target here (a fresh clone, say), so there is
+    // no record to have lost; `git hybrid fetch` brings in the published ones.
+    let Ok(floor) = repo.refname_to_id(&floor_ref(&target)) else { return Ok(report) };
+    let floor = Some(floor);
     let ledger = project.ledger();
     let mut seen = BTreeSet::new();
     let mut landed_ids = BTreeSet::new();
+    let mut from_git_alone = false;
     let mut cur = repo.find_commit(tip).ok();
     while let Some(c) = cur {
         if Some(c.id()) == floor {
@@ -103,6 +111,20 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
         }
         let branch = crate::worktree::branch_name(&t.task, attempt);
         let Ok(parent) = c.parent_id(0) else { continue };
+        let name = format!("{}#{attempt} ({})", t.task, crate::repo::short(&c.id().to_string()));
+        // A published record of this very landing (landed through a remote) holds more (title,
+        // labels, ...): it is used when it passes the same trust rules.
+        let published = crate::remote::published::published_record(repo, &t.task, attempt)
+            .filter(|p| p.merge_sha.as_deref() == Some(c.id().to_string().as_str()))
+            .filter(|p| super::trust::confirm_done(repo, p).is_ok());
+        if let Some(mut p) = published {
+            p.worktree = None;
+            p.run_dir = None;
+            ledger.put(&p)?;
+            restore_tip_ref(project, &t.task, attempt, t.tip_oid());
+            report.rebuilt.push(format!("{name}, from its published record"));
+            continue;
+        }
         let mut rec = TaskRecord::adopted(&t.task, attempt, &branch, &parent.to_string(), &target);
         rec.state = TaskState::Landed;
         rec.merge_sha = Some(c.id().to_string());
@@ -113,21 +135,16 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
             humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(when)).to_string(),
         );
         rec.extra.insert("rebuilt_from".into(), serde_json::json!("git"));
-        let name = format!("{}#{attempt} ({})", t.task, crate::repo::short(&c.id().to_string()));
         if let Err(why) = super::trust::confirm_done(repo, &rec) {
             report.unrecoverable.push(format!("{name}: its squash commit does not prove the landing: {why}"));
             continue;
         }
         ledger.put(&rec)?;
-        if let Some(tip) = t.tip_oid().filter(|o| repo.find_commit(*o).is_ok()) {
-            let tip_ref = crate::land::tip_ref(&t.task, attempt);
-            if repo.refname_to_id(&tip_ref).is_err() {
-                let _ = repo.reference(&tip_ref, tip, false, "git-hybrid: rebuilt landed tip");
-            }
-        }
+        restore_tip_ref(project, &t.task, attempt, t.tip_oid());
         report.rebuilt.push(name);
+        from_git_alone = true;
     }
-    if !report.rebuilt.is_empty() {
+    if from_git_alone {
         report.unrecoverable.push(
             "rebuilt records have no title, worktree, run history, agent, labels or claims (git does not hold them)"
                 .into(),
@@ -135,6 +152,18 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
     }
     orphans(project, &landed_ids, &mut report)?;
     Ok(report)
+}
+
+/// Points `refs/hybrid/tips/<id>[@N]` at the landed tip again, if that commit is here and the
+/// ref is missing.
+fn restore_tip_ref(project: &Project, id: &str, attempt: u32, tip: Option<Oid>) {
+    let repo = &project.repo;
+    if let Some(tip) = tip.filter(|o| repo.find_commit(*o).is_ok()) {
+        let name = crate::land::tip_ref(id, attempt);
+        if repo.refname_to_id(&name).is_err() {
+            let _ = repo.reference(&name, tip, false, "git-hybrid: rebuilt landed tip");
+        }
+    }
 }
 
 /// Agent runs and tip refs of tasks with neither a record nor a landing found on the target.
