@@ -271,6 +271,11 @@ pub fn dispatch(project: &Project, opts: &DispatchOptions, on_event: &mut dyn Fn
     let jobs = opts.jobs.unwrap_or(plan.concurrency).max(1);
     let _lock = acquire_dispatcher_lock(project)?;
     let ledger = project.ledger();
+    // A landed task whose record was deleted is not redone: git still proves the landing.
+    let rebuilt = crate::ledger::rebuild::rebuild(project)?;
+    for r in &rebuilt.rebuilt {
+        eprintln!("git-hybrid: rebuilt from git: {r}");
+    }
 
     let (mut sched, already, already_empty) = initial_scheduler(project, &plan, jobs)?;
     retire_attempts_of_landed_tasks(&ledger, &plan)?;

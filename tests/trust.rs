@@ -265,3 +265,24 @@ fn deleted_records_are_rebuilt_from_git_by_status_and_verify() {
     assert!(stdout(&out).contains("rebuilt from git: done1#1"), "{}", stdout(&out));
     assert_eq!(record(&r, "done1")["merge_sha"], sha1.as_str());
 }
+
+#[test]
+fn dispatch_does_not_redo_a_landed_task_whose_record_was_deleted() {
+    let r = TestRepo::new();
+    r.write(
+        "hybrid.toml",
+        "[agent]\ncommand = [\"builtin:script\", \"agent.sh\"]\n\n[[task]]\nid = \"done1\"\nprompt = \"write d\"\n",
+    );
+    r.write("agent.sh", "#!/bin/sh\necho \"$HYBRID_TASK_ID\" >> d.txt\ngit add -A && git commit -q -m done1\n");
+    r.commit_all("plan");
+    assert_ok(&r.hybrid(&["dispatch"]), &["dispatch"]);
+    let landed = r.rev("main");
+    std::fs::remove_dir_all(r.root.join(".git/hybrid/ledger/done1")).unwrap();
+    r.git(&["update-ref", "-d", "refs/hybrid/tips/done1"]);
+
+    let out = r.hybrid(&["dispatch"]);
+    assert_ok(&out, &["dispatch (again)"]);
+    assert_eq!(r.rev("main"), landed, "the task ran and landed a second time");
+    assert!(stderr(&out).contains("rebuilt from git: done1#1"), "{}", stderr(&out));
+    assert_eq!(record(&r, "done1")["merge_sha"], landed.as_str());
+}
