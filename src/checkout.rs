@@ -3,15 +3,20 @@
 //! Contract:
 //! - [`checkouts_of`] finds every checkout (the main one and linked worktrees) whose `HEAD` is
 //!   the given branch, reading only the small `HEAD`/`gitdir` files.
-//! - [`blocking_paths`] says which local changes in a checkout sit on the paths a move changes
-//!   (or, for a git-hybrid-owned task worktree, anywhere). A path the move changes is fine only
+//! - [`blocking_paths`] (`checkout/guard.rs`) says what in a checkout a move would overwrite or
+//!   delete: local changes on the paths it changes (or, for a git-hybrid-owned task worktree,
+//!   anywhere), untracked and ignored content and nested repositories where it writes or where
+//!   a folder becomes a file, and unresolved conflicts. A path the move changes is fine only
 //!   when it is clean (index and file equal the old commit) or already moved (index equals the
 //!   new commit and the file equals the index: a move a killed run started, or a change the user
 //!   staged that is byte-for-byte the incoming one, which git keeps too).
+//! - [`in_progress`] (`checkout/ops.rs`) refuses to move a branch that some checkout is
+//!   rebasing, merging, cherry-picking, reverting, bisecting or applying patches to.
 //! - [`read_tree`] moves a checkout's index and files from one commit to another with
 //!   `git read-tree -m -u <old> <new>`: exactly git's two-tree checkout, which carries local
 //!   changes on other paths along, never deletes untracked files, and refuses as a whole (writing
-//!   nothing) when a change would be overwritten.
+//!   nothing) when a change would be overwritten. It treats ignored files as expendable, which is
+//!   why [`blocking_paths`] runs first. A held `index.lock` is waited for ([`index_lock_wait`]).
 //! - [`RefLock`] holds a branch the way git does (`<ref>.lock`), so no other git process can move
 //!   it while a checkout is being moved, and compares-and-swaps it. Because a `kill -9` would
 //!   leave that lock file behind, the holder writes a note naming the lock file's identity; the
@@ -30,14 +35,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use git2::{ErrorCode, Oid, Repository, Status, StatusOptions, Tree};
+use git2::{ErrorCode, Oid, Repository, Tree};
 
 use crate::error::HybridError;
 use crate::repo::Project;
 
 mod fast;
+mod guard;
 pub(crate) mod index;
+mod ops;
 pub use fast::DISABLE_ENV as NO_FAST_CHECKOUT_ENV;
+pub use guard::is_below;
+pub use ops::in_progress;
 
 /// One checkout of a branch.
 #[derive(Debug, Clone)]
@@ -142,91 +151,54 @@ pub enum Scope {
     Whole,
 }
 
-/// Waits briefly for a running git command to release the checkout's `index.lock`, then
-/// reports the checkout busy (exit 4) if it is still held.
+/// How long a landing waits for another git command to release a checkout's `index.lock`
+/// before it reports the checkout busy (exit 4): as long as for the landing lock, because a
+/// user's own git (a `git status` in an editor, a commit) holds it briefly all the time.
+/// `HYBRID_INDEX_LOCK_WAIT_MS` overrides it (tests).
+pub fn index_lock_wait() -> Duration {
+    std::env::var("HYBRID_INDEX_LOCK_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// Waits for a running git command to release the checkout's `index.lock` (up to
+/// [`index_lock_wait`], saying so after a second), then reports the checkout busy (exit 4) if it
+/// is still held.
 pub fn wait_index_unlocked(co: &Checkout) -> Result<()> {
+    wait_index_unlocked_until(co, Instant::now() + index_lock_wait())
+}
+
+fn wait_index_unlocked_until(co: &Checkout, deadline: Instant) -> Result<()> {
     let lock = co.git_dir.join("index.lock");
     let start = Instant::now();
+    let mut said = false;
     while lock.exists() {
-        if start.elapsed() > Duration::from_secs(3) {
-            return Err(HybridError::Busy(format!(
-                "another git command is using the checkout {} ({} exists); nothing was changed. Retry when it \
-                 finishes, or remove that file if no git process is running",
-                co.dir.display(),
-                lock.display()
-            ))
-            .into());
+        if Instant::now() >= deadline {
+            return Err(index_busy(co));
+        }
+        if !said && start.elapsed() > Duration::from_secs(1) {
+            eprintln!("git-hybrid: waiting for {} (another git command is using {})", lock.display(), co.dir.display());
+            said = true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }
 
-/// Local changes in `co` that a move from `old` to `new` (changing `changed`) would run into.
-pub fn blocking_paths(co: &Checkout, new: &Tree, changed: &BTreeSet<String>, scope: Scope) -> Result<Vec<String>> {
-    if scope == Scope::ChangedPaths && changed.is_empty() {
-        return Ok(Vec::new());
-    }
-    wait_index_unlocked(co)?;
-    let repo = Repository::open(&co.dir).with_context(|| format!("cannot open the checkout {}", co.dir.display()))?;
-    let index = repo.index().with_context(|| format!("cannot read the index of {}", co.dir.display()))?;
-    let mut blocked = BTreeSet::new();
-    if index.has_conflicts() {
-        // An unfinished merge: git refuses any two-tree move until it is resolved.
-        for c in index.conflicts()?.flatten() {
-            if let Some(e) = c.our.or(c.their).or(c.ancestor) {
-                blocked.insert(String::from_utf8_lossy(&e.path).into_owned());
-            }
-        }
-    }
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true).recurse_untracked_dirs(true).exclude_submodules(true);
-    match scope {
-        Scope::ChangedPaths => {
-            // Ignored files count too: git would refuse to overwrite them as well.
-            opts.include_ignored(true).recurse_ignored_dirs(true).disable_pathspec_match(true);
-            for p in changed {
-                opts.pathspec(p);
-            }
-        }
-        Scope::Whole => {
-            opts.include_ignored(false);
-        }
-    }
-    let statuses =
-        repo.statuses(Some(&mut opts)).with_context(|| format!("cannot read the status of {}", co.dir.display()))?;
-    let wt_flags = Status::WT_NEW
-        | Status::WT_MODIFIED
-        | Status::WT_DELETED
-        | Status::WT_TYPECHANGE
-        | Status::WT_RENAMED
-        | Status::WT_UNREADABLE
-        | Status::IGNORED
-        | Status::CONFLICTED;
-    for s in statuses.iter() {
-        let Some(path) = s.path().map(str::to_string) else { continue };
-        let st = s.status();
-        if st == Status::CURRENT {
-            continue;
-        }
-        let on_changed = changed.contains(&path);
-        if !on_changed && scope == Scope::ChangedPaths {
-            continue;
-        }
-        // Index holds the new content and the file matches it: already moved, nothing to lose.
-        let already_moved = on_changed && !st.intersects(wt_flags) && index_matches_tree(&index, new, &path);
-        if !already_moved {
-            blocked.insert(path);
-        }
-    }
-    Ok(blocked.into_iter().collect())
+fn index_busy(co: &Checkout) -> anyhow::Error {
+    HybridError::Busy(format!(
+        "another git command is using the checkout {} ({} exists, waited {}s); nothing was changed. Retry when it \
+         finishes, or remove that file if no git process is running",
+        co.dir.display(),
+        co.git_dir.join("index.lock").display(),
+        index_lock_wait().as_secs()
+    ))
+    .into()
 }
 
-fn index_matches_tree(index: &git2::Index, tree: &Tree, path: &str) -> bool {
-    let in_index = index.get_path(Path::new(path), 0).map(|e| (e.id, e.mode));
-    let in_tree = tree.get_path(Path::new(path)).ok().map(|e| (e.id(), e.filemode() as u32));
-    in_index == in_tree
-}
+pub use guard::blocking_paths;
 
 /// Moves a checkout's index and files from commit `old` to commit `new`.
 ///
@@ -235,29 +207,41 @@ fn index_matches_tree(index: &git2::Index, tree: &Tree, path: &str) -> bool {
 /// checkout differs on several of those. `read-tree` checks every path before writing any, so a
 /// refusal leaves the checkout untouched; the error carries git's message.
 pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
-    wait_index_unlocked(co)?;
+    let deadline = Instant::now() + index_lock_wait();
     let (old, new) = (old.to_string(), new.to_string());
-    let mut out = git_in(co, &["read-tree", "-m", "-u", &old, &new])?;
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not uptodate") {
-        // read-tree trusts the index's stat data and, unlike `git checkout`, does not refresh it
-        // first (a copied or touched checkout looks modified). Refresh exactly as `git status`
-        // does (stat data only; exit status 1 just means "something is modified") and retry once.
-        git_in(co, &["update-index", "-q", "--refresh"])?;
-        out = git_in(co, &["read-tree", "-m", "-u", &old, &new])?;
-    }
-    if !out.status.success() {
+    loop {
+        wait_index_unlocked_until(co, deadline)?;
+        let mut out = git_in(co, &["read-tree", "-m", "-u", &old, &new])?;
+        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not uptodate") {
+            // read-tree trusts the index's stat data and, unlike `git checkout`, does not refresh it
+            // first (a copied or touched checkout looks modified). Refresh exactly as `git status`
+            // does (stat data only; exit status 1 just means "something is modified") and retry once.
+            git_in(co, &["update-index", "-q", "--refresh"])?;
+            out = git_in(co, &["read-tree", "-m", "-u", &old, &new])?;
+        }
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("index.lock") {
+            // Another git command took the lock between our wait and git's: wait again.
+            if Instant::now() >= deadline {
+                return Err(index_busy(co));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         return Err(HybridError::LocalChanges {
             message: format!(
                 "git refused to update the checkout {} ({}); nothing was changed there. Commit, stash or move \
                  the local changes, then retry",
                 co.dir.display(),
-                String::from_utf8_lossy(&out.stderr).trim().replace('\n', " ")
+                stderr.trim().replace('\n', " ")
             ),
-            paths: Vec::new(),
+            paths: guard::paths_in_git_error(&stderr),
         }
         .into());
     }
-    Ok(())
 }
 
 fn git_in(co: &Checkout, args: &[&str]) -> Result<std::process::Output> {
@@ -305,7 +289,7 @@ pub fn prepare_move(
     if std::env::var_os("HYBRID_DEBUG_CHECKOUT").is_some() {
         eprintln!("git-hybrid: moving {} with git read-tree: {reason}", co.dir.display());
     }
-    let blocked = blocking_paths(co, new, changed, Scope::ChangedPaths)?;
+    let blocked = blocking_paths(co, old, new, changed, Scope::ChangedPaths)?;
     Ok(if blocked.is_empty() { Ok(Move::ReadTree(co.clone())) } else { Err(blocked) })
 }
 

@@ -49,7 +49,7 @@ pub enum HybridError {
     #[error("{what} conflicts in {} path(s): {}", paths.len(), paths.join(", "))]
     Conflict { what: String, paths: Vec<String> },
     /// Uncommitted or local changes block the command; nothing was changed.
-    #[error("{message}: {}", paths.join(", "))]
+    #[error("{message}{}", list_paths(paths))]
     LocalChanges { message: String, paths: Vec<String> },
     /// The landing gate refused a task (paths outside its claims, protected paths, secrets,
     /// paths git refuses); nothing of it landed. `paths` lists what was found.
@@ -79,6 +79,15 @@ impl HybridError {
             HybridError::Busy(_) => EXIT_BUSY,
             HybridError::NotBuilt(_) => EXIT_FAILURE,
         }
+    }
+}
+
+/// `": a, b"`, or nothing when there are no paths (a message never ends in a dangling colon).
+fn list_paths(paths: &[String]) -> String {
+    if paths.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", paths.join(", "))
     }
 }
 

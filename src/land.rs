@@ -321,6 +321,9 @@ fn run_train(
             pending = cars.into_iter().map(|c| (c.slot, c.rec)).collect();
             continue; // someone else moved the target: recompute on its new tip
         }
+        if let Some(why) = checkout::in_progress(project, &target_ref)? {
+            return Err(HybridError::LocalChanges { message: why, paths: Vec::new() }.into());
+        }
         let start_tree = repo.find_commit(local)?.tree()?;
         let end_tree = repo.find_commit(end)?.tree()?;
         let checkouts = checkout::checkouts_of(project, &target_ref)?;
@@ -555,13 +558,21 @@ fn blame(
         };
         own_changes.push(changed);
     }
+    // A blocked path is a task's when the task changes it, something below it (a file in the
+    // way of a folder the task fills) or something above it (a folder that becomes a file).
+    let hits_car = |changed: &std::collections::BTreeSet<String>, blocked: &str| {
+        let b = blocked.trim_end_matches('/');
+        changed.contains(b)
+            || changed.range(format!("{b}/")..).next().is_some_and(|c| checkout::is_below(c, b))
+            || b.match_indices('/').any(|(i, _)| changed.contains(&b[..i]))
+    };
     // Were no task to blame (cannot happen: the train's change is the sum of its tasks'), all are.
-    let none_blamed = !own_changes.iter().any(|c| blocked.iter().any(|(_, ps)| ps.iter().any(|p| c.contains(p))));
+    let none_blamed = !own_changes.iter().any(|c| blocked.iter().any(|(_, ps)| ps.iter().any(|p| hits_car(c, p))));
     for (car, changed) in cars.into_iter().zip(own_changes) {
         let hits: Vec<(&std::path::PathBuf, Vec<String>)> = blocked
             .iter()
             .map(|(dir, ps)| {
-                (dir, ps.iter().filter(|p| none_blamed || changed.contains(*p)).cloned().collect::<Vec<_>>())
+                (dir, ps.iter().filter(|p| none_blamed || hits_car(&changed, p)).cloned().collect::<Vec<_>>())
             })
             .filter(|(_, ps)| !ps.is_empty())
             .collect();
@@ -573,8 +584,10 @@ fn blame(
         let id = &car.rec.id;
         let e = HybridError::LocalChanges {
             message: format!(
-                "landing {id} would change path(s) that have local changes in {} (where {target} is checked out); \
-                 nothing was changed. Commit, stash or move those changes, then re-run `git hybrid merge {id}`",
+                "landing {id} would overwrite or delete local changes, untracked or ignored files or a nested \
+                 repository in {} (where {target} is checked out); nothing was changed. Commit, stash or move them \
+                 out of the way (git-hybrid never deletes ignored files), then re-run `git hybrid merge {id}`; in \
+                 the way",
                 dir.display()
             ),
             paths,

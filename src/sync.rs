@@ -344,13 +344,16 @@ pub(crate) fn move_task_branch(project: &Project, branch_ref: &str, old: Oid, ne
         ))
         .into());
     }
+    if let Some(why) = checkout::in_progress(project, branch_ref)? {
+        return Err(HybridError::LocalChanges { message: why, paths: Vec::new() }.into());
+    }
     let checkouts = checkout::checkouts_of(project, branch_ref)?;
     if !checkouts.is_empty() {
         let old_tree = repo.find_commit(old)?.tree()?;
         let new_tree = repo.find_commit(new)?.tree()?;
         let changed = checkout::changed_paths(repo, &old_tree, &new_tree)?;
         for co in &checkouts {
-            let blocked = checkout::blocking_paths(co, &new_tree, &changed, Scope::Whole)?;
+            let blocked = checkout::blocking_paths(co, &old_tree, &new_tree, &changed, Scope::Whole)?;
             if !blocked.is_empty() {
                 return Err(HybridError::LocalChanges {
                     message: format!(

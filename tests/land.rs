@@ -446,7 +446,8 @@ fn a_held_index_lock_in_the_main_checkout_refuses_without_moving() {
     task(&repo, "t1", &[("a.txt", "a\n")], "a");
     std::fs::write(repo.root.join(".git/index.lock"), "").unwrap();
     let refs = repo.refs_snapshot();
-    let out = repo.hybrid(&["merge", "t1"]);
+    // The landing waits for the lock (a minute by default; shortened here), then reports busy.
+    let out = repo.hybrid_cmd(&repo.root, &["merge", "t1"]).env("HYBRID_INDEX_LOCK_WAIT_MS", "300").output().unwrap();
     assert_code(&out, 4);
     assert!(stderr(&out).contains("index.lock"), "{}", stderr(&out));
     assert_eq!(repo.refs_snapshot(), refs);

@@ -229,16 +229,12 @@ fn crlf_conversion_falls_back_to_read_tree_and_still_works() {
     let by_global_env = crlf_scenario(|r| {
         std::fs::write(&r.empty_config, "[core]\n\tautocrlf = true\n").unwrap();
     });
-    for (i, repo) in [by_attributes, by_config, by_global_env].into_iter().enumerate() {
-        // The checkout has the converted file, as git wrote it. (Not for the last: the
-        // read-tree path's pre-check reads the status through libgit2, which does not read the
-        // file GIT_CONFIG_GLOBAL names, and would take the CRLF file for a local change: a
-        // refusal, never a loss. An LF file is clean for both.)
-        if i < 2 {
-            std::fs::remove_file(repo.root.join("doc.txt")).unwrap();
-            repo.git(&["checkout", "--", "doc.txt"]);
-            assert_eq!(std::fs::read(repo.root.join("doc.txt")).unwrap(), b"one\r\ntwo\r\n");
-        }
+    for repo in [by_attributes, by_config, by_global_env] {
+        // The checkout has the converted file, as git wrote it (the read-tree path's pre-check
+        // reads the status through git, which reads the file GIT_CONFIG_GLOBAL names too).
+        std::fs::remove_file(repo.root.join("doc.txt")).unwrap();
+        repo.git(&["checkout", "--", "doc.txt"]);
+        assert_eq!(std::fs::read(repo.root.join("doc.txt")).unwrap(), b"one\r\ntwo\r\n");
         let err = land(&repo, true);
         assert!(err.contains("read-tree"), "must fall back: {err}");
         assert_eq!(std::fs::read(repo.root.join("doc.txt")).unwrap(), b"one\r\ntwo\r\nthree\r\n");
@@ -273,7 +269,7 @@ fn a_stale_index_lock_of_a_killed_landing_is_removed_but_a_git_one_is_not() {
     // A lock git (or anyone) holds: the landing waits, then reports busy, changing nothing.
     std::fs::write(repo.root.join(".git/index.lock"), "").unwrap();
     let before = repo.refs_snapshot();
-    let out = repo.hybrid(&["merge", "t1"]);
+    let out = repo.hybrid_cmd(&repo.root, &["merge", "t1"]).env("HYBRID_INDEX_LOCK_WAIT_MS", "300").output().unwrap();
     assert_code(&out, 4);
     assert_eq!(repo.refs_snapshot(), before);
     assert!(repo.root.join(".git/index.lock").exists(), "someone else's lock is never removed");
@@ -305,4 +301,89 @@ fn a_landing_killed_between_writing_files_and_the_index_is_finished_by_the_next_
     let mut paths = PATHS.to_vec();
     paths.push("link3");
     assert_eq!(snapshot(&repo, &paths), snapshot(&slow, &paths));
+}
+
+/// `git` for the landing, through a wrapper that makes another git command's `index.lock` appear
+/// exactly when the landing's `git read-tree` starts (the race between waiting for the lock and
+/// git taking it) and go away a moment later, as a user's `git status` does.
+#[test]
+fn an_index_lock_taken_just_before_read_tree_is_waited_for() {
+    let repo = TestRepo::new();
+    assert_ok(&repo.hybrid(&["start", "t1"]), &["start", "t1"]);
+    let dir = repo.task_dir("t1");
+    write_file(&dir.join("a.txt"), "a\n");
+    repo.commit_all_in(&dir, "task");
+    let real_git =
+        String::from_utf8(std::process::Command::new("sh").args(["-c", "command -v git"]).output().unwrap().stdout)
+            .unwrap();
+    let bin = repo.base().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let lock = repo.root.join(".git/index.lock");
+    let marker = repo.base().join("lock-taken");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = read-tree ] && [ ! -e '{m}' ]; then\n  : > '{m}'\n  : > '{l}'\n  \
+         (sleep 1; rm -f '{l}') </dev/null >/dev/null 2>&1 &\nfi\nexec '{g}' \"$@\"\n",
+        m = marker.display(),
+        l = lock.display(),
+        g = real_git.trim()
+    );
+    write_file(&bin.join("git"), &script);
+    set_exec(&bin.join("git"), true);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = repo
+        .hybrid_cmd(&repo.root, &["merge", "t1"])
+        .env("PATH", path)
+        .env("HYBRID_NO_FAST_CHECKOUT", "1")
+        .output()
+        .unwrap();
+    assert!(marker.exists(), "the wrapper ran");
+    assert_ok(&out, &["merge", "t1"]);
+    assert_eq!(repo.read("a.txt"), "a\n");
+    assert_eq!(repo.porcelain(&repo.root), "");
+}
+
+#[test]
+fn a_sparse_checkout_lands_changes_outside_its_cone() {
+    for fast in [true, false] {
+        let repo = TestRepo::new();
+        repo.write("d/d.txt", "d\n");
+        repo.write("e/e.txt", "e\n");
+        repo.commit_all("base");
+        assert_ok(&repo.hybrid(&["start", "t1"]), &["start", "t1"]);
+        let dir = repo.task_dir("t1");
+        write_file(&dir.join("e/e.txt"), "e changed outside the cone\n");
+        write_file(&dir.join("d/d.txt"), "d changed inside the cone\n");
+        repo.commit_all_in(&dir, "task");
+        repo.git(&["sparse-checkout", "set", "d"]);
+        assert!(!repo.root.join("e").exists());
+        let mut cmd = repo.hybrid_cmd(&repo.root, &["merge", "t1"]);
+        if !fast {
+            cmd.env("HYBRID_NO_FAST_CHECKOUT", "1");
+        }
+        assert_ok(&cmd.output().unwrap(), &["merge", "t1"]);
+        // The index holds the landing, the file outside the cone is not written, as git does.
+        assert_eq!(repo.git(&["show", ":e/e.txt"]), "e changed outside the cone");
+        assert_eq!(repo.git(&["ls-files", "-t", "e/e.txt"]), "S e/e.txt");
+        assert!(!repo.root.join("e").exists(), "fast: {fast}");
+        assert_eq!(repo.read("d/d.txt"), "d changed inside the cone\n");
+        assert_eq!(repo.porcelain(&repo.root), "");
+    }
+}
+
+#[test]
+fn a_split_index_lands() {
+    for fast in [true, false] {
+        let repo = scenario();
+        repo.git(&["update-index", "--split-index"]);
+        let mut cmd = repo.hybrid_cmd(&repo.root, &["merge", "t1"]);
+        if !fast {
+            cmd.env("HYBRID_NO_FAST_CHECKOUT", "1");
+        }
+        assert_ok(&cmd.output().unwrap(), &["merge", "t1"]);
+        assert_eq!(repo.read("mod/a.txt"), "a changed by the task\n");
+        assert_eq!(repo.git(&["diff", "--cached", "--name-only"]), "staged.txt");
+        assert_eq!(repo.git(&["diff", "--name-only"]), "keep.txt");
+        repo.git(&["stash", "-q"]);
+        assert_eq!(repo.git(&["write-tree"]), repo.rev("main^{tree}"));
+    }
 }

@@ -163,3 +163,55 @@ fn a_worktree_left_already_moved_by_a_killed_sync_is_finished() {
     assert_eq!(repo.rev("hybrid/t1^1"), tip);
     assert_eq!(repo.porcelain(&dir), "");
 }
+
+/// Main adds `path` (an ignored path, force-added) after the task started.
+fn main_adds_ignored(repo: &TestRepo, path: &str, content: &str) {
+    repo.write(path, content);
+    repo.git(&["add", "-f", path]);
+    repo.git(&["commit", "-q", "-m", &format!("main adds {path}")]);
+}
+
+#[test]
+fn ignored_files_in_a_task_worktree_are_never_overwritten_by_a_sync() {
+    // (what the worktree has, ignored; what main adds; what the refusal names)
+    let cases = [("notes.log", "notes.log", "notes.log"), ("cache", "cache/x.bin", "cache")];
+    for (mine, added, named) in cases {
+        let repo = TestRepo::new();
+        repo.write(".gitignore", "*.log\ncache\n");
+        repo.commit_all("ignores");
+        let dir = start(&repo, "t1");
+        write_file(&dir.join("a.txt"), "task\n");
+        repo.commit_all_in(&dir, "task work");
+        write_file(&dir.join(mine), "the agent's local file\n");
+        main_adds_ignored(&repo, added, "from main\n");
+        let refs = repo.refs_snapshot();
+
+        let out = repo.hybrid(&["sync", "t1"]);
+        assert_code(&out, 3);
+        assert!(stderr(&out).contains(named), "{mine}: {}", stderr(&out));
+        assert_eq!(std::fs::read_to_string(dir.join(mine)).unwrap(), "the agent's local file\n", "{mine}");
+        assert_eq!(repo.refs_snapshot(), refs, "{mine}");
+        assert_eq!(repo.porcelain(&dir), "", "{mine}");
+    }
+}
+
+#[test]
+fn the_keep_catch_up_leaves_ignored_files_in_the_task_worktree_alone() {
+    let repo = TestRepo::new();
+    repo.write(".gitignore", "*.log\n");
+    repo.commit_all("ignores");
+    let dir = start(&repo, "t1");
+    write_file(&dir.join("a.txt"), "task\n");
+    let tip = repo.commit_all_in(&dir, "task work");
+    write_file(&dir.join("run.log"), "the agent's log\n");
+    main_adds_ignored(&repo, "run.log", "from main\n");
+
+    let out = repo.hybrid(&["--json", "merge", "--keep", "t1"]);
+    assert_ok(&out, &["merge", "--keep", "t1"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["status"], "landed");
+    assert!(j["kept"].as_str().unwrap().contains("run.log"), "{j}");
+    assert_eq!(std::fs::read_to_string(dir.join("run.log")).unwrap(), "the agent's log\n");
+    assert_eq!(repo.rev("hybrid/t1"), tip, "the branch stays where it was");
+    assert_eq!(repo.porcelain(&dir), "");
+}

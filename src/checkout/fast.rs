@@ -29,8 +29,10 @@
 //!   file/folder swap, no submodule), not a `.git`, `.gitattributes` or `.gitmodules`
 //!   name (attribute and submodule changes fall back, as do names git's NTFS/HFS protections
 //!   treat specially), no
-//!   folder on the way is a file or a symlink in the checkout or an entry in the index, and no
-//!   index entry lives below a path that becomes a file (libgit2 would silently drop it).
+//!   folder on the way is a file or a symlink in the checkout, an entry in the index or a nested
+//!   repository (a folder with its own `.git`), and no index entry lives below a path that
+//!   becomes a file (libgit2 would silently drop it). Every such case goes to read-tree, whose
+//!   pre-check (`checkout/guard.rs`) refuses what would delete untracked or ignored content.
 //!
 //! The check per changed path is git's: the index entry must equal the old tree's and the file
 //! must match it (stat data first, like git's `ie_match_stat`, the content hash when stat data
@@ -68,7 +70,6 @@ use git2::{AttrCheckFlags, AttrValue, ObjectType, Oid, Repository, Tree};
 
 use super::index::{Entry, RawIndex};
 use super::{put_note, wait_index_unlocked, Checkout};
-use crate::error::HybridError;
 use crate::repo::Project;
 
 /// Environment variable that disables the fast path (tests and the benchmark compare both).
@@ -416,6 +417,9 @@ fn structure_blocker(co: &Checkout, index: &RawIndex, rel: &str) -> Result<Optio
         }
         if checked_disk {
             match fs::symlink_metadata(co.dir.join(&prefix)) {
+                Ok(m) if m.is_dir() && fs::symlink_metadata(co.dir.join(&prefix).join(".git")).is_ok() => {
+                    return Ok(Some(format!("{prefix:?} is a nested repository")));
+                }
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => return Ok(Some(format!("{prefix:?} is not a folder in the checkout"))),
                 Err(e) if e.kind() == ErrorKind::NotFound => checked_disk = false,
@@ -599,19 +603,22 @@ impl IndexLock {
         if let Some((dev, ino, s, ns, _)) = super::identity(&candidate) {
             put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
         }
-        let linked = fs::hard_link(&candidate, &lock);
+        // A git command may take the lock between our wait and the link: wait for it again.
+        let deadline = std::time::Instant::now() + super::index_lock_wait();
+        let linked = loop {
+            match fs::hard_link(&candidate, &lock) {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r,
+            }
+        };
         let _ = fs::remove_file(&candidate);
         match linked {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 put_note(&note, "none");
-                return Err(HybridError::Busy(format!(
-                    "another git command is using the checkout {} ({} exists); nothing was changed. Retry when it \
-                     finishes",
-                    co.dir.display(),
-                    lock.display()
-                ))
-                .into());
+                return Err(super::index_busy(co));
             }
             Err(e) => {
                 put_note(&note, "none");
