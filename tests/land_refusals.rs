@@ -96,6 +96,26 @@ const SWAPS: &[Swap] = &[
         ignored: &[("d/secret.key", "KEY\n")],
         named: &["d/secret.key"],
     },
+    Swap {
+        name: "ignored file in an ignored folder at a path the task adds",
+        base: |r| {
+            r.write(".gitignore", "out/\n");
+            r.commit_all("ignore out/");
+        },
+        task: |d| write_file(&d.join("out/report.txt"), "from the task\n"),
+        ignored: &[("out/report.txt", "the user's report\n"), ("out/other.txt", "other\n")],
+        named: &["out/report.txt"],
+    },
+    Swap {
+        name: "ignored folder out/ holding out/sub/, task adds a file out/sub",
+        base: |r| {
+            r.write(".gitignore", "out/\n");
+            r.commit_all("ignore out/");
+        },
+        task: |d| write_file(&d.join("out/sub"), "a file now\n"),
+        ignored: &[("out/sub/f.bin", "bin\n")],
+        named: &["out/sub/f.bin"],
+    },
 ];
 
 #[test]

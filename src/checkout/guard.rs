@@ -241,13 +241,20 @@ fn status(co: &Checkout, paths: Option<&BTreeSet<String>>, ignored: bool) -> Res
         "--ignore-submodules=all",
     ];
     if ignored {
-        args.push("--ignored=matching");
+        // With `--untracked-files=all`, every ignored file is listed on its own, also inside an
+        // ignored folder (`matching` would list the folder alone).
+        args.push("--ignored=traditional");
     }
-    let spec_bytes: usize = paths.map(|ps| ps.iter().map(|p| p.len() + 1).sum()).unwrap_or(0);
-    let limited = paths.filter(|_| spec_bytes <= MAX_PATHSPEC_BYTES);
-    if let Some(ps) = limited {
+    let specs: Vec<String> = match paths {
+        Some(ps) if ps.iter().map(|p| p.len() + 16).sum::<usize>() <= MAX_PATHSPEC_BYTES => {
+            // Literal paths from the top, whatever characters they hold.
+            ps.iter().map(|p| format!(":(top,literal){p}")).collect()
+        }
+        _ => Vec::new(),
+    };
+    if !specs.is_empty() {
         args.push("--");
-        args.extend(ps.iter().map(String::as_str));
+        args.extend(specs.iter().map(String::as_str));
     }
     let out = git_in(co, &args)?;
     if !out.status.success() {
