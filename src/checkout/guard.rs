@@ -75,7 +75,8 @@ pub fn blocking_paths(
 
     // Ignored files count only where the move writes or deletes; git status lists them for the
     // changed paths and everything below them (a folder that becomes a file).
-    for rec in status(co, Some(changed), true)? {
+    let near_changes = if changed.is_empty() { Vec::new() } else { status(co, Some(changed), true)? };
+    for rec in near_changes {
         let path = rec.path.trim_end_matches('/');
         let relevant = changed.contains(path) || under_doomed(path);
         if !relevant {
