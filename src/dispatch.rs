@@ -709,7 +709,7 @@ fn attempt_inner(
     }
     phase("land", String::new());
     let gate = crate::gate::GateOptions { verify: task.verify.iter().cloned().collect(), ..Default::default() };
-    let opts = land::LandOptions { target: None, message: task.title.clone(), keep: false, local: false, gate };
+    let opts = land::LandOptions { target: None, message: Some(squash_summary(task)), keep: false, local: false, gate };
     match land::land_task(&project, id, attempt, &opts) {
         Ok(report) => {
             let state = if report.status == "empty" { TaskState::Empty } else { TaskState::Landed };
@@ -792,6 +792,21 @@ fn other_attempt_landed(ledger: &Ledger, id: &str, attempt: u32) -> Result<bool>
 fn become_candidate(ledger: &Ledger, id: &str, attempt: u32) -> Result<AttemptEnd> {
     ledger.update(id, attempt, |r| r.state = TaskState::Candidate)?;
     not_landed(TaskState::Candidate, "another attempt landed; kept as a candidate")
+}
+
+/// The summary line of a dispatched task's squash commit: its title, else its prompt's first
+/// line (not the subjects of the checkpoint commits git-hybrid made for it).
+fn squash_summary(task: &PlanTask) -> String {
+    if let Some(t) = task.title.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        return t.to_string();
+    }
+    let line = task.prompt.lines().map(|l| l.trim().trim_start_matches('#').trim()).find(|l| !l.is_empty());
+    let line = line.unwrap_or(task.id.as_str());
+    if line.chars().count() <= 72 {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(69).collect();
+    format!("{}...", cut.trim_end())
 }
 
 /// Reports a failed run as a phase only when another run follows: the last failure is the

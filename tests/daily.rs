@@ -303,3 +303,24 @@ fn a_missing_agent_program_is_found_before_any_worktree() {
         assert!(!r.root.join(".git/hybrid/ledger").exists());
     }
 }
+
+#[test]
+fn squash_subjects_come_from_the_title_or_the_prompt_not_checkpoints() {
+    let r = with_plan(
+        "[agent]\ncommand = [\"sh\", \"-c\", \"cat >/dev/null; echo \\\"$HYBRID_TASK_ID\\\" > \\\"$HYBRID_TASK_ID.txt\\\"\"]\n\
+         [[task]]\nid = \"p\"\nprompt = \"# Add the greeting\\n\\nThen more details.\"\n\
+         [[task]]\nid = \"t\"\ntitle = \"Titled task\"\nprompt = \"do it\"\n",
+    );
+    let out = r.hybrid(&["dispatch", "-j", "1"]);
+    assert_ok(&out, &["dispatch"]);
+    let subjects = r.git(&["log", "--format=%s", "main"]);
+    assert!(subjects.contains("Add the greeting"), "{subjects}");
+    assert!(subjects.contains("Titled task"), "{subjects}");
+    assert!(!subjects.contains("checkpoint"), "{subjects}");
+    // A hand merge of a task whose only commit is a checkpoint does not use that subject either.
+    r.hybrid_ok(&["start", "h"]);
+    common::write_file(&r.task_dir("h").join("h.txt"), "h\n");
+    r.commit_all_in(&r.task_dir("h"), "hybrid: checkpoint after run 1 of h");
+    r.hybrid_ok(&["merge", "h"]);
+    assert_eq!(r.git(&["log", "-1", "--format=%s", "main"]), "Land task h");
+}

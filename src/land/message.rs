@@ -1,7 +1,7 @@
 //! The squash commit's message.
 //!
 //! Contract: [`squash_message`] is a summary line (`-m`, the task title, or the task's commit
-//! subjects), a body listing the task's own commit subjects, and the trailers of
+//! subjects without git-hybrid's checkpoint subjects, each once), a body listing the task's own commit subjects, and the trailers of
 //! `docs/DESIGN.md` (`Hybrid-Task`, `Hybrid-Base`, `Hybrid-Tip`, and `Hybrid-Attempt` when > 1).
 
 use anyhow::Result;
@@ -77,7 +77,19 @@ pub(super) fn squash_message(
     Ok(msg)
 }
 
+/// The subject of the commits git-hybrid itself makes of what an agent left uncommitted.
+pub const CHECKPOINT_PREFIX: &str = "hybrid: checkpoint ";
+
+/// A summary from the task's own commit subjects: git-hybrid's checkpoint subjects left out,
+/// each subject once, in order.
 fn summary_from_subjects(id: &str, subjects: &[String]) -> String {
+    let mut own: Vec<String> = Vec::new();
+    for s in subjects {
+        if !s.is_empty() && !s.starts_with(CHECKPOINT_PREFIX) && !own.contains(s) {
+            own.push(s.clone());
+        }
+    }
+    let subjects = own.as_slice();
     match subjects {
         [] => format!("Land task {id}"),
         [one] => one.clone(),
@@ -89,5 +101,18 @@ fn summary_from_subjects(id: &str, subjects: &[String]) -> String {
                 format!("{first} (+{} more)", rest.len())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary_from_subjects;
+
+    #[test]
+    fn summaries_skip_checkpoints_and_repeats() {
+        let s = |v: &[&str]| summary_from_subjects("t", &v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(s(&["hybrid: checkpoint after run 1 of t"]), "Land task t");
+        assert_eq!(s(&["fix a", "fix a", "hybrid: checkpoint after run 2 of t"]), "fix a");
+        assert_eq!(s(&["a", "b"]), "a; b");
     }
 }
