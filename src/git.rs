@@ -56,34 +56,9 @@ pub fn signature(repo: &git2::Repository, role: Role) -> Result<git2::Signature<
     let cfg_get = |k: &str| cfg.as_ref().and_then(|c| c.get_string(k).ok());
     let name = env("NAME").or_else(|| cfg_get("user.name")).unwrap_or_else(|| "git-hybrid".into());
     let email = env("EMAIL").or_else(|| cfg_get("user.email")).unwrap_or_else(|| "git-hybrid@localhost".into());
-    let sig = match env("DATE").and_then(|d| parse_git_date(&d)) {
+    let sig = match env("DATE").and_then(|d| crate::gitdate::parse(&d)) {
         Some((secs, offset_min)) => git2::Signature::new(&name, &email, &git2::Time::new(secs, offset_min))?,
         None => git2::Signature::now(&name, &email)?,
     };
     Ok(sig)
-}
-
-/// Parses git's internal date format `[@]<unix seconds> <+hhmm>` (what tests and scripts use).
-fn parse_git_date(s: &str) -> Option<(i64, i32)> {
-    let mut parts = s.split_whitespace();
-    let secs: i64 = parts.next()?.trim_start_matches('@').parse().ok()?;
-    let tz = parts.next().unwrap_or("+0000");
-    let sign = if tz.starts_with('-') { -1 } else { 1 };
-    let digits = tz.trim_start_matches(['+', '-']);
-    if digits.len() != 4 {
-        return None;
-    }
-    let h: i32 = digits[..2].parse().ok()?;
-    let m: i32 = digits[2..].parse().ok()?;
-    Some((secs, sign * (h * 60 + m)))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_internal_dates() {
-        assert_eq!(super::parse_git_date("@1700000000 +0100"), Some((1700000000, 60)));
-        assert_eq!(super::parse_git_date("1700000000 -0230"), Some((1700000000, -150)));
-        assert_eq!(super::parse_git_date("yesterday"), None);
-    }
 }

@@ -34,6 +34,7 @@
 //! | [`mcp`] | `git hybrid mcp`: the MCP server (tools, resources, the background task runner) |
 //! | [`background`] | starting git-hybrid detached (`dispatch --detach`, the MCP task runner) |
 //! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
+//! | [`gitdate`] | the dates git accepts in `GIT_AUTHOR_DATE` / `GIT_COMMITTER_DATE` |
 //! | [`failpoint`] | named steps where the crash tests stop a process (test builds only) |
 
 pub mod agent;
@@ -49,6 +50,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod gate;
 pub mod git;
+pub mod gitdate;
 pub mod hooks;
 pub mod labels;
 pub mod land;

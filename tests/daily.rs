@@ -324,3 +324,30 @@ fn squash_subjects_come_from_the_title_or_the_prompt_not_checkpoints() {
     r.hybrid_ok(&["merge", "h"]);
     assert_eq!(r.git(&["log", "-1", "--format=%s", "main"]), "Land task h");
 }
+
+#[test]
+fn git_dates_in_every_format_git_accepts_are_used() {
+    let r = TestRepo::new();
+    for (i, (author, committer)) in [
+        ("Thu, 07 Apr 2005 22:13:13 +0200", "2005-04-07T22:13:13+02:00"),
+        ("2005-04-07 22:13:13 +0200", "Thu Apr 7 22:13:13 2005 +0200"),
+        ("@1112904793 +0200", "1112904793 +0200"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("t{i}");
+        r.hybrid_ok(&["start", &id]);
+        common::write_file(&r.task_dir(&id).join(format!("{id}.txt")), "x\n");
+        r.commit_all_in(&r.task_dir(&id), "work");
+        let out = r
+            .hybrid_cmd(&r.root, &["merge", &id])
+            .env("GIT_AUTHOR_DATE", author)
+            .env("GIT_COMMITTER_DATE", committer)
+            .output()
+            .unwrap();
+        assert_ok(&out, &["merge", &id]);
+        let dates = r.git(&["log", "-1", "--format=%ad|%cd", "--date=raw", "main"]);
+        assert_eq!(dates, "1112904793 +0200|1112904793 +0200", "{author} / {committer}");
+    }
+}
