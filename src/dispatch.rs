@@ -709,7 +709,7 @@ fn attempt_inner(
     }
     phase("land", String::new());
     let gate = crate::gate::GateOptions { verify: task.verify.iter().cloned().collect(), ..Default::default() };
-    let opts = land::LandOptions { target: None, message: Some(squash_summary(task)), keep: false, local: false, gate };
+    let opts = land::LandOptions { message: Some(squash_summary(task)), gate, ..Default::default() };
     match land::land_task(&project, id, attempt, &opts) {
         Ok(report) => {
             let state = if report.status == "empty" { TaskState::Empty } else { TaskState::Landed };

@@ -83,6 +83,9 @@ pub struct LandOptions {
     pub local: bool,
     /// Overrides and extra verify commands for the landing gate ([`crate::gate`]).
     pub gate: crate::gate::GateOptions,
+    /// How long to wait for a landing on the same target that another process is running
+    /// (`None`: until it is done); then [`HybridError::Busy`], nothing changed.
+    pub wait: Option<std::time::Duration>,
 }
 
 /// The result of a landing.
@@ -251,7 +254,8 @@ fn run_train(
         Some(odb) => Some(odb.add_new_mempack_backend(1000).context("cannot set up an in-memory object store")?),
         None => None,
     };
-    let land_lock = FileLock::acquire(&land_lock_path(project, target))?;
+    let land_lock =
+        FileLock::acquire_waiting(&land_lock_path(project, target), &format!("the landing on {target}"), opts.wait)?;
     crate::failpoint!("land::locked");
 
     // With a remote, fetch before the recovery, so a push a killed run made is seen.

@@ -8,8 +8,11 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+use crate::error::HybridError;
 
 /// A held lock; released on drop (or when the process dies).
 #[derive(Debug)]
@@ -39,6 +42,37 @@ impl FileLock {
         let mut lock = FileLock { file, path: path.to_path_buf() };
         lock.write_pid();
         Ok(lock)
+    }
+
+    /// Takes the lock; while a live process holds it, says once on stderr
+    /// (`git-hybrid: waiting for <what> by pid N`) and waits, at most `wait` (`None`: as long as
+    /// it takes). When the wait runs out: [`HybridError::Busy`] (exit 4) naming the holder.
+    pub fn acquire_waiting(path: &Path, what: &str, wait: Option<Duration>) -> Result<FileLock> {
+        if let Some(lock) = Self::try_acquire(path)? {
+            return Ok(lock);
+        }
+        let holder = || Self::holder_pid(path).map_or_else(|| "another process".to_string(), |p| format!("pid {p}"));
+        match wait {
+            Some(w) => eprintln!("git-hybrid: waiting for {what} by {} (up to {} s)", holder(), w.as_secs()),
+            None => eprintln!("git-hybrid: waiting for {what} by {}", holder()),
+        }
+        let Some(wait) = wait else { return Self::acquire(path) };
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(lock) = Self::try_acquire(path)? {
+                return Ok(lock);
+            }
+            if Instant::now() >= deadline {
+                return Err(HybridError::Busy(format!(
+                    "gave up waiting for {what} by {} after {} s; nothing was changed. Re-run when it is done, or \
+                     wait longer with --wait SECONDS",
+                    holder(),
+                    wait.as_secs()
+                ))
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Takes the lock if it is free; `Ok(None)` when a live process holds it.

@@ -29,6 +29,10 @@ pub struct MergeArgs {
     /// Attempt number of the tasks given without `@N`.
     #[arg(long, default_value_t = 1)]
     pub attempt: u32,
+    /// How long to wait for another process's landing on the same target (it is named on
+    /// stderr), before giving up with exit 4 and nothing changed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub wait: u64,
     /// Let the landing change paths outside the task's claims (recorded in its ledger record).
     #[arg(long)]
     pub allow_unclaimed: bool,
@@ -49,7 +53,8 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     let project = output::project(g)?;
     let gate =
         GateOptions { allow_unclaimed: a.allow_unclaimed, allow_protected: a.allow_protected, verify: Vec::new() };
-    let opts = LandOptions { target: a.target, message: a.message, keep: a.keep, local: a.local, gate };
+    let wait = Some(std::time::Duration::from_secs(a.wait));
+    let opts = LandOptions { target: a.target, message: a.message, keep: a.keep, local: a.local, gate, wait };
     if tasks.len() == 1 {
         let (task, attempt) = &tasks[0];
         let report = match land::land_task(&project, task, *attempt, &opts) {
