@@ -389,6 +389,15 @@ impl<'r> RefLock<'r> {
         Ok(RefLock { tx: Some(tx), refname: refname.to_string(), note, current })
     }
 
+    /// Deletes the ref (locked at [`RefLock::current`]) and releases it.
+    pub fn delete(mut self) -> Result<()> {
+        let mut tx = self.tx.take().context("ref lock already used")?;
+        tx.remove(&self.refname)?;
+        tx.commit().with_context(|| format!("cannot delete {}", self.refname))?;
+        clear_note(&self.note);
+        Ok(())
+    }
+
     /// Points the ref at `new` and releases it.
     pub fn commit(mut self, repo: &Repository, new: Oid, message: &str) -> Result<()> {
         let mut tx = self.tx.take().context("ref lock already used")?;

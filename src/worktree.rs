@@ -604,7 +604,8 @@ pub fn clean(project: &Project, selector: &CleanSelector, force: bool) -> Result
         let branch_tip = project.repo.refname_to_id(&branch_ref).ok();
         let own_tree = trust::task_worktree(project, &rec);
         let tree_present = rec.worktree.as_deref().is_some_and(Path::exists);
-        if branch_tip.is_none() && !tree_present {
+        let leftover = rec.worktree.as_deref().map(removal_leftover).is_some_and(|p| p.exists());
+        if branch_tip.is_none() && !tree_present && !leftover {
             continue; // already clean
         }
         let item = |reason: Option<String>| CleanItem {
@@ -666,7 +667,7 @@ pub fn clean(project: &Project, selector: &CleanSelector, force: bool) -> Result
         remove_worktree(project, &rec)?;
         crate::failpoint!("clean::worktree_removed");
         if let Some(tip) = branch_tip {
-            delete_branch_cas(&project.repo, &rec.branch, tip)?;
+            delete_branch_cas(project, &rec.branch, tip)?;
         }
         crate::failpoint!("clean::branch_deleted");
         let was_done = rec.state.is_done();
@@ -740,17 +741,38 @@ fn unlanded_commits(project: &Project, rec: &TaskRecord, tip: Oid, target_tip: O
 /// Only a worktree the trust rules prove is the task's own is touched
 /// ([`crate::ledger::trust::task_worktree`]: git lists it as a worktree of the task's branch
 /// and it lies under the worktree root); any other recorded path is an error and left alone.
+///
+/// Resumable: the folder is first renamed, in one step, to its [`removal_leftover`] name beside
+/// it, and only then deleted (its admin entry last). A kill while deleting leaves no
+/// half-deleted worktree at the task's path (whose missing files would look like uncommitted
+/// changes), only the leftover, which the next removal of the task (`clean`, or a landing's
+/// cleanup) deletes first.
 pub fn remove_worktree(project: &Project, rec: &TaskRecord) -> Result<()> {
     match trust::task_worktree(project, rec) {
-        TaskWorktree::Gone => Ok(()),
+        TaskWorktree::Gone => {
+            // The entry may have been pruned by git after a kill: a leftover under the
+            // worktree root still carries a name only this function makes.
+            let root = crate::repo::normalize(&project.worktree_root());
+            if let Some(dir) = rec.worktree.as_deref().map(crate::repo::normalize) {
+                if dir != root && dir.starts_with(&root) {
+                    remove_leftover(&removal_leftover(&dir))?;
+                }
+            }
+            Ok(())
+        }
         TaskWorktree::NotOwned(why) => Err(HybridError::Corrupt {
             path: project.ledger().path(&rec.id, rec.attempt).display().to_string(),
             reason: why,
         }
         .into()),
         TaskWorktree::Owned { dir, admin } => {
+            let leftover = removal_leftover(&dir);
+            remove_leftover(&leftover)?;
             if std::fs::symlink_metadata(&dir).is_ok() {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+                // A folder that cannot be renamed (a mount point, say) is deleted where it is.
+                let doomed = if std::fs::rename(&dir, &leftover).is_ok() { leftover.clone() } else { dir.clone() };
+                crate::failpoint!("worktree::renamed_away");
+                std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))?;
             }
             match std::fs::remove_dir_all(&admin) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -762,16 +784,32 @@ pub fn remove_worktree(project: &Project, rec: &TaskRecord) -> Result<()> {
     }
 }
 
-/// Deletes `refs/heads/<branch>` only if it still points at `expected`.
-pub fn delete_branch_cas(repo: &Repository, branch: &str, expected: Oid) -> Result<()> {
+/// Where [`remove_worktree`] moves a task worktree while it deletes it: `.<name>.hybrid-removing`
+/// beside it (same folder, so the rename never crosses file systems).
+pub fn removal_leftover(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.hybrid-removing"))
+}
+
+fn remove_leftover(leftover: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(leftover) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(leftover)
+            .with_context(|| format!("cannot remove {} (left by an interrupted removal)", leftover.display())),
+        _ => Ok(()), // absent; anything but a folder is not one of ours
+    }
+}
+
+/// Deletes `refs/heads/<branch>` only if it still points at `expected`. Through [`RefLock`]
+/// (the caller holds the task lock, which guards the branch), so a `<branch>.lock` that a
+/// killed git-hybrid left on it is recognised and removed, never one of another process.
+///
+/// [`RefLock`]: crate::checkout::RefLock
+pub fn delete_branch_cas(project: &Project, branch: &str, expected: Oid) -> Result<()> {
     let name = format!("refs/heads/{branch}");
-    let mut tx = repo.transaction()?;
-    tx.lock_ref(&name)?;
-    let now = repo.refname_to_id(&name).ok();
-    if now != Some(expected) {
+    let lock = crate::checkout::RefLock::acquire(project, &name)?;
+    crate::failpoint!("branch::delete_locked");
+    if lock.current != Some(expected) {
         return Err(HybridError::Repo(format!("{branch} moved while cleaning; left it in place")).into());
     }
-    tx.remove(&name)?;
-    tx.commit()?;
-    Ok(())
+    lock.delete()
 }

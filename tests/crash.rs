@@ -68,3 +68,109 @@ fn a_landing_held_by_another_process_is_named_and_waited_for_up_to_wait() {
     assert_eq!(record(&repo, "t2")["state"], "landed");
     assert_eq!(repo.porcelain(&repo.root), "");
 }
+
+/// What a killed run may leave that the next run must have removed: files in
+/// `.git/hybrid/landing/`, `*.lock` files under `.git/refs/` and `.git/index.lock`, and folders an
+/// interrupted worktree removal left beside the task worktrees.
+fn leftovers(repo: &TestRepo) -> Vec<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>, keep: &dyn Fn(&std::path::Path) -> bool) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if keep(&p) {
+                out.push(p.display().to_string());
+            }
+            if p.is_dir() && !p.is_symlink() {
+                walk(&p, out, keep);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo.root.join(".git/hybrid/landing"), &mut out, &|_| true);
+    walk(&repo.root.join(".git/refs"), &mut out, &|p| p.extension().is_some_and(|x| x == "lock"));
+    if repo.root.join(".git/index.lock").exists() {
+        out.push(".git/index.lock".into());
+    }
+    walk(&repo.base().join("repo.hybrid"), &mut out, &|p| p.to_string_lossy().ends_with(".hybrid-removing"));
+    out
+}
+
+#[test]
+fn a_killed_clean_is_finished_by_the_next_one() {
+    let repo = TestRepo::new();
+    for id in ["c1", "c2"] {
+        task(&repo, id, &[(&format!("{id}.txt"), "work\n")]);
+        assert_ok(&repo.hybrid(&["merge", "--keep", id]), &["merge", "--keep", id]);
+    }
+    // Killed while deleting the worktree (renamed away first), then while deleting the branch.
+    repo.kill_at(&["clean", "c1"], "worktree::renamed_away");
+    assert!(!repo.task_dir("c1").exists(), "the worktree left its path in one step");
+    repo.kill_at(&["clean", "c2"], "branch::delete_locked");
+    assert!(repo.root.join(".git/refs/heads/hybrid/c2.lock").exists());
+    assert!(!leftovers(&repo).is_empty());
+
+    let out = repo.hybrid(&["--json", "clean", "--merged"]);
+    assert_ok(&out, &["clean", "--merged"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kept"], serde_json::json!([]), "{report}");
+    assert_eq!(leftovers(&repo), Vec::<String>::new());
+    for id in ["c1", "c2"] {
+        assert!(!repo.task_dir(id).exists());
+        assert!(
+            repo.git_out(&repo.root, &["rev-parse", "--verify", &format!("refs/heads/hybrid/{id}")]).status.code()
+                != Some(0)
+        );
+        assert!(record(&repo, id)["worktree"].is_null(), "{id}");
+    }
+    assert_eq!(repo.git(&["worktree", "prune", "--dry-run", "-v"]), "");
+    assert_eq!(repo.porcelain(&repo.root), "");
+}
+
+#[test]
+fn a_ref_lock_git_hybrid_cannot_prove_it_left_is_never_removed() {
+    let repo = TestRepo::new();
+    task(&repo, "c1", &[("c1.txt", "work\n")]);
+    assert_ok(&repo.hybrid(&["merge", "--keep", "c1"]), &["merge", "--keep", "c1"]);
+    // As if a git command of the user's held the branch.
+    let lock = repo.root.join(".git/refs/heads/hybrid/c1.lock");
+    std::fs::write(&lock, format!("{}\n", repo.rev("hybrid/c1"))).unwrap();
+    let out = repo.hybrid(&["clean", "c1"]);
+    assert_code(&out, 4);
+    assert!(lock.exists(), "someone else's lock is never removed");
+    assert!(stderr(&out).contains("c1.lock"), "{}", stderr(&out));
+    std::fs::remove_file(&lock).unwrap();
+    assert_ok(&repo.hybrid(&["clean", "c1"]), &["clean", "c1"]);
+}
+
+#[test]
+fn a_train_killed_at_any_step_leaves_nothing_the_rerun_does_not_remove() {
+    let repo = TestRepo::new();
+    let steps = [
+        "land::note_temp_written",
+        "land::note_written",
+        "land::checkouts_moved",
+        "land::ref_moved",
+        "land::recorded@2",
+        "sync::ref_locked@2",
+        "worktree::renamed_away@2",
+        "branch::delete_locked@2",
+        "land::cleaned@2",
+    ];
+    for (r, step) in steps.into_iter().enumerate() {
+        let ids: Vec<String> = (0..3).map(|i| format!("r{r}x{i}")).collect();
+        for id in &ids {
+            task(&repo, id, &[(&format!("{id}.txt"), "work\n")]);
+        }
+        repo.write(&format!("main{r}.txt"), "main moves\n"); // every task needs a catch-up
+        repo.commit_all(&format!("main moves {r}"));
+        let mut args = vec!["merge"];
+        args.extend(ids.iter().map(String::as_str));
+        repo.kill_at(&args, step);
+        assert_ok(&repo.hybrid(&args), &[&format!("re-run after a kill at {step}")]);
+        assert_eq!(leftovers(&repo), Vec::<String>::new(), "after a kill at {step} and a re-run");
+        for id in &ids {
+            assert_eq!(record(&repo, id)["state"], "landed", "{id} (killed at {step})");
+            assert!(!repo.task_dir(id).exists(), "{id} (killed at {step})");
+        }
+        assert_eq!(repo.porcelain(&repo.root), "", "killed at {step}");
+    }
+}

@@ -125,7 +125,7 @@ fn try_cleanup(project: &Project, rec: &TaskRecord, expected: Option<Oid>) -> Re
     if let Some(expected) = expected {
         let now = repo.refname_to_id(&branch_ref).ok();
         if now == Some(expected) {
-            worktree::delete_branch_cas(repo, &rec.branch, expected)?;
+            worktree::delete_branch_cas(project, &rec.branch, expected)?;
         } else if now.is_some() {
             return Ok(Some(format!("{} moved after landing; kept it", rec.branch)));
         }

@@ -40,13 +40,36 @@ impl TrainNote {
         project.state_dir().join("landing").join(format!("{}.json", target.replace('/', "%")))
     }
 
+    /// The note's temporary file: one fixed name per target (only the holder of the target's
+    /// landing lock writes it), so one a killed write left is known and removed by the next landing.
+    fn temp_path(project: &Project, target: &str) -> std::path::PathBuf {
+        project.state_dir().join("landing").join(format!(".{}.json.tmp", target.replace('/', "%")))
+    }
+
+    /// Writes the note atomically: its temporary file, then a rename.
     pub(super) fn write(project: &Project, target: &str, start: Oid, end: Oid) -> Result<TrainNote> {
         let path = Self::path(project, target);
         let note =
             TrainNote { target: target.to_string(), start: start.to_string(), end: end.to_string(), path, armed: true };
         let json = serde_json::to_vec(&note)?;
-        crate::fsutil::write_atomic_with(&note.path, &json, project.fsync_refs)
-            .with_context(|| format!("cannot write {}", note.path.display()))?;
+        let tmp = Self::temp_path(project, target);
+        let written = (|| -> Result<()> {
+            if let Some(dir) = tmp.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &json)?;
+            if project.fsync_refs {
+                f.sync_all()?;
+            }
+            crate::failpoint!("land::note_temp_written");
+            std::fs::rename(&tmp, &note.path)?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("cannot write {}", note.path.display()));
+        }
         Ok(note)
     }
 
@@ -77,6 +100,8 @@ pub(super) fn recover_train(
     held: &[&str],
     remote_tip: Option<Oid>,
 ) -> Result<()> {
+    // A note write a kill interrupted left only its temporary file: nothing moved after it.
+    let _ = std::fs::remove_file(TrainNote::temp_path(project, target));
     let path = TrainNote::path(project, target);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
