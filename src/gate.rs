@@ -342,7 +342,7 @@ fn names_explicitly(claims: &[String], path: &str, protected_by: &[&str]) -> boo
         if c.is_empty() {
             return false;
         }
-        let literal = !c.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        let literal = !crate::plan::has_glob_meta(c);
         (literal && (path == c || path.strip_prefix(c).is_some_and(|rest| rest.starts_with('/'))))
             || protected_by.contains(&c)
     })

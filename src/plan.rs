@@ -511,7 +511,8 @@ fn check_repo_path(p: &str) -> std::result::Result<(), String> {
     if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(format!("{p:?} must not contain '..'"));
     }
-    Ok(())
+    crate::safe_path::check(p.trim_start_matches("./").as_bytes(), false)
+        .map_err(|why| format!("{p:?} is not a path git accepts: {why}"))
 }
 
 /// Glob metacharacters (the literal prefix of a claim ends at the first one).

@@ -55,6 +55,7 @@ impl Project {
             .into());
         }
         let root = canonical(repo.workdir().context("repository has no working tree")?);
+        require_main_checkout(&root, &common_dir)?;
         let config = config::load(&root)?;
         let core_fsync = repo.config().ok().and_then(|c| c.get_string("core.fsync").ok());
         let fsync_refs = crate::fsutil::git_fsyncs_refs(core_fsync.as_deref());
@@ -155,6 +156,27 @@ impl Project {
         }
         Ok(())
     }
+}
+
+/// Refuses a main checkout that is really a linked worktree: `core.worktree` in the shared
+/// config (which any worktree can write) pointed at a task's worktree would make that
+/// worktree's `hybrid.toml` the configuration. The trusted configuration is the main
+/// checkout's: its `.git` is the common git directory, or a `gitdir:` file naming it.
+fn require_main_checkout(root: &Path, common_dir: &Path) -> Result<()> {
+    let dot_git = root.join(".git");
+    let Ok(text) = std::fs::read_to_string(&dot_git) else { return Ok(()) }; // a folder, or absent
+    let named = text.strip_prefix("gitdir:").map(|g| g.trim()).unwrap_or("");
+    let named = if Path::new(named).is_absolute() { PathBuf::from(named) } else { root.join(named) };
+    if canonical(&named) == common_dir {
+        return Ok(());
+    }
+    Err(HybridError::Repo(format!(
+        "the main checkout resolves to {}, which is a linked worktree (is `core.worktree` set in {}?); \
+         git-hybrid reads hybrid.toml only from the main checkout",
+        root.display(),
+        common_dir.join("config").display()
+    ))
+    .into())
 }
 
 /// The repository's default branch: `origin/HEAD`'s branch, else `main`, else `master`,

@@ -21,7 +21,7 @@
 
 use std::sync::OnceLock;
 
-use regex::{Regex, RegexSet};
+use regex::Regex;
 
 /// Text that, anywhere on a line, lets the pre-commit hook pass a finding on that line.
 pub const ALLOW_MARKER: &str = "hybrid: allow-secret";
@@ -129,96 +129,58 @@ pub struct Finding {
     pub value_end: usize,
 }
 
-struct Compiled {
-    set: RegexSet,
-    each: Vec<Regex>,
-}
-
-fn compiled() -> &'static Compiled {
-    static C: OnceLock<Compiled> = OnceLock::new();
-    C.get_or_init(|| {
-        // The patterns are constants tested below; a failure here is a programming error.
-        // ASCII mode: tokens are ASCII, and Unicode classes would make the automata far larger.
-        let ascii = |r: &str| format!("(?-u){r}");
-        let set = RegexSet::new(PATTERNS.iter().map(|p| ascii(p.regex))).expect("built-in secret patterns compile");
-        let each =
-            PATTERNS.iter().map(|p| Regex::new(&ascii(p.regex)).expect("built-in secret pattern compiles")).collect();
-        Compiled { set, each }
-    })
-}
-
-/// Lower-case literals at least one of which every pattern's match contains. Checking them is
-/// far cheaper than compiling the regexes, which most commits then never need.
-const NEEDLES: &[&str] = &[
-    "private",
-    "akia",
-    "asia",
-    "abia",
-    "acca",
-    "a3t",
-    "secret",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "github_pat_",
-    "glpat-",
-    "gldt-",
-    "glrt-",
-    "glcbt-",
-    "gloas-",
-    "glsoat-",
-    "glft-",
-    "glimt-",
-    "glagent-",
-    "glptt-",
-    "sk-",
-    "xoxa-",
-    "xoxb-",
-    "xoxp-",
-    "xoxo-",
-    "xoxs-",
-    "xoxr-",
-    "hooks.slack.com",
-    "sk_live_",
-    "sk_test_",
-    "sk_prod_",
-    "rk_live_",
-    "rk_test_",
-    "rk_prod_",
-    "aiza",
-    "npm_",
-    "hf_",
-    "sg.",
-    "pypi-",
-    "accountkey",
-    "sharedaccesskey",
-    "eyj",
-    "password",
-    "passwd",
-    "token",
+/// Lower-case literals, per pattern (same order as [`PATTERNS`]), at least one of which every
+/// match of that pattern contains. Checking them is far cheaper than running (and compiling)
+/// the regexes: a pattern's regex is compiled the first time a text holds one of its needles,
+/// so a process that never sees, say, `hf_` never pays for that automaton.
+const NEEDLES: &[&[&str]] = &[
+    &["private"],
+    &["akia", "asia", "abia", "acca", "a3t"],
+    &["secret"],
+    &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+    &["github_pat_"],
+    &["glpat-", "gldt-", "glrt-", "glcbt-", "gloas-", "glsoat-", "glft-", "glimt-", "glagent-", "glptt-"],
+    &["sk-ant-"],
+    &["sk-"],
+    &["sk-"],
+    &["sk-"],
+    &["xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-"],
+    &["hooks.slack.com"],
+    &["sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_"],
+    &["aiza"],
+    &["npm_"],
+    &["hf_"],
+    &["sg."],
+    &["pypi-"],
+    &["accountkey", "sharedaccesskey"],
+    &["eyj"],
+    &["password", "passwd", "secret", "token"],
 ];
+
+/// Pattern `i` compiled (once per process).
+fn regex(i: usize) -> &'static Regex {
+    static EACH: [OnceLock<Regex>; PATTERNS.len()] = [const { OnceLock::new() }; PATTERNS.len()];
+    // The patterns are constants tested below; a failure here is a programming error.
+    // ASCII mode: tokens are ASCII, and Unicode classes would make the automata far larger.
+    EACH[i]
+        .get_or_init(|| Regex::new(&format!("(?-u){}", PATTERNS[i].regex)).expect("built-in secret pattern compiles"))
+}
 
 /// Whether `text` may hold a secret (no false negatives: every pattern needs one needle).
 pub fn might_contain_secret(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
-    NEEDLES.iter().any(|n| lower.contains(n))
+    NEEDLES.iter().flat_map(|n| n.iter()).any(|n| lower.contains(n))
 }
 
 /// Finds secret-looking matches in `text`, sorted by position, overlaps removed (first wins).
 pub fn scan(text: &str) -> Vec<Finding> {
-    if !might_contain_secret(text) {
-        return Vec::new();
-    }
-    let c = compiled();
-    let hits = c.set.matches(text);
-    if !hits.matched_any() {
-        return Vec::new();
-    }
+    let lower = text.to_ascii_lowercase();
     let mut found: Vec<Finding> = Vec::new();
-    for i in hits.iter() {
-        let re = &c.each[i];
+    for (i, needles) in NEEDLES.iter().enumerate() {
+        if !needles.iter().any(|n| lower.contains(n)) {
+            continue;
+        }
+        let re = regex(i);
         let kind = PATTERNS[i].kind;
         if re.capture_names().any(|n| n == Some("secret")) {
             for caps in re.captures_iter(text) {
@@ -369,6 +331,64 @@ mod tests {
     }
 
     #[test]
+    fn gate_kinds() {
+        let cases = [
+            ("huggingface-token", fake("hf", "_", 1) + &"aB3d".repeat(9)),
+            ("gitlab-token", fake("glp", "at-", 1) + &"Xy9_".repeat(5)),
+            ("stripe-key", fake("rk_", "live_", 1) + &"d4".repeat(12)),
+            ("sendgrid-key", format!("{}{}.{}", fake("S", "G.", 1), "a1B2c3D4e5F6g7H8i9J0kL", "m".repeat(43))),
+            ("npm-token", fake("np", "m_", 1) + &"a1".repeat(18)),
+            ("pypi-token", fake("pyp", "i-AgEIcHlwaS5vcmc", 1) + &"Qx7_".repeat(14)),
+            (
+                "jwt",
+                format!(
+                    "{}.{}.{}",
+                    fake("ey", "JhbGciOiJIUzI1NiJ9", 1),
+                    fake("ey", "JzdWIiOiIxIn0", 1),
+                    "s1g".repeat(8)
+                ),
+            ),
+        ];
+        for (kind, secret) in cases {
+            let text = format!("value: \"{secret}\"\n");
+            let f = scan(&text);
+            assert_eq!(f.len(), 1, "{kind}: {f:?}");
+            assert_eq!((f[0].kind, &text[f[0].value_start..f[0].value_end]), (kind, secret.as_str()));
+        }
+        let azure =
+            format!("DefaultEndpointsProtocol=https;AccountName=x;{}={}==;", "AccountKey", "k9Z/".repeat(21) + "ab");
+        let f = scan(&azure);
+        assert_eq!(f[0].kind, "azure-storage-key", "{f:?}");
+        // PEM headers with any whitespace between the words.
+        let pem = format!("-----BEGIN{}RSA\tPRIVATE  KEY-----", "  ");
+        assert_eq!(scan(&pem)[0].kind, "private-key");
+    }
+
+    #[test]
+    fn generic_assignments_need_a_random_looking_value() {
+        let random = format!("{}{}", "q8Zr2LmX", "v0Kp7Tn4Wd");
+        for text in [
+            format!("password = \"{random}\""),
+            format!("DB_PASSWORD: '{random}'"),
+            format!("api_token := \"{random}\""),
+            format!("\"client_secret\": \"{random}\""),
+        ] {
+            let f = scan(&text);
+            assert_eq!(f.len(), 1, "{text}: {f:?}");
+            assert_eq!((f[0].kind, &text[f[0].value_start..f[0].value_end]), (GENERIC, random.as_str()));
+        }
+        for text in [
+            "password = \"correcthorsebattery\"",
+            "token = \"${GITHUB_TOKEN}\"",
+            "secret = \"<your secret here>\"",
+            "password = \"aaaaaaaaaaaa1111\"",
+            "let token = next_token(input);",
+        ] {
+            assert!(scan(text).is_empty(), "{text}");
+        }
+    }
+
+    #[test]
     fn prose_is_clean() {
         assert!(scan("the task skips AKIA because it is short; sk-ant is a prefix").is_empty());
     }
@@ -386,6 +406,15 @@ mod tests {
         // Each pattern's fake from finds_each_kind passes the prefilter; prose does not.
         assert!(!might_contain_secret("fn main() { println!(\"hello\"); }"));
         assert!(might_contain_secret(&(fake("AKI", "A", 1) + &"Q".repeat(16))));
+    }
+
+    #[test]
+    fn one_needle_list_per_pattern() {
+        assert_eq!(NEEDLES.len(), PATTERNS.len());
+        for (i, p) in PATTERNS.iter().enumerate() {
+            regex(i); // compiles
+            assert!(NEEDLES[i].iter().all(|n| *n == n.to_ascii_lowercase()), "{}", p.kind);
+        }
     }
 
     #[test]

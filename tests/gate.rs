@@ -252,3 +252,44 @@ fn paths_git_refuses_are_refused_even_when_the_target_is_not_checked_out() {
     assert_eq!(files, "README.md\ngood.txt", "{files}");
     assert!(!Path::new(&r.root.join(".GIT")).exists());
 }
+
+#[test]
+fn the_gate_scans_with_the_new_kinds_and_honours_allow_secrets() {
+    let r = TestRepo::new();
+    let hf = format!("{}{}", "hf", "_") + &"aB3d".repeat(9);
+    let jwt = format!(
+        "{}.{}.{}",
+        "ey".to_string() + "JhbGciOiJIUzI1NiJ9",
+        "ey".to_string() + "JzdWIiOiIxIn0",
+        "s1g".repeat(8)
+    );
+    let pem = format!("-----BEGIN {}  PRIVATE\tKEY-----", "RSA");
+    let pw = format!("{}{}", "q8Zr2LmX", "v0Kp7Tn4Wd");
+    let wt = start(&r, "kinds");
+    write_file(&wt.join("a.env"), &format!("HF={hf}\nJWT={jwt}\n{pem}\ndb_password = \"{pw}\"\nplain = 1\n"));
+    r.commit_all_in(&wt, "add env");
+    let out = r.hybrid(&["merge", "kinds"]);
+    assert_code(&out, 3);
+    let text = all_output(&out);
+    for want in ["a.env:1 (huggingface-token)", "a.env:2 (jwt)", "a.env:3 (private-key)", "a.env:4 (generic-secret)"] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    for secret in [&hf, &jwt, &pw] {
+        assert!(!text.contains(secret.as_str()), "{text}");
+    }
+    // Known false positives listed in hybrid.toml (the main checkout's) pass.
+    let allow = format!("[hooks]\nallow_secrets = [\"{}\", \"{}\", \"{}\", \"PRIVATE\"]\n", &hf[..12], &jwt[..20], pw);
+    config(&r, &allow);
+    r.hybrid_ok(&["merge", "kinds"]);
+}
+
+#[test]
+fn core_worktree_pointing_at_a_task_worktree_is_refused() {
+    let r = TestRepo::new();
+    let wt = start(&r, "t1");
+    write_file(&wt.join("hybrid.toml"), "[agent]\nenv_pass = [\"ANTHROPIC_API_KEY\"]\n");
+    r.git(&["config", "core.worktree", wt.to_str().unwrap()]);
+    let out = r.hybrid(&["status"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("linked worktree"), "{}", stderr(&out));
+}
