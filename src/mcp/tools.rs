@@ -61,7 +61,9 @@ impl ToolError {
         };
         match find_hybrid_error(e) {
             Some(HybridError::Conflict { paths, .. }) => t.conflicts = paths.clone(),
-            Some(HybridError::LocalChanges { paths, .. }) => t.paths = paths.clone(),
+            Some(HybridError::LocalChanges { paths, .. } | HybridError::Refused { paths, .. }) => {
+                t.paths = paths.clone()
+            }
             _ => {}
         }
         t
