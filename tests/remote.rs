@@ -268,3 +268,64 @@ fn fetch_without_a_remote_is_bad_input() {
     let repo = TestRepo::new();
     common::assert_code(&repo.hybrid(&["fetch"]), 2);
 }
+
+/// Waits (polling, with a liveness bound only) until `path` exists.
+fn wait_for(path: &std::path::Path, what: &str) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "never saw {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_lander_killed_during_its_push_leaves_squash_and_record_together_or_neither() {
+    for kind in [Kind::Daemon, Kind::Http] {
+        for server_accepts in [true, false] {
+            let (repo, server) = published(kind);
+            task_with_commit(&repo, "t1", "a.txt");
+            // The push stops in the server's pre-receive hook until the test says how it ends;
+            // the lander is killed while it waits there, so its push is in flight.
+            let gate = repo.base().join("gate");
+            std::fs::create_dir_all(&gate).unwrap();
+            repo.git_in(&server.bare, &["config", "receive.keepAlive", "0"]);
+            server.set_pre_receive(&format!(
+                "touch '{g}/reached'; while [ ! -e '{g}/go' ]; do sleep 0.01; done; \
+                 if [ \"$(cat '{g}/go')\" = accept ]; then exit 0; fi; touch '{g}/done'; exit 1",
+                g = gate.display()
+            ));
+            let post = server.bare.join("hooks/post-receive");
+            std::fs::write(&post, format!("#!/bin/sh\ntouch '{}/done'\n", gate.display())).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&post, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+            let mut lander = repo.spawn_paused(&["merge", "t1"], None);
+            wait_for(&gate.join("reached"), "the push reach the server");
+            common::kill_9(&mut lander);
+            std::fs::write(gate.join("go"), if server_accepts { "accept" } else { "reject" }).unwrap();
+            wait_for(&gate.join("done"), "the server finish the push");
+            let case = format!("{kind:?}, server accepts: {server_accepts}");
+            let squash = server.rev(&repo, "main").unwrap();
+            let record = server.rev(&repo, "refs/hybrid/ledger/t1/1");
+            assert_eq!(squash != repo.rev("main"), server_accepts, "{case}: the target moved on the remote");
+            assert_eq!(record.is_some(), server_accepts, "{case}: the record moved with it");
+
+            // The next run records the landing the killed one published, or lands it now.
+            std::fs::remove_file(server.bare.join("hooks/pre-receive")).unwrap();
+            std::fs::remove_file(&post).unwrap();
+            let rep = repo.hybrid_json(&["merge", "t1"]);
+            let sha = rep["merge_sha"].as_str().unwrap();
+            assert_eq!(server.rev(&repo, "main").as_deref(), Some(sha), "{case}");
+            if server_accepts {
+                assert_eq!(sha, squash, "{case}: recorded, not landed twice");
+            }
+            let log = server_log(&repo, &server);
+            assert_eq!(log.len(), 2, "{case}: one squash on the remote: {log:?}");
+            assert!(server.rev(&repo, "refs/hybrid/ledger/t1/1").is_some(), "{case}");
+            let t = &repo.hybrid_json(&["status", "t1"])["tasks"][0];
+            assert_eq!(t["state"], "landed", "{case}: {t}");
+            assert_eq!(t["merge_sha"], sha, "{case}");
+            assert_eq!(repo.hybrid_json(&["verify", "--all"])["ok"], true, "{case}");
+        }
+    }
+}
