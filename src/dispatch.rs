@@ -261,6 +261,8 @@ struct Ctx<'a> {
     plan: &'a Plan,
     /// One mutex per task: only one attempt of a task decides to land at a time.
     land_locks: Vec<Mutex<()>>,
+    /// The target's remote: tasks are claimed there first ([`crate::remote::claims`]).
+    remote: Option<crate::remote::Remote>,
 }
 
 /// Runs the plan (see the module contract). `on_event` is called on this thread.
@@ -271,6 +273,11 @@ pub fn dispatch(project: &Project, opts: &DispatchOptions, on_event: &mut dyn Fn
     let jobs = opts.jobs.unwrap_or(plan.concurrency).max(1);
     let _lock = acquire_dispatcher_lock(project)?;
     let ledger = project.ledger();
+    // With a remote, other machines' landings count: bring their records in first.
+    let remote = crate::remote::for_target(project, &project.target_branch()?, false)?;
+    if remote.is_some() {
+        crate::remote::published::fetch(project)?;
+    }
     // A landed task whose record was deleted is not redone: git still proves the landing.
     let rebuilt = crate::ledger::rebuild::rebuild(project)?;
     for r in &rebuilt.rebuilt {
@@ -286,6 +293,7 @@ pub fn dispatch(project: &Project, opts: &DispatchOptions, on_event: &mut dyn Fn
         root: project.root.clone(),
         plan: &plan,
         land_locks: plan.tasks.iter().map(|_| Mutex::new(())).collect(),
+        remote,
     };
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut reported_skips: HashSet<usize> = HashSet::new();
@@ -514,6 +522,25 @@ fn attempt_inner(
             previous_failure = rec.failure.clone();
         }
     }
+
+    let _claim = match &ctx.remote {
+        None => None,
+        Some(remote) => {
+            let stop = || STOP.load(Ordering::SeqCst);
+            let waiting = |c: &crate::remote::claims::Claim| {
+                phase("claimed-elsewhere", format!("{} pid {}", c.machine, c.pid));
+            };
+            match crate::remote::claims::claim_or_wait(&project, remote, id, &stop, &waiting)? {
+                crate::remote::claims::ClaimWait::Claimed(guard) => guard,
+                crate::remote::claims::ClaimWait::LandedElsewhere(rec) => {
+                    return Ok(AttemptEnd::Landed { state: rec.state.as_str().into(), merge_sha: rec.merge_sha });
+                }
+                crate::remote::claims::ClaimWait::Stopped => {
+                    return not_landed(TaskState::Failed, "the dispatcher was stopped");
+                }
+            }
+        }
+    };
 
     phase("worktree", String::new());
     timing.worktree_begin_ns = Some(agent::now_ns());

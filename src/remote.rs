@@ -27,6 +27,7 @@ use crate::error::HybridError;
 use crate::repo::Project;
 use crate::{git, worktree};
 
+pub mod claims;
 pub mod published;
 
 pub use published::{ledger_ref, record_blob, LEDGER_REFS};
@@ -104,6 +105,7 @@ impl Remote {
     /// remote's target tip. Ledger and tip refs that differ here are kept and listed in the
     /// second value (`refname`).
     pub fn fetch(&self, project: &Project) -> Result<(Oid, Vec<String>)> {
+        let _serial = self.lock(project)?;
         let target_spec = format!("+refs/heads/{}:{}", self.target, self.tracking_ref());
         let out = git::output(
             &project.root,
@@ -152,6 +154,14 @@ impl Remote {
         Ok((tip, kept))
     }
 
+    /// Serializes this repository's fetches and pushes of the remote: git updates the
+    /// remote-tracking ref under its own lock and fails (rather than waits) when two
+    /// processes update it at once.
+    fn lock(&self, project: &Project) -> Result<crate::lock::FileLock> {
+        let name = self.name.replace('/', "%");
+        crate::lock::FileLock::acquire(&project.state_dir().join("locks").join(format!("remote-{name}.lock")))
+    }
+
     /// The commit a landing builds on: the remote's target tip (`fetched`, else fetched now),
     /// which must contain the local target `local`; a local target with commits the remote
     /// does not have is refused (exit 3): landing would leave them behind.
@@ -195,7 +205,10 @@ impl Remote {
         for (r, oid) in records {
             args.push(format!("{oid}:{r}"));
         }
-        let out = git::output(&project.root, &args)?;
+        let out = {
+            let _serial = self.lock(project)?; // the push moves the remote-tracking ref too
+            git::output(&project.root, &args)?
+        };
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let statuses = parse_push_porcelain(&stdout);
@@ -207,9 +220,7 @@ impl Remote {
         }
         // The lease held when checked, but another push moved a ref before the server's own
         // compare-and-swap (its ref transaction): also a race.
-        if statuses.iter().any(|s| !s.ok && s.summary.contains("remote rejected"))
-            && stderr.lines().any(|l| l.contains("cannot lock ref") && l.contains("but expected"))
-        {
+        if server_side_race(&statuses, &stderr) {
             return Ok(Published::Raced(format!("{} moved during the push", self.target)));
         }
         let why: Vec<String> = statuses
@@ -246,6 +257,17 @@ impl PushStatus {
                 .iter()
                 .any(|r| self.summary.contains(r))
     }
+}
+
+/// True when the server refused a push because another push moved one of its refs between the
+/// lease check and the server's own ref transaction (its compare-and-swap, or its ref lock).
+pub fn server_side_race(statuses: &[PushStatus], stderr: &str) -> bool {
+    statuses.iter().any(|s| !s.ok && s.summary.contains("remote rejected"))
+        && stderr.lines().any(|l| {
+            (l.contains("cannot lock ref")
+                && (l.contains("but expected") || l.contains("already exists") || l.contains("File exists")))
+                || (l.contains("Unable to create") && l.contains(".lock"))
+        })
 }
 
 /// Parses the per-ref lines of `git push --porcelain` (other lines are ignored).

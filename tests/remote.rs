@@ -329,3 +329,82 @@ fn a_lander_killed_during_its_push_leaves_squash_and_record_together_or_neither(
         }
     }
 }
+
+/// `agent.sh <file>`: writes the task id into `file` and commits.
+const AGENT: &str = "#!/bin/sh\nmkdir -p \"$(dirname \"$1\")\"\necho \"$HYBRID_TASK_ID\" > \"$1\"\n\
+                     git add -A && git commit -q -m \"$HYBRID_TASK_ID: write $1\"\n";
+
+#[test]
+fn two_dispatchers_on_two_clones_share_a_plan_each_task_runs_once_and_lands_once() {
+    let (a, server) = published(Kind::Daemon);
+    let mut plan = "[agent]\ncommand = [\"builtin:script\", \"agent.sh\"]\n".to_string();
+    for i in 0..12 {
+        let deps = if i >= 8 { format!("depends_on = [\"t{}\"]\n", i - 8) } else { String::new() };
+        plan += &format!(
+            "\n[[task]]\nid = \"t{i}\"\nprompt = \"do t{i}\"\nagent = [\"builtin:script\", \"agent.sh\", \"out/t{i}.txt\"]\n{deps}"
+        );
+    }
+    a.write("hybrid.toml", &plan);
+    a.write("agent.sh", AGENT);
+    a.commit_all("plan and agent");
+    a.git(&["push", "-q", "origin", "main"]);
+    let b = a.clone_from(&server, "b");
+
+    let spawn = |r: &TestRepo| {
+        let mut c = r.hybrid_cmd(&r.root, &["--json", "dispatch", "-j", "3"]);
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (da, db) = (spawn(&a), spawn(&b));
+    let (oa, ob) = (da.wait_with_output().unwrap(), db.wait_with_output().unwrap());
+    common::assert_ok(&oa, &["dispatch on a"]);
+    common::assert_ok(&ob, &["dispatch on b"]);
+
+    let log = server_log(&a, &server);
+    assert!(log.iter().all(|(_, parents)| parents.len() <= 1), "linear: {log:?}");
+    let subjects = a.git_in(&server.bare, &["log", "--format=%(trailers:key=Hybrid-Task,valueonly)", "main"]);
+    for i in 0..12 {
+        let id = format!("t{i}");
+        let landings = subjects.lines().filter(|l| l.trim() == id).count();
+        assert_eq!(landings, 1, "{id} landed once on the remote:\n{subjects}");
+        assert!(server.rev(&a, &format!("refs/hybrid/ledger/{id}/1")).is_some(), "{id}'s record");
+        let ran_on: Vec<&TestRepo> =
+            [&a, &b].into_iter().filter(|r| r.root.join(".git/hybrid/runs").join(&id).exists()).collect();
+        assert_eq!(ran_on.len(), 1, "{id} ran on exactly one clone");
+    }
+    assert_eq!(server.rev(&a, "refs/hybrid/claims/t0"), None, "claims are released");
+    for r in [&a, &b] {
+        let tasks = r.tasks();
+        assert_eq!(tasks.iter().filter(|t| t["state"] == "landed").count(), 12, "every landing is known on each clone");
+    }
+}
+
+#[test]
+fn an_expired_claim_is_taken_over_and_released_after_the_landing() {
+    let (a, server) = published(Kind::Http);
+    a.write(
+        "hybrid.toml",
+        "[agent]\ncommand = [\"builtin:script\", \"agent.sh\"]\n\n[[task]]\nid = \"t0\"\nprompt = \"do t0\"\n\
+         agent = [\"builtin:script\", \"agent.sh\", \"out/t0.txt\"]\n",
+    );
+    a.write("agent.sh", AGENT);
+    a.commit_all("plan and agent");
+    a.git(&["push", "-q", "origin", "main"]);
+    // A dispatcher on another machine claimed t0 and died long ago.
+    let blob = {
+        let mut cmd = std::process::Command::new("git");
+        cmd.args(["hash-object", "-w", "--stdin"]).current_dir(&a.root);
+        a.env(&mut cmd);
+        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(br#"{"task":"t0","machine":"gone","pid":1,"expires":1}"#).unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
+    };
+    a.git(&["push", "-q", "origin", &format!("{blob}:refs/hybrid/claims/t0")]);
+    let out = a.hybrid(&["--json", "dispatch"]);
+    common::assert_ok(&out, &["dispatch"]);
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["tasks"][0]["state"], "landed", "{rep}");
+    assert_eq!(server.rev(&a, "refs/hybrid/claims/t0"), None, "the claim is released after the landing");
+}
