@@ -299,7 +299,12 @@ fn a_lander_killed_during_its_push_leaves_squash_and_record_together_or_neither(
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&post, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-            let mut lander = repo.spawn_paused(&["merge", "t1"], None);
+            let mut lander = repo
+                .hybrid_cmd(&repo.root, &["merge", "t1"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
             wait_for(&gate.join("reached"), "the push reach the server");
             common::kill_9(&mut lander);
             std::fs::write(gate.join("go"), if server_accepts { "accept" } else { "reject" }).unwrap();
@@ -407,4 +412,40 @@ fn an_expired_claim_is_taken_over_and_released_after_the_landing() {
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rep["tasks"][0]["state"], "landed", "{rep}");
     assert_eq!(server.rev(&a, "refs/hybrid/claims/t0"), None, "the claim is released after the landing");
+}
+
+#[test]
+fn a_lander_killed_right_after_its_push_is_recorded_by_the_next_run() {
+    let (repo, server) = published(Kind::Daemon);
+    task_with_commit(&repo, "t1", "a.txt");
+    repo.kill_at(&["merge", "t1"], "land::published");
+    let squash = server.rev(&repo, "main").unwrap();
+    assert_ne!(squash, repo.rev("main"), "published, not moved here yet");
+    assert!(server.rev(&repo, "refs/hybrid/ledger/t1/1").is_some());
+    let rep = repo.hybrid_json(&["merge", "t1"]);
+    assert_eq!(rep["merge_sha"], squash.as_str(), "recorded, not landed twice: {rep}");
+    assert_eq!(server_log(&repo, &server).len(), 2);
+    assert_eq!(repo.hybrid_json(&["status", "t1"])["tasks"][0]["state"], "landed");
+}
+
+#[test]
+fn a_user_push_between_fetch_and_push_loses_the_lease_and_the_landing_retries() {
+    for kind in [Kind::Daemon, Kind::Http] {
+        let (repo, server) = published(kind);
+        let user = repo.clone_from(&server, "user");
+        task_with_commit(&repo, "t1", "a.txt");
+        // The landing has fetched and built its squash; the user pushes before it publishes.
+        let paused = repo.pause_at(&["--json", "merge", "t1"], "land::note_written@1");
+        user.write("u.txt", "user\n");
+        let theirs = user.commit_all("user work");
+        user.git(&["push", "-q", "origin", "main"]);
+        let out = paused.resume();
+        common::assert_ok(&out, &["merge", "t1"]);
+        let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let log = server_log(&repo, &server);
+        assert_eq!(log.len(), 3, "{kind:?}: {log:?}");
+        assert_eq!(log[0].0, rep["merge_sha"].as_str().unwrap(), "{kind:?}");
+        assert_eq!(log[0].1, vec![theirs], "{kind:?}: recomputed on the user's push, never forced over it");
+        assert_eq!(repo.read("u.txt"), "user\n");
+    }
 }

@@ -175,14 +175,19 @@ impl TestRepo {
     }
 
     /// Starts `git-hybrid <args>` and returns once it is paused at `step` (see [`Paused`]).
+    /// `step` may carry `@N` (pause only the N-th time it is reached).
     pub fn pause_at(&self, args: &[&str], step: &str) -> Paused {
+        let (step, nth) = match step.split_once('@') {
+            Some((s, n)) => (s, format!("@{n}")),
+            None => (step, String::new()),
+        };
         let name = step.replace("::", "-");
         let paused = self.failpoints_dir().join(format!("{name}.paused"));
         let resume = self.failpoints_dir().join(format!("{name}.resume"));
         let _ = std::fs::remove_file(&paused);
         let _ = std::fs::remove_file(&resume);
         let mut child = self
-            .failpoint_cmd(args, &format!("{step}=pause"))
+            .failpoint_cmd(args, &format!("{step}=pause{nth}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -118,9 +118,10 @@ fn start_daemon(repo: &TestRepo, root: &Path) -> GitServer {
     // a daemon that exits is restarted on a new port.
     for _ in 0..10 {
         let port = free_port();
-        let mut cmd = Command::new("git");
-        cmd.arg("daemon")
-            .arg("--enable=receive-pack")
+        // `git-daemon` itself, not `git daemon`: the `git` wrapper runs it as a child, and
+        // killing the wrapper would leave the daemon running.
+        let mut cmd = Command::new(daemon_program(repo));
+        cmd.arg("--enable=receive-pack")
             .arg("--export-all")
             .arg(format!("--base-path={}", root.display()))
             .arg("--listen=127.0.0.1")
@@ -139,6 +140,12 @@ fn start_daemon(repo: &TestRepo, root: &Path) -> GitServer {
         super::kill_9(&mut child);
     }
     panic!("git daemon did not start");
+}
+
+/// `<git --exec-path>/git-daemon`.
+fn daemon_program(repo: &TestRepo) -> PathBuf {
+    let exec_path = repo.git_in(&repo.base(), &["--exec-path"]);
+    PathBuf::from(exec_path.trim()).join("git-daemon")
 }
 
 fn start_http(repo: &TestRepo, root: &Path) -> GitServer {
