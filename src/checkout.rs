@@ -31,7 +31,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -245,18 +244,9 @@ pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
 }
 
 fn git_in(co: &Checkout, args: &[&str]) -> Result<std::process::Output> {
-    Command::new("git")
-        .args(args)
-        .current_dir(&co.dir)
-        // git-hybrid locates repositories itself; a GIT_DIR inherited from a hook must not redirect this.
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .env_remove("GIT_COMMON_DIR")
-        .env_remove("GIT_PREFIX")
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run git {}", args.join(" ")))
+    // Hardened: scrubbed environment, no hooks, no fsmonitor, no repository-planted filter
+    // drivers (see crate::git); git-hybrid locates repositories itself, so no GIT_DIR either.
+    crate::git::output(&co.dir, args)
 }
 
 /// How one checkout of the target will be moved: in process ([`fast`], checked and its index

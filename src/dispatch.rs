@@ -35,7 +35,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
@@ -857,25 +856,25 @@ fn with_tail(what: String, log: &Path) -> String {
 
 /// Commits everything left uncommitted in a task worktree; returns the new commit if any.
 ///
-/// Why the git CLI: `git add -A` must treat ignore rules, deletions and filters exactly like
-/// git, and the commit must run the repository's hooks like any commit in a task worktree.
+/// Why the git CLI: `git add -A` must treat ignore rules and deletions exactly like git. The
+/// commands are hardened ([`crate::git::command`]): no hooks (the commit is git-hybrid's own,
+/// and hooks in the shared git dir may have been planted by an agent), no signing, no filter
+/// driver from the repository's config, no secret in their environment.
 pub fn checkpoint(worktree: &Path, message: &str) -> Result<Option<String>> {
     let dirty = worktree::dirty_paths(worktree)?;
     if dirty.is_empty() {
         return Ok(None);
     }
     let ident = agent::identity_env(worktree);
-    let run = |args: &[&str]| -> Result<String> {
-        let out = Command::new("git")
+    let git = |args: &[&str]| -> Result<std::process::Output> {
+        crate::git::command(worktree)
             .args(args)
-            .current_dir(worktree)
             .envs(ident.iter().map(|(k, v)| (k, v)))
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
-            .stdin(Stdio::null())
             .output()
-            .with_context(|| format!("cannot run git {}", args.join(" ")))?;
+            .with_context(|| format!("cannot run git {}", args.join(" ")))
+    };
+    let run = |args: &[&str]| -> Result<String> {
+        let out = git(args)?;
         if !out.status.success() {
             anyhow::bail!(
                 "git {} failed: {}{}",
@@ -888,16 +887,11 @@ pub fn checkpoint(worktree: &Path, message: &str) -> Result<Option<String>> {
     };
     run(&["add", "-A"])?;
     crate::failpoint!("checkpoint::staged");
-    let staged = Command::new("git")
-        .args(["diff", "--cached", "--quiet"])
-        .current_dir(worktree)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_INDEX_FILE")
-        .status()?;
-    if staged.success() {
+    let staged = git(&["diff", "--cached", "--quiet", "--no-ext-diff", "--no-textconv"])?;
+    if staged.status.success() {
         return Ok(None);
     }
-    run(&["commit", "-q", "-m", message])?;
+    run(&["commit", "-q", "--no-verify", "-m", message])?;
     crate::failpoint!("checkpoint::committed");
     Ok(Some(run(&["rev-parse", "HEAD"])?))
 }

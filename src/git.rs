@@ -1,13 +1,34 @@
-//! A thin wrapper around the `git` command line.
+//! A thin, hardened wrapper around the `git` command line.
 //!
 //! Why a subprocess at all: git2 does the reads and the in-memory merges, but a few steps must
 //! behave exactly like git on a working tree: moving a checked-out branch's index and files
-//! the way `git checkout` carries local changes (`git read-tree -m -u`), and anything that must
-//! fire the user's hooks. Those go through [`run`], which never uses a shell, passes arguments
-//! as an argv list and reports git's own stderr on failure.
+//! the way `git checkout` carries local changes (`git read-tree -m -u`), `git add -A` with git's
+//! own ignore rules, `git worktree add` where filter drivers apply. Those go through [`command`]
+//! (or [`run`] / [`output`]), which never uses a shell, passes arguments as an argv list and
+//! reports git's own stderr on failure.
+//!
+//! Contract (the agent boundary, see README "Security model"): every `git` child git-hybrid
+//! starts is built by [`command`], and so
+//! - gets a **scrubbed environment**: only [`crate::agent::ALLOWED_ENV`] (`PATH`, `HOME`, `LANG`,
+//!   the `GIT_AUTHOR_*`/`GIT_COMMITTER_*` identity and dates, ...), `LC_*` and the variables that
+//!   say where the user's *trusted* config lives ([`TRUSTED_CONFIG_ENV`]); no secret, no
+//!   `GIT_DIR`/`GIT_WORK_TREE`/`GIT_INDEX_FILE`, no `GIT_CONFIG_PARAMETERS`/`GIT_CONFIG_COUNT`/
+//!   `GIT_CONFIG_KEY_*` injected from outside;
+//! - runs **no program named by the repository's own config** (which agents can write):
+//!   [`HARDENING`] turns off hooks (`core.hooksPath=/dev/null`), fsmonitor, commit and tag
+//!   signing (so no `gpg.program`), automatic gc/maintenance, submodule recursion, pager and
+//!   editor; and every filter driver named in the repository-local config (`$GIT_COMMON_DIR/
+//!   config`, `config.worktree`, and what they include) is overridden with the value the user's
+//!   global/system config gives it, or emptied (`filter.<x>.smudge=`, `clean=`, `process=`,
+//!   `required=false`) when the trusted config does not define it. A filter the user defines
+//!   globally (git-lfs's `git lfs install`) keeps working; one planted in `.git/config` never
+//!   runs. Callers that diff add `--no-ext-diff --no-textconv` themselves.
+//!
+//! No step of git-hybrid runs hooks on purpose: the checkpoint commit of an agent's leftovers is
+//! made without them (the agent's own commits ran them, inside its sandbox).
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -32,9 +53,149 @@ where
     S: AsRef<OsStr>,
 {
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
-    Command::new("git").args(&args).current_dir(dir).stdin(Stdio::null()).output().with_context(|| {
+    command(dir).args(&args).output().with_context(|| {
         format!("cannot run git {}", args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "))
     })
+}
+
+/// Environment variables naming where the user's trusted git config lives; kept for git
+/// children (they come from whoever started git-hybrid, never from a file an agent writes).
+pub const TRUSTED_CONFIG_ENV: &[&str] =
+    &["GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM", "XDG_CONFIG_HOME"];
+
+/// `-c` settings every git child gets: nothing the repository's config names is run.
+pub const HARDENING: &[&str] = &[
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "submodule.recurse=false",
+    "core.pager=cat",
+    "core.editor=:",
+    "sequence.editor=:",
+];
+
+/// The environment of a git child: the agents' allowlist, `LC_*`, [`TRUSTED_CONFIG_ENV`], and
+/// `GIT_TERMINAL_PROMPT=0`.
+pub fn scrubbed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Some(name) = k.to_str() else { continue };
+        if crate::agent::ALLOWED_ENV.contains(&name) || name.starts_with("LC_") || TRUSTED_CONFIG_ENV.contains(&name) {
+            out.push((k, v));
+        }
+    }
+    out.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
+    out
+}
+
+/// A `git` command for `dir` with the scrubbed environment, [`HARDENING`] and the filter
+/// overrides of the repository `dir` is in (see the module contract). Add the subcommand and
+/// its arguments, then run it.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir).env_clear().envs(scrubbed_env()).stdin(Stdio::null());
+    for setting in HARDENING {
+        cmd.arg("-c").arg(setting);
+    }
+    for setting in filter_overrides(dir) {
+        cmd.arg("-c").arg(setting);
+    }
+    cmd
+}
+
+/// The user's system and global config files, lowest priority first, as git finds them.
+fn trusted_config_files() -> Vec<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let mut out = Vec::new();
+    let nosystem = std::env::var("GIT_CONFIG_NOSYSTEM").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+    if !nosystem {
+        match var("GIT_CONFIG_SYSTEM") {
+            Some(f) => out.push(PathBuf::from(f)),
+            None => out.extend(git2::Config::find_system().ok()),
+        }
+    }
+    match var("GIT_CONFIG_GLOBAL") {
+        Some(f) => out.push(PathBuf::from(f)),
+        None => {
+            match var("XDG_CONFIG_HOME") {
+                Some(x) => out.push(PathBuf::from(x).join("git/config")),
+                None => out.extend(var("HOME").map(|h| PathBuf::from(h).join(".config/git/config"))),
+            }
+            out.extend(var("HOME").map(|h| PathBuf::from(h).join(".gitconfig")));
+        }
+    }
+    out.into_iter().filter(|f| f.is_file()).collect()
+}
+
+/// `key=value` overrides for every filter driver that the repository-local config of the
+/// repository at `dir` names: the trusted (system/global) value of each key, else empty.
+pub fn filter_overrides(dir: &Path) -> Vec<String> {
+    use git2::ConfigLevel;
+    use std::collections::{BTreeMap, BTreeSet};
+    let Ok(repo) = git2::Repository::discover(dir) else { return Vec::new() };
+    // Entries at these levels come from the user's own files; everything else (local,
+    // worktree, what those include) is writable by agents.
+    let is_trusted = |l: ConfigLevel| {
+        matches!(l, ConfigLevel::ProgramData | ConfigLevel::System | ConfigLevel::XDG | ConfigLevel::Global)
+    };
+    // (driver, key) pairs the untrusted config sets.
+    let mut untrusted: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut scan = |cfg: &git2::Config, force_untrusted: bool| {
+        let Ok(mut entries) = cfg.entries(Some(r"^filter\.")) else { return };
+        while let Some(Ok(e)) = entries.next() {
+            let Some(name) = e.name() else { continue };
+            // filter.<driver>.<key>; the driver name may itself hold dots.
+            let Some(rest) = name.strip_prefix("filter.") else { continue };
+            let Some((driver, key)) = rest.rsplit_once('.') else { continue };
+            if force_untrusted || !is_trusted(e.level()) {
+                untrusted.insert((driver.to_string(), key.to_ascii_lowercase()));
+            }
+        }
+    };
+    if let Ok(cfg) = repo.config() {
+        scan(&cfg, false);
+    }
+    // config.worktree files, in case libgit2 did not read them.
+    let common = repo.commondir().to_path_buf();
+    for f in [repo.path().join("config.worktree"), common.join("config.worktree"), common.join("config")] {
+        if f.is_file() {
+            if let Ok(cfg) = git2::Config::open(&f) {
+                scan(&cfg, true);
+            }
+        }
+    }
+    // The trusted files as git itself finds them (libgit2 ignores GIT_CONFIG_GLOBAL/SYSTEM).
+    let mut trusted: BTreeMap<String, String> = BTreeMap::new();
+    for f in trusted_config_files() {
+        let Ok(cfg) = git2::Config::open(&f) else { continue };
+        let Ok(mut entries) = cfg.entries(Some(r"^filter\.")) else { continue };
+        while let Some(Ok(e)) = entries.next() {
+            if let Some(name) = e.name() {
+                trusted.insert(name.to_ascii_lowercase(), e.value().unwrap_or("").to_string());
+            }
+        }
+    }
+    // Each program key the untrusted config sets gets the trusted value, else empty (an empty
+    // `process` also turns off the driver's smudge/clean: git reads a set `process` first).
+    let mut out = Vec::new();
+    let mut drivers: BTreeSet<&str> = BTreeSet::new();
+    for (driver, key) in &untrusted {
+        drivers.insert(driver);
+        if matches!(key.as_str(), "smudge" | "clean" | "process") {
+            let full = format!("filter.{driver}.{key}");
+            let value = trusted.get(&full.to_ascii_lowercase()).cloned().unwrap_or_default();
+            out.push(format!("{full}={value}"));
+        }
+    }
+    for driver in drivers {
+        let full = format!("filter.{driver}.required");
+        let value = trusted.get(&full.to_ascii_lowercase()).cloned().unwrap_or_else(|| "false".into());
+        out.push(format!("{full}={value}"));
+    }
+    out
 }
 
 /// Which identity a signature is for.
