@@ -130,6 +130,20 @@ fn trusted_config_files() -> Vec<PathBuf> {
     out.into_iter().filter(|f| f.is_file()).collect()
 }
 
+/// True when the user's trusted (system/global) config defines a smudge or process filter
+/// driver: only then can a checkout need git itself rather than libgit2.
+pub fn trusted_filter_drivers() -> bool {
+    trusted_config_files().iter().any(|f| {
+        let Ok(cfg) = git2::Config::open(f) else { return false };
+        let Ok(mut entries) = cfg.entries(Some(r"^filter\..*\.(smudge|process)$")) else { return false };
+        let mut found = false;
+        while let Some(Ok(e)) = entries.next() {
+            found |= e.value().is_some_and(|v| !v.trim().is_empty());
+        }
+        found
+    })
+}
+
 /// `key=value` overrides for every filter driver that the repository-local config of the
 /// repository at `dir` names: the trusted (system/global) value of each key, else empty.
 pub fn filter_overrides(dir: &Path) -> Vec<String> {

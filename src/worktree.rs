@@ -309,16 +309,16 @@ fn remove_stale_ref_lock(project: &Project, branch: &str) -> Result<()> {
 /// - it names the entry after the folder and fails (or, on repair, pruned) when a user's own
 ///   worktree has the same folder name.
 ///
-/// `git worktree add` is used when the repository configures filter drivers
+/// `git worktree add` is used when the user's global/system config defines filter drivers
 /// (`filter.<name>.smudge`/`.process`, e.g. git-lfs), which libgit2 cannot run: there the files
-/// must be exactly what git writes.
+/// must be exactly what git writes. Drivers from the repository's own config never run.
 ///
 /// The admin entry gets a free name (`<name>`, else `<name>1`, `<name>2`, ... as git does), so
 /// a user's own worktree with the same folder name is never reused or pruned; git-hybrid finds
 /// its entries by path.
 fn add_worktree(project: &Project, name: &str, path: &Path, branch: &str) -> Result<()> {
     let full = format!("refs/heads/{branch}");
-    if uses_filter_drivers(&project.repo) {
+    if crate::git::trusted_filter_drivers() {
         // The git CLI, because only git runs filter drivers on checkout.
         let args = [OsStr::new("worktree"), OsStr::new("add"), OsStr::new("-q"), path.as_os_str(), OsStr::new(branch)];
         crate::git::run(&project.root, args)
@@ -454,20 +454,6 @@ fn checked_out_elsewhere(project: &Project, full_ref: &str) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// True when the repository's config defines a smudge or process filter driver.
-fn uses_filter_drivers(repo: &Repository) -> bool {
-    let Ok(cfg) = repo.config() else { return false };
-    let Ok(mut entries) = cfg.entries(Some(r"^filter\..*\.(smudge|process)$")) else { return false };
-    let mut found = false;
-    while let Some(Ok(entry)) = entries.next() {
-        if entry.value().is_some_and(|v| !v.trim().is_empty()) {
-            found = true;
-            break;
-        }
-    }
-    found
 }
 
 /// `<name>` if no admin entry has that name, else the first free `<name>N` (N = 1, 2, ...).

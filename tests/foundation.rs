@@ -934,9 +934,9 @@ fn restarting_a_cleaned_task_branches_from_the_current_target() {
 #[test]
 fn filter_drivers_are_honoured_on_checkout() {
     // libgit2 cannot run filter drivers (git-lfs and the like); the files must be what git writes.
+    // The driver is the user's (global config): one from the repository's own config never runs.
     let r = TestRepo::new();
-    r.git(&["config", "filter.upper.smudge", "tr a-z A-Z"]);
-    r.git(&["config", "filter.upper.clean", "cat"]);
+    std::fs::write(&r.empty_config, "[filter \"upper\"]\n\tsmudge = tr a-z A-Z\n\tclean = cat\n").unwrap();
     r.write(".gitattributes", "*.up filter=upper\n");
     r.write("note.up", "shout\n");
     r.commit_all("filtered file");
