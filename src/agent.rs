@@ -12,10 +12,14 @@
 //! Process lifetime: the agent runs in a process group of its own. On timeout or a stop
 //! request the whole group gets SIGTERM, then SIGKILL after a grace period; when the agent
 //! exits, whatever it left running in its group is killed too (nothing keeps writing to a
-//! worktree that is about to be verified and landed). An agent survives a `kill -9` of its
-//! dispatcher (it is not in the dispatcher's group, so a Ctrl-C on the terminal reaches only
-//! the dispatcher, which then stops its agents itself); the next dispatch ends whatever is
-//! left of that run with [`kill_orphan`] before resuming it, so two agents never share a
+//! worktree that is about to be verified and landed). It is not in the dispatcher's group, so a
+//! Ctrl-C on the terminal reaches only the dispatcher, which then stops its agents itself.
+//!
+//! Supervision and sandbox: with [`Launch::supervisor`] set (as `dispatch` always does), the
+//! process started is the [`supervise`] child (the git-hybrid binary itself), which leads the
+//! group, applies the Landlock [`sandbox`] and starts the agent: when the dispatcher dies, even
+//! by `kill -9`, the supervisor kills the whole group. Whatever escaped the group is ended by the
+//! next dispatch with [`kill_orphan`] before it resumes the run, so two agents never share a
 //! worktree. On Linux, processes are recognised by the `HYBRID_RUN_DIR` in their environment.
 //!
 //! Built-ins: `["builtin:script", "<path>", args...]` runs `<path> args...` with the
@@ -36,6 +40,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::now_rfc3339;
 use crate::plan::{BUILTIN_PATCH, BUILTIN_SCRIPT};
+
+pub mod sandbox;
+pub mod supervise;
+
+use supervise::Supervisor;
 
 /// Environment variables an agent inherits from the dispatcher (besides `LC_*` and `env_pass`).
 pub const ALLOWED_ENV: &[&str] = &[
@@ -160,6 +169,9 @@ pub struct Launch {
     /// Commit subject for `builtin:patch`.
     pub title: String,
     pub timing: Timing,
+    /// Run under the supervising child (dies with the dispatcher; sandbox); `None` starts the
+    /// agent directly.
+    pub supervisor: Option<Supervisor>,
 }
 
 /// How a run ended.
@@ -321,10 +333,8 @@ pub fn launch(l: &Launch, stop: &AtomicBool) -> Result<RunExit> {
         extra.extend(identity_env(&l.worktree));
     }
     let env = scrubbed_env(&l.env_pass, &extra);
-    let mut cmd = Command::new(resolve_program(&exec[0], &env));
-    std::os::unix::process::CommandExt::arg0(&mut cmd, &exec[0]);
-    cmd.args(&exec[1..])
-        .current_dir(&l.worktree)
+    let mut cmd = program_command(&exec, &env, l.supervisor.as_ref());
+    cmd.current_dir(&l.worktree)
         .env_clear()
         .envs(env)
         .stdin(Stdio::from(stdin))
@@ -434,7 +444,8 @@ impl CommandExit {
 }
 
 /// Runs a command (e.g. verify) in `cwd` with the given environment, stdout and stderr both
-/// appended to `log`, stdin empty, in its own process group, with a timeout.
+/// appended to `log`, stdin empty, in its own process group, with a timeout; under
+/// `supervisor` when given.
 pub fn run_command(
     argv: &[String],
     cwd: &Path,
@@ -442,6 +453,7 @@ pub fn run_command(
     log: &Path,
     timeout: Duration,
     stop: &AtomicBool,
+    supervisor: Option<&Supervisor>,
 ) -> Result<CommandExit> {
     let program = argv.first().context("the command is empty")?;
     let out = std::fs::OpenOptions::new()
@@ -450,14 +462,8 @@ pub fn run_command(
         .open(log)
         .with_context(|| format!("cannot open {}", log.display()))?;
     let err = out.try_clone()?;
-    let mut cmd = Command::new(resolve_program(program, &env));
-    cmd.args(&argv[1..])
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
+    let mut cmd = program_command(argv, &env, supervisor);
+    cmd.current_dir(cwd).env_clear().envs(env).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
     configure_child(&mut cmd);
     let t0 = Instant::now();
     let child = match cmd.spawn() {
@@ -575,13 +581,32 @@ fn resolve_program(name: &str, env: &[(OsString, OsString)]) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The command that runs `argv` (program looked up in the child's `PATH`), through the
+/// supervisor when given.
+fn program_command(argv: &[String], env: &[(OsString, OsString)], supervisor: Option<&Supervisor>) -> Command {
+    let program = resolve_program(&argv[0], env);
+    match supervisor {
+        Some(s) => {
+            let (exe, args) = s.wrap(&program, &argv[0], &argv[1..]);
+            let mut cmd = Command::new(exe);
+            cmd.args(args);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(program);
+            std::os::unix::process::CommandExt::arg0(&mut cmd, &argv[0]);
+            cmd.args(&argv[1..]);
+            cmd
+        }
+    }
+}
+
 /// Puts the child in a process group of its own (so the whole group can be ended).
 ///
-/// Deliberately no `pre_exec` hook (such as `PR_SET_PDEATHSIG`): any hook makes the standard
-/// library fork the whole dispatcher instead of using `posix_spawn`, and forking a busy
-/// multi-threaded process cost more than all other launch steps together (benches/dispatch.py).
-/// An agent whose dispatcher was killed keeps running until the next dispatch ends it
-/// ([`kill_orphan`]).
+/// Deliberately no `pre_exec` hook: any hook makes the standard library fork the whole
+/// dispatcher instead of using `posix_spawn`, and forking a busy multi-threaded process cost
+/// more than all other launch steps together (benches/dispatch.py). What must happen in the
+/// child (death signal, sandbox) is done by the [`supervise`] child after its own exec.
 fn configure_child(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
@@ -680,6 +705,7 @@ mod tests {
             patch: None,
             title: "t".into(),
             timing: Timing::default(),
+            supervisor: None,
         };
         launch(&l, &AtomicBool::new(false)).unwrap()
     }

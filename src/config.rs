@@ -70,6 +70,11 @@ pub struct AgentConfig {
     pub env_pass: Vec<String>,
     /// How long one agent run may take: seconds, or a duration such as `"30m"`.
     pub timeout: Option<DurationSetting>,
+    /// `"landlock"` (the default, where the kernel supports it) or `"off"`.
+    pub sandbox: Option<String>,
+    /// Extra paths agents may write under the sandbox (`~/` is `HOME`, relative is the checkout).
+    #[serde(default)]
+    pub allow_write: Vec<String>,
 }
 
 /// `[verify]`

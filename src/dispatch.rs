@@ -53,6 +53,8 @@ use crate::schedule::{DryRunRow, SchedTask, Scheduler, TaskStatus, Unit, UnitEnd
 use crate::worktree::{self, StartOptions};
 use crate::{land, sync};
 
+pub mod tamper;
+
 /// Set by SIGINT/SIGTERM (see [`install_stop_handlers`]) or by [`request_stop`].
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -150,6 +152,8 @@ pub enum Event {
     Finished { task: String, attempt: u32, state: String, detail: String },
     /// A task will not run.
     Skipped { task: String, reason: String },
+    /// Something the user should know about the whole dispatch (e.g. no sandbox).
+    Warning { message: String },
 }
 
 /// The outcome of one task.
@@ -262,6 +266,12 @@ struct Ctx<'a> {
     land_locks: Vec<Mutex<()>>,
     /// The target's remote: tasks are claimed there first ([`crate::remote::claims`]).
     remote: Option<crate::remote::Remote>,
+    /// Snapshots what agents must not change, restores it after each run.
+    guard: tamper::Guard,
+    /// The git-hybrid binary that supervises agent runs.
+    supervisor_exe: PathBuf,
+    /// Agents run under Landlock.
+    sandboxed: bool,
 }
 
 /// Runs the plan (see the module contract). `on_event` is called on this thread.
@@ -288,11 +298,27 @@ pub fn dispatch(project: &Project, opts: &DispatchOptions, on_event: &mut dyn Fn
     on_event(&Event::Plan { tasks: plan.tasks.len(), already_landed: already, already_empty, jobs });
     let already_landed: Vec<bool> = (0..plan.tasks.len()).map(|i| *sched.status(i) == TaskStatus::Landed).collect();
 
+    harden_self();
+    let sandboxed = match plan.sandbox {
+        agent::sandbox::Mode::Off => false,
+        agent::sandbox::Mode::Landlock if agent::sandbox::probe().is_some() => true,
+        agent::sandbox::Mode::Landlock => {
+            on_event(&Event::Warning {
+                message: "this kernel does not support Landlock: agents run without the sandbox \
+                          (set `[agent] sandbox = \"off\"` to silence this)"
+                    .into(),
+            });
+            false
+        }
+    };
     let ctx = Ctx {
         root: project.root.clone(),
         plan: &plan,
         land_locks: plan.tasks.iter().map(|_| Mutex::new(())).collect(),
         remote,
+        guard: tamper::Guard::new(&project.common_dir, &project.root),
+        supervisor_exe: std::env::current_exe().context("cannot locate the git-hybrid binary")?,
+        sandboxed,
     };
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut reported_skips: HashSet<usize> = HashSet::new();
@@ -633,12 +659,13 @@ fn attempt_inner(
             patch: task.patch.clone(),
             title: task.title.clone().unwrap_or_else(|| id.to_string()),
             timing: timing.clone(),
+            supervisor: Some(ctx.supervisor(&project, &wt, &run_dir)),
         };
         // The ledger's `running` record is written (and flushed to disk) while the agent starts,
         // not before: the flush would otherwise sit on every launch. A crash in between is
         // still recognised on resume, from the run directory (see above), and the run numbers
         // never repeat because they also count the run directories.
-        let (exit, recorded) = std::thread::scope(|s| {
+        let (exit, recorded, tampered) = std::thread::scope(|s| {
             let recorder = s.spawn(|| {
                 ledger.update(id, attempt, |r| {
                     r.state = TaskState::Running;
@@ -649,11 +676,17 @@ fn attempt_inner(
                     r.conflicts.clear();
                 })
             });
+            let watch = ctx.guard.begin();
             let exit = agent::launch(&launch, &STOP);
+            let tampered = ctx.guard.end(watch, &run_dir, target_hybrid_toml(&project).as_deref());
             let recorded = recorder.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the ledger writer panicked")));
-            (exit, recorded)
+            (exit, recorded, tampered)
         });
         recorded.context("cannot record the run in the ledger")?;
+        if let Some(why) = tamper_note(&tampered, &format!("run {run}"), &run_dir) {
+            mark_failed(&ledger, id, attempt, &why)?;
+            return not_landed(TaskState::Failed, why);
+        }
         let exit = exit?;
         if !exit.success() || exit.meta.interrupted {
             // The run's whole process group is gone (killed on stop, timeout, cancel or exit): a
@@ -707,7 +740,15 @@ fn attempt_inner(
             let mut vars = agent::hybrid_vars(id, attempt, run, &run_dir, &wt);
             vars.retain(|(k, _)| k != "HYBRID_PROGRESS" && k != "HYBRID_BLOCKED");
             let env = agent::scrubbed_env(&ctx.plan.env_pass, &vars);
-            let v = agent::run_command(argv, &wt, env, &log, task.timeout, &STOP)?;
+            let supervisor = ctx.supervisor(&project, &wt, &run_dir);
+            let watch = ctx.guard.begin();
+            let v = agent::run_command(argv, &wt, env, &log, task.timeout, &STOP, Some(&supervisor));
+            let tampered = ctx.guard.end(watch, &run_dir, target_hybrid_toml(&project).as_deref());
+            if let Some(why) = tamper_note(&tampered, "verify", &run_dir) {
+                mark_failed(&ledger, id, attempt, &why)?;
+                return not_landed(TaskState::Failed, why);
+            }
+            let v = v?;
             if !v.success() {
                 if v.interrupted {
                     let why = "the dispatcher was stopped during verify".to_string();
@@ -778,6 +819,50 @@ fn attempt_inner(
         }
     }
 }
+
+impl Ctx<'_> {
+    /// The supervisor of a run in `worktree` writing to `run_dir` (sandboxed when enabled).
+    fn supervisor(&self, project: &Project, worktree: &Path, run_dir: &Path) -> agent::supervise::Supervisor {
+        let sandbox = self
+            .sandboxed
+            .then(|| agent::sandbox::write_paths(&project.common_dir, worktree, run_dir, &self.plan.allow_write));
+        agent::supervise::Supervisor { exe: self.supervisor_exe.clone(), sandbox }
+    }
+}
+
+/// The failure note of a run that changed what it must not (`None` when nothing was changed).
+fn tamper_note(tampered: &[String], what: &str, run_dir: &Path) -> Option<String> {
+    if tampered.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "tampering: {what} changed files outside its worktree that agents must not change: {}; they were \
+         restored (the changed versions are kept in {})",
+        tampered.join(", "),
+        run_dir.join("tampered").display()
+    ))
+}
+
+/// The target tip's `hybrid.toml` (a landing may write it into the main checkout mid-run).
+fn target_hybrid_toml(project: &Project) -> Option<Vec<u8>> {
+    let tip = project.target_tip().ok()?;
+    let tree = project.repo.find_commit(tip).ok()?.tree().ok()?;
+    let entry = tree.get_path(Path::new(crate::config::FILE_NAME)).ok()?;
+    Some(project.repo.find_blob(entry.id()).ok()?.content().to_vec())
+}
+
+/// Makes the dispatcher's own memory and `/proc/<pid>/environ` unreadable to other processes of
+/// the same user (agents among them) on Linux.
+#[cfg(target_os = "linux")]
+fn harden_self() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn harden_self() {}
 
 /// Syncs the task branch; `Some(end)` when it conflicts (state `conflict`, nothing launched).
 fn sync_or_conflict(project: &Project, id: &str, attempt: u32) -> Result<Option<AttemptEnd>> {

@@ -11,6 +11,12 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // The supervising child of an agent run (see git_hybrid::agent::supervise): before anything
+    // else, so no thread exists when it applies the sandbox.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == git_hybrid::agent::supervise::SUBCOMMAND) {
+        git_hybrid::agent::supervise::main(&args);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -48,6 +48,10 @@ pub struct Plan {
     pub concurrency: usize,
     /// `[agent] env_pass` names.
     pub env_pass: Vec<String>,
+    /// `[agent] sandbox`.
+    pub sandbox: crate::agent::sandbox::Mode,
+    /// `[agent] allow_write`, resolved.
+    pub allow_write: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -389,11 +393,22 @@ fn validate_with(
         }
     }
 
+    let sandbox = match pc.agent.sandbox.as_ref().or(bc.agent.sandbox.as_ref()) {
+        None => crate::agent::sandbox::Mode::default(),
+        Some(v) => crate::agent::sandbox::Mode::parse(v).unwrap_or_else(|| {
+            let offset = key_offset(&plan.text, 0..plan.text.len(), "sandbox");
+            let message = format!("`sandbox` is {v:?}; expected \"landlock\" or \"off\"");
+            problems.push((offset, plan.error_at(offset, message)));
+            crate::agent::sandbox::Mode::default()
+        }),
+    };
     if !problems.is_empty() {
         problems.sort_by_key(|(offset, _)| *offset);
         return Err(all_problems(problems.into_iter().map(|(_, e)| e).collect()));
     }
-    Ok(Plan { path, tasks, concurrency, env_pass })
+    let allow_write = if pc.agent.allow_write.is_empty() { &bc.agent.allow_write } else { &pc.agent.allow_write };
+    let allow_write = crate::agent::sandbox::resolve_allow_write(allow_write, root);
+    Ok(Plan { path, tasks, concurrency, env_pass, sandbox, allow_write })
 }
 
 /// A cycle as (task index, position in its depends_on, names along the cycle).

@@ -201,6 +201,9 @@ impl Bars {
             Event::Skipped { task, reason } => {
                 let _ = self.multi.println(format!("  {task:<28} skipped: {reason}"));
             }
+            Event::Warning { message } => {
+                let _ = self.multi.println(format!("warning: {message}"));
+            }
         }
     }
 }
@@ -235,6 +238,7 @@ fn plain(e: &Event) {
             eprintln!("[{t}] {} {state} {}", label(task, *attempt), first_line(detail))
         }
         Event::Skipped { task, reason } => eprintln!("[{t}] {task} skipped: {reason}"),
+        Event::Warning { message } => eprintln!("[{t}] warning: {message}"),
     }
 }
 

@@ -60,6 +60,11 @@ impl TestRepo {
 
     /// Applies the hermetic environment to a command.
     pub fn env(&self, cmd: &mut Command) {
+        // A temp dir of its own: agents may write the temp dir under the sandbox, and the
+        // repository itself lives in the system one.
+        let tmp = self.home.join("tmp");
+        let _ = std::fs::create_dir_all(&tmp);
+        cmd.env("TMPDIR", tmp);
         cmd.env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE")
             .env_remove("GIT_INDEX_FILE")
