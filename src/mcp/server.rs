@@ -42,19 +42,77 @@ type ToolResult = std::result::Result<Json<Out>, CallToolResult>;
 
 #[derive(Clone)]
 pub struct HybridServer {
-    root: Arc<PathBuf>,
+    root: Arc<Projects>,
     tool_router: ToolRouter<Self>,
     watcher: Arc<Watcher>,
 }
 
-/// Runs `f` on a blocking thread with the project opened; maps errors to tool errors.
-async fn call<F>(root: Arc<PathBuf>, f: F) -> ToolResult
+type Stamp = Option<(u64, std::time::SystemTime)>;
+
+/// Opened projects kept between calls (opening one is most of a small call's cost). A project
+/// is reused only while `hybrid.toml` is unchanged (size and modification time), so a call
+/// always sees the configuration as it is on disk; refs and objects are read fresh anyway.
+pub struct Projects {
+    root: PathBuf,
+    idle: std::sync::Mutex<Vec<(Project, Stamp)>>,
+}
+
+impl Projects {
+    fn stamp(&self) -> Stamp {
+        let m = std::fs::metadata(self.root.join(crate::config::FILE_NAME)).ok()?;
+        Some((m.len(), m.modified().ok()?))
+    }
+
+    fn take(&self) -> Result<(Project, Stamp)> {
+        let now = self.stamp();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((p, stamp)) = idle.pop() {
+            if stamp == now {
+                return Ok((p, stamp));
+            }
+        }
+        drop(idle);
+        Ok((Project::open(&self.root)?, now))
+    }
+
+    fn give(&self, p: Project, stamp: Stamp) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 4 {
+            idle.push((p, stamp));
+        }
+    }
+}
+
+/// Runs `f` on a blocking thread with a freshly opened project; maps errors to tool errors.
+async fn call<F>(projects: Arc<Projects>, f: F) -> ToolResult
+where
+    F: FnOnce(&Project) -> std::result::Result<Value, Box<ToolError>> + Send + 'static,
+{
+    run_blocking(projects, false, f).await
+}
+
+/// [`call`] for the read-only tools polled often (`status`, `task_log`, `task_diff`): reuses
+/// an opened project.
+async fn call_read<F>(projects: Arc<Projects>, f: F) -> ToolResult
+where
+    F: FnOnce(&Project) -> std::result::Result<Value, Box<ToolError>> + Send + 'static,
+{
+    run_blocking(projects, true, f).await
+}
+
+async fn run_blocking<F>(projects: Arc<Projects>, reuse: bool, f: F) -> ToolResult
 where
     F: FnOnce(&Project) -> std::result::Result<Value, Box<ToolError>> + Send + 'static,
 {
     let joined = tokio::task::spawn_blocking(move || {
-        let project = Project::open(&root).map_err(|e| ToolError::boxed(&e))?;
-        f(&project)
+        if !reuse {
+            let project = Project::open(&projects.root).map_err(|e| ToolError::boxed(&e))?;
+            return f(&project);
+        }
+        let (project, stamp) = projects.take().map_err(|e| ToolError::boxed(&e))?;
+        let result = f(&project);
+        projects.give(project, stamp);
+        result
     })
     .await;
     let result =
@@ -90,7 +148,7 @@ impl HybridServer {
     pub fn new(root: PathBuf, common_dir: PathBuf) -> HybridServer {
         HybridServer {
             watcher: Arc::new(Watcher::new(common_dir)),
-            root: Arc::new(root),
+            root: Arc::new(Projects { root, idle: std::sync::Mutex::new(Vec::new()) }),
             tool_router: Self::tool_router(),
         }
     }
@@ -106,19 +164,19 @@ impl HybridServer {
         reason, last commit, merge SHA, conflicts, failure; tasks queued by dispatch show as `queued`; the running \
         dispatcher if any.")]
     async fn status(&self, Parameters(a): Parameters<tools::StatusArgs>) -> ToolResult {
-        call(self.root.clone(), move |p| plain(tools::status(p, a))).await
+        call_read(self.root.clone(), move |p| plain(tools::status(p, a))).await
     }
 
     #[tool(description = "A byte range of a task run's progress.md, blocked.md, stdout.log, stderr.log or verify.log \
         (default: the tail of progress.md). Pass the returned `next_offset` as `offset` to read only what is new.")]
     async fn task_log(&self, Parameters(a): Parameters<tools::TaskLogArgs>) -> ToolResult {
-        call(self.root.clone(), move |p| plain(tools::task_log(p, a))).await
+        call_read(self.root.clone(), move |p| plain(tools::task_log(p, a))).await
     }
 
     #[tool(description = "What landing the task now would change on the target: files with insertions/deletions \
         and the patch (size-capped), or the conflicting paths. Changes nothing.")]
     async fn task_diff(&self, Parameters(a): Parameters<tools::TaskDiffArgs>) -> ToolResult {
-        call(self.root.clone(), move |p| plain(tools::task_diff(p, a))).await
+        call_read(self.root.clone(), move |p| plain(tools::task_diff(p, a))).await
     }
 
     #[tool(description = "Land one task, or several as a train, as squash commits on the target (the same call as \
@@ -181,7 +239,7 @@ impl ServerHandler for HybridServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> std::result::Result<ListResourcesResult, McpError> {
-        let root = self.root.clone();
+        let root = self.root.root.clone();
         let list = tokio::task::spawn_blocking(move || super::resources::list(&root))
             .await
             .map_err(|e| McpError::internal_error(e.to_string(), None))?
@@ -202,7 +260,7 @@ impl ServerHandler for HybridServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> std::result::Result<ReadResourceResponse, McpError> {
-        let root = self.root.clone();
+        let root = self.root.root.clone();
         let uri = request.uri.clone();
         let result = tokio::task::spawn_blocking(move || super::resources::read(&root, &uri))
             .await
