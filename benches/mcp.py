@@ -47,7 +47,7 @@ def git(cwd, *args, env):
 class Server:
     def __init__(self, binary, repo, env):
         self.p = subprocess.Popen([binary, "-C", repo, "mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  env=env, bufsize=0)
+                                  env=env)
         self.next_id = 0
         self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
                                     "clientInfo": {"name": "bench", "version": "0"}})
@@ -55,6 +55,7 @@ class Server:
 
     def send(self, msg):
         self.p.stdin.write((json.dumps(msg) + "\n").encode())
+        self.p.stdin.flush()
 
     def request(self, method, params):
         self.next_id += 1
