@@ -304,7 +304,8 @@ fn a_landing_killed_between_writing_files_and_the_index_is_finished_by_the_next_
 }
 
 /// `git` for the landing, through a wrapper that makes another git command's `index.lock` appear
-/// exactly when the landing's `git read-tree` starts (the race between waiting for the lock and
+/// exactly when the landing's `git read-tree` starts (git-hybrid passes `-c` options first, so the
+/// wrapper looks for `read-tree` among all arguments) (the race between waiting for the lock and
 /// git taking it) and go away a moment later, as a user's `git status` does.
 #[test]
 fn an_index_lock_taken_just_before_read_tree_is_waited_for() {
@@ -321,7 +322,8 @@ fn an_index_lock_taken_just_before_read_tree_is_waited_for() {
     let lock = repo.root.join(".git/index.lock");
     let marker = repo.base().join("lock-taken");
     let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = read-tree ] && [ ! -e '{m}' ]; then\n  : > '{m}'\n  : > '{l}'\n  \
+        "#!/bin/sh\ncase \" $* \" in *\" read-tree \"*) is_read_tree=1 ;; esac\n\
+         if [ -n \"$is_read_tree\" ] && [ ! -e '{m}' ]; then\n  : > '{m}'\n  : > '{l}'\n  \
          (sleep 1; rm -f '{l}') </dev/null >/dev/null 2>&1 &\nfi\nexec '{g}' \"$@\"\n",
         m = marker.display(),
         l = lock.display(),
