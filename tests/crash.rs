@@ -174,3 +174,64 @@ fn a_train_killed_at_any_step_leaves_nothing_the_rerun_does_not_remove() {
         assert_eq!(repo.porcelain(&repo.root), "", "killed at {step}");
     }
 }
+
+/// Issue 10 item 3: a train of ten tasks killed at each step; the user then does what git
+/// advises (removes the `*.lock` files it names) and commits an unrelated change, with
+/// `git commit -am` or with `git add -A && git commit`. Their commit must hold only their change,
+/// and re-running the merge must record every task as landed with its own squash commit.
+#[test]
+#[ignore = "issue 10 item 3 is not fixed yet: see the report of helper crash (fails at checkout::files_written and land::checkouts_moved)"]
+fn after_a_killed_train_the_users_own_commit_holds_only_their_change() {
+    let steps = [
+        "land::note_written",
+        "checkout::files_written",
+        "land::checkouts_moved",
+        "land::ref_moved",
+        "land::recorded@5",
+    ];
+    let mut failures = Vec::new();
+    for step in steps {
+        for how in ["commit -am", "add -A"] {
+            let repo = TestRepo::new();
+            let ids: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+            for id in &ids {
+                repo.write(&format!("{id}.txt"), "base\n");
+            }
+            repo.write("user.txt", "base\n");
+            repo.commit_all("files the tasks change");
+            for id in &ids {
+                task(
+                    &repo,
+                    id,
+                    &[(&format!("{id}.txt"), "changed by the task\n"), (&format!("new/{id}.txt"), "added\n")],
+                );
+            }
+            let mut args = vec!["merge"];
+            args.extend(ids.iter().map(String::as_str));
+            repo.kill_at(&args, step);
+            for lock in [".git/index.lock", ".git/refs/heads/main.lock"] {
+                let _ = std::fs::remove_file(repo.root.join(lock));
+            }
+            repo.write("user.txt", "the user's change\n");
+            if how == "commit -am" {
+                repo.git(&["commit", "-q", "-am", "user"]);
+            } else {
+                repo.git(&["add", "-A"]);
+                repo.git(&["commit", "-q", "-m", "user"]);
+            }
+            let changed = repo.git(&["show", "--name-only", "--format=", "HEAD"]);
+            if changed != "user.txt" {
+                failures.push(format!("killed at {step}, `{how}`: the user's commit holds {changed:?}"));
+                continue;
+            }
+            assert_ok(&repo.hybrid(&args), &[&format!("re-run after {step}, {how}")]);
+            for id in &ids {
+                let rec = record(&repo, id);
+                if rec["state"] != "landed" || rec["merge_sha"].is_null() {
+                    failures.push(format!("killed at {step}, `{how}`: {id} is {}", rec["state"]));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
