@@ -223,16 +223,34 @@ pub(crate) fn merge_commit_on(
     bases: &[Oid],
 ) -> Result<std::result::Result<Oid, Vec<String>>> {
     let repo = &project.repo;
+    let tree_id = match merged_tree(repo, tip, target_tip, bases)? {
+        Ok(t) => t,
+        Err(paths) => return Ok(Err(paths)),
+    };
     let ours = repo.find_commit(tip)?;
     let theirs = repo.find_commit(target_tip)?;
     let author = git::signature(repo, git::Role::Author)?;
     let committer = git::signature(repo, git::Role::Committer)?;
     let msg = format!("Merge branch '{target}' into {branch}\n");
+    let tree = repo.find_tree(tree_id)?;
+    Ok(Ok(repo.commit(None, &author, &committer, &msg, &tree, &[&ours, &theirs])?))
+}
+
+/// The tree of merging `target_tip` into `tip` (merge bases `bases`), as every catch-up and
+/// landing computes it: [`tree_merge`] where it decides, else libgit2's merge with rename
+/// detection. `Ok(Err(paths))` lists the conflicting paths, sorted. Writes only tree objects.
+pub(crate) fn merged_tree(
+    repo: &git2::Repository,
+    tip: Oid,
+    target_tip: Oid,
+    bases: &[Oid],
+) -> Result<std::result::Result<Oid, Vec<String>>> {
+    let ours = repo.find_commit(tip)?;
+    let theirs = repo.find_commit(target_tip)?;
     if bases.len() == 1 {
         let base_tree = repo.find_commit(bases[0])?.tree()?;
         if let Some(tree_id) = tree_merge(repo, Some(&base_tree), &ours.tree()?, &theirs.tree()?)? {
-            let tree = repo.find_tree(tree_id)?;
-            return Ok(Ok(repo.commit(None, &author, &committer, &msg, &tree, &[&ours, &theirs])?));
+            return Ok(Ok(tree_id));
         }
     }
     let mut opts = MergeOptions::new();
@@ -249,10 +267,7 @@ pub(crate) fn merge_commit_on(
         paths.dedup();
         return Ok(Err(paths));
     }
-    let tree_id = index.write_tree_to(repo).context("cannot write the merged tree")?;
-    let tree = repo.find_tree(tree_id)?;
-    let id = repo.commit(None, &author, &committer, &msg, &tree, &[&ours, &theirs])?;
-    Ok(Ok(id))
+    Ok(Ok(index.write_tree_to(repo).context("cannot write the merged tree")?))
 }
 
 /// Three-way merge of trees that descends only into subtrees both sides changed, so its cost

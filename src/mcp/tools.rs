@@ -287,7 +287,8 @@ pub struct TaskDiffArgs {
 
 /// `task_diff`: what landing the task now would change on the target: the in-memory merge of
 /// the target tip and the task tip (the squash commit's tree), diffed against the target tip.
-/// A merge that conflicts is reported (`conflicts`) instead of a patch. Writes nothing.
+/// A merge that conflicts is reported (`conflicts`) instead of a patch. The merge is the one every
+/// catch-up and landing computes ([`crate::sync::merged_tree`]); no ref moves and no commit is written.
 pub fn task_diff(project: &Project, a: TaskDiffArgs) -> Result<Value> {
     let attempt = attempt_of(a.attempt)?;
     let rec = record(project, &a.task, attempt)?;
@@ -303,24 +304,19 @@ pub fn task_diff(project: &Project, a: TaskDiffArgs) -> Result<Value> {
         },
     };
     let base_commit = repo.find_commit(target_tip)?;
-    let tip_commit = repo.find_commit(tip)?;
-    let mut index = repo.merge_commits(&base_commit, &tip_commit, None)?;
+    let bases = crate::sync::merge_bases(repo, tip, target_tip)?;
+    let merged = crate::sync::merged_tree(repo, tip, target_tip, &bases)?;
     let mut out = json!({ "task": rec.id, "attempt": attempt, "state": rec.state.as_str(), "target": rec.target,
         "target_tip": target_tip.to_string(), "tip": tip.to_string() });
-    if index.has_conflicts() {
-        let mut paths: Vec<String> = index
-            .conflicts()?
-            .flatten()
-            .filter_map(|c| c.our.or(c.their).or(c.ancestor))
-            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-            .collect();
-        paths.dedup();
-        out["conflicts"] = json!(paths);
-        out["files"] = json!([]);
-        out["patch"] = json!("");
-        return Ok(out);
-    }
-    let tree = repo.find_tree(index.write_tree_to(repo)?)?;
+    let tree = match merged {
+        Ok(tree) => repo.find_tree(tree)?,
+        Err(paths) => {
+            out["conflicts"] = json!(paths);
+            out["files"] = json!([]);
+            out["patch"] = json!("");
+            return Ok(out);
+        }
+    };
     let old = base_commit.tree()?;
     let mut diff = repo.diff_tree_to_tree(Some(&old), Some(&tree), None)?;
     diff.find_similar(None)?;
