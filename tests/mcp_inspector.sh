@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A second MCP client nobody here wrote: the MCP Inspector's CLI mode lists `git hybrid mcp`'s
 # tools and calls `status` on a fresh repository. Needs npx (the package comes from npm).
-# Usage: tests/mcp_inspector.sh [path/to/git-hybrid]   (.ci/run runs it where npx exists)
+# Usage: tests/mcp_inspector.sh [path/to/git-hybrid]   (./test.sh runs it after the tests)
 set -euo pipefail
 bin="$(realpath "${1:-target/debug/git-hybrid}")"
 inspector="@modelcontextprotocol/inspector@0.15.0"
