@@ -24,6 +24,10 @@
 //!   globally (git-lfs's `git lfs install`) keeps working; one planted in `.git/config` never
 //!   runs. Callers that diff add `--no-ext-diff --no-textconv` themselves.
 //!
+//! Children that reach a remote (fetch, push) are built by [`network::command`] instead: the same
+//! hardening plus the user's ssh/proxy/CA environment and overrides for the programs a
+//! repository's config can name for the network (credential helpers, `core.sshCommand`, ...).
+//!
 //! No step of git-hybrid runs hooks on purpose: the checkpoint commit of an agent's leftovers is
 //! made without them (the agent's own commits ran them, inside its sandbox).
 
@@ -32,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
+
+pub mod network;
 
 /// Runs `git <args>` in `dir`; fails with git's stderr when it exits non-zero.
 pub fn run<I, S>(dir: &Path, args: I) -> Result<String>

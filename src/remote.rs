@@ -107,18 +107,13 @@ impl Remote {
     pub fn fetch(&self, project: &Project) -> Result<(Oid, Vec<String>)> {
         let _serial = self.lock(project)?;
         let target_spec = format!("+refs/heads/{}:{}", self.target, self.tracking_ref());
-        let out = git::output(
-            &project.root,
-            [
-                "fetch",
-                "--porcelain",
-                "--no-tags",
-                "--no-write-fetch-head",
-                "--no-recurse-submodules",
-                &self.name,
-                &target_spec,
-                "refs/hybrid/ledger/*:refs/hybrid/ledger/*",
-                "refs/hybrid/tips/*:refs/hybrid/tips/*",
+        let out = self.git_fetch(
+            project,
+            &["--porcelain", "--no-recurse-submodules"],
+            &[
+                target_spec,
+                "refs/hybrid/ledger/*:refs/hybrid/ledger/*".into(),
+                "refs/hybrid/tips/*:refs/hybrid/tips/*".into(),
             ],
         )?;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -185,29 +180,48 @@ impl Remote {
         Ok(tip)
     }
 
+    /// `git fetch <options> <remote> <refspecs>`, built for the network (`git::network`: the user's
+    /// ssh/proxy environment, no program the repository's config names), no tags, no FETCH_HEAD.
+    fn git_fetch(&self, project: &Project, options: &[&str], refspecs: &[String]) -> Result<std::process::Output> {
+        let mut args = vec!["fetch".to_string(), "--no-tags".into(), "--no-write-fetch-head".into()];
+        args.push(git::network::upload_pack(&self.name));
+        args.extend(options.iter().map(|o| o.to_string()));
+        args.push(self.name.clone());
+        args.extend(refspecs.iter().cloned());
+        git::network::output(&project.root, &args)
+    }
+
+    /// `git push --no-verify <options> <remote> <refspecs>`, built for the network (see
+    /// [`Remote::git_fetch`]).
+    fn git_push(&self, project: &Project, options: &[String], refspecs: &[String]) -> Result<std::process::Output> {
+        let mut args = vec!["push".to_string(), "--no-verify".into()];
+        args.push(git::network::receive_pack(&self.name));
+        args.extend(options.iter().cloned());
+        args.push(self.name.clone());
+        args.extend(refspecs.iter().cloned());
+        git::network::output(&project.root, &args)
+    }
+
     /// Pushes `new` to the remote's target, leased on `expect`, together with `records` (ref,
     /// object) leased on absent, all or nothing (see the module contract).
     pub fn publish(&self, project: &Project, expect: Oid, new: Oid, records: &[(String, Oid)]) -> Result<Published> {
         let target_ref = format!("refs/heads/{}", self.target);
-        let mut args = vec![
-            "push".to_string(),
-            "--porcelain".into(),
+        let mut options = vec![
+            "--porcelain".to_string(),
             "--atomic".into(),
-            "--no-verify".into(),
             "--no-recurse-submodules".into(),
             format!("--force-with-lease={target_ref}:{expect}"),
         ];
         for (r, _) in records {
-            args.push(format!("--force-with-lease={r}:"));
+            options.push(format!("--force-with-lease={r}:"));
         }
-        args.push(self.name.clone());
-        args.push(format!("{new}:{target_ref}"));
+        let mut specs = vec![format!("{new}:{target_ref}")];
         for (r, oid) in records {
-            args.push(format!("{oid}:{r}"));
+            specs.push(format!("{oid}:{r}"));
         }
         let out = {
             let _serial = self.lock(project)?; // the push moves the remote-tracking ref too
-            git::output(&project.root, &args)?
+            self.git_push(project, &options, &specs)?
         };
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);

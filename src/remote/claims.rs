@@ -21,7 +21,6 @@ use git2::Oid;
 use serde::{Deserialize, Serialize};
 
 use super::{Published, Remote};
-use crate::git;
 use crate::repo::Project;
 
 /// Where claims live, on the remote (one ref per task).
@@ -125,10 +124,7 @@ impl Remote {
     /// The claim of `id` on the remote now, if any (its blob and content).
     pub fn read_claim(&self, project: &Project, id: &str) -> Result<Option<(Oid, Claim)>> {
         let local = format!("refs/hybrid/seen-claims/{id}");
-        let out = git::output(
-            &project.root,
-            ["fetch", "--no-tags", "--no-write-fetch-head", &self.name, &format!("+{}:{local}", claim_ref(id))],
-        )?;
+        let out = self.git_fetch(project, &[], &[format!("+{}:{local}", claim_ref(id))])?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             if err.contains("couldn't find remote ref") {
@@ -156,7 +152,7 @@ impl Remote {
             Some(o) => format!("{o}:{name}"),
             None => format!(":{name}"),
         };
-        let out = git::output(&project.root, ["push", "--porcelain", "--no-verify", &lease, &self.name, &spec])?;
+        let out = self.git_push(project, &["--porcelain".into(), lease], &[spec])?;
         let statuses = super::parse_push_porcelain(&String::from_utf8_lossy(&out.stdout));
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() && !statuses.is_empty() && statuses.iter().all(|s| s.ok) {

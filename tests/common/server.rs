@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::TestRepo;
@@ -33,6 +33,9 @@ pub struct GitServer {
     pub port: u16,
     daemon: Option<Child>,
     http_stop: Option<Arc<AtomicBool>>,
+    /// HTTP only: the `Authorization` header every request must carry (see
+    /// [`GitServer::require_basic_auth`]).
+    http_auth: Arc<Mutex<Option<String>>>,
 }
 
 impl GitServer {
@@ -68,6 +71,14 @@ impl GitServer {
         std::fs::write(&hook, format!("#!/bin/sh\n{script}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// HTTP only: from now on every request needs HTTP basic authentication as `user:password`
+    /// (a 401 with `WWW-Authenticate` otherwise, so git asks its credential helpers).
+    pub fn require_basic_auth(&self, user: &str, password: &str) {
+        use base64_basic as b64;
+        *self.http_auth.lock().unwrap() =
+            Some(format!("Basic {}", b64::encode(format!("{user}:{password}").as_bytes())));
     }
 
     /// `git rev-parse <rev>` in the bare repository, `None` when it does not resolve.
@@ -135,7 +146,14 @@ fn start_daemon(repo: &TestRepo, root: &Path) -> GitServer {
         repo.env(&mut cmd);
         let mut child = cmd.spawn().expect("spawn git daemon");
         if wait_for_port(port, || matches!(child.try_wait(), Ok(None))) {
-            return GitServer { kind: Kind::Daemon, bare: PathBuf::new(), port, daemon: Some(child), http_stop: None };
+            return GitServer {
+                kind: Kind::Daemon,
+                bare: PathBuf::new(),
+                port,
+                daemon: Some(child),
+                http_stop: None,
+                http_auth: Arc::default(),
+            };
         }
         super::kill_9(&mut child);
     }
@@ -159,20 +177,22 @@ fn start_http(repo: &TestRepo, root: &Path) -> GitServer {
         probe.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
     let root = root.to_path_buf();
     let flag = stop.clone();
+    let auth: Arc<Mutex<Option<String>>> = Arc::default();
+    let required = auth.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             if flag.load(Ordering::SeqCst) {
                 break;
             }
             let Ok(conn) = conn else { continue };
-            let (root, env) = (root.clone(), env.clone());
+            let (root, env, required) = (root.clone(), env.clone(), required.clone());
             std::thread::spawn(move || {
-                let _ = serve_http(conn, &root, &env);
+                let _ = serve_http(conn, &root, &env, &required);
             });
         }
     });
     assert!(wait_for_port(port, || true), "HTTP server did not start");
-    GitServer { kind: Kind::Http, bare: PathBuf::new(), port, daemon: None, http_stop: Some(stop) }
+    GitServer { kind: Kind::Http, bare: PathBuf::new(), port, daemon: None, http_stop: Some(stop), http_auth: auth }
 }
 
 /// Serves HTTP/1.1 requests on one connection by running `git http-backend` as a CGI program
@@ -181,6 +201,7 @@ fn serve_http(
     conn: TcpStream,
     root: &Path,
     env: &[(std::ffi::OsString, Option<std::ffi::OsString>)],
+    required_auth: &Mutex<Option<String>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut writer = conn;
@@ -213,6 +234,17 @@ fn serve_http(
             reader.read_exact(&mut b)?;
             b
         };
+        let required = required_auth.lock().unwrap().clone();
+        if required.is_some() && header("authorization") != required {
+            let body = "authentication required\n";
+            let reply = format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            writer.write_all(reply.as_bytes())?;
+            writer.flush()?;
+            continue;
+        }
         let (path, query) = uri.split_once('?').unwrap_or((&uri, ""));
         let mut cmd = Command::new("git");
         cmd.arg("http-backend");
@@ -315,5 +347,34 @@ impl TestRepo {
             empty_config: self.empty_config.clone(),
             home: self.home.clone(),
         }
+    }
+}
+
+/// Standard base64 (RFC 4648, padded), enough for a basic-auth header.
+mod base64_basic {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(input: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in input.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rfc4648_vectors() {
+        assert_eq!(encode(b"f"), "Zg==");
+        assert_eq!(encode(b"fo"), "Zm8=");
+        assert_eq!(encode(b"foo"), "Zm9v");
+        assert_eq!(encode(b"user:pass"), "dXNlcjpwYXNz");
     }
 }
