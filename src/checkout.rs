@@ -23,11 +23,16 @@
 //!   next holder of the same git-hybrid flock (landing lock or task lock) removes a lock file the
 //!   note proves was left by a dead git-hybrid process, and nothing else.
 //!
-//! The order is always: lock the ref, check, move the checkouts, move the ref. A crash after the
-//! checkouts moved but before the ref did leaves each checkout "already moved" (its index holds
-//! the new commit's content on the changed paths), which the next run recognises and finishes.
-//! The opposite order would leave a ref ahead of a stale index, and the user's next
-//! `git commit -a` would silently revert the change.
+//! The order is always: lock the ref, check, move the checkouts, move the ref. A fast move
+//! ([`stage_moves`], [`Moving`]) writes the checkout in three phases around the ref so that a
+//! `kill -9` at any step, followed by the user removing the lock files git names and committing,
+//! gives a commit holding only the user's change (`checkout/write.rs`; the one exception is the
+//! instant between the index rename and the ref rename), and [`recover_interrupted`] finishes
+//! the checkout at the next landing. A `git read-tree` move (the fallback) moves index and files
+//! before the ref: a kill after it leaves each checkout "already moved", which the next run
+//! recognises and finishes, but a user's commit in between would take in the train's changes
+//! (documented in the README). The opposite order would leave a ref ahead of a stale index, and
+//! the user's next `git commit -a` would silently revert the change.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -43,6 +48,7 @@ mod fast;
 mod guard;
 pub(crate) mod index;
 mod ops;
+mod write;
 pub use fast::DISABLE_ENV as NO_FAST_CHECKOUT_ENV;
 pub use guard::is_below;
 pub use ops::in_progress;
@@ -283,26 +289,92 @@ pub fn prepare_move(
     Ok(if blocked.is_empty() { Ok(Move::ReadTree(co.clone())) } else { Err(blocked) })
 }
 
-/// Applies prepared moves from `old` to `new`; if one fails, moves the ones done back (best
-/// effort, as [`undo`]) and releases the rest.
-pub fn apply_moves(project: &Project, moves: Vec<Move>, old: Oid, new: Oid) -> Result<()> {
-    let mut done: Vec<Checkout> = Vec::new();
+/// Prepared moves being carried out around the move of their branch's ref (the three phases of
+/// `checkout/write.rs`): [`stage_moves`], then [`Moving::switch`] right before the ref moves,
+/// [`Moving::finish`] right after, or [`Moving::undo`] if the ref could not move.
+pub struct Moving<'p> {
+    project: &'p Project,
+    fast: Vec<fast::FastMove>,
+    read_tree: Vec<Checkout>,
+    old: Oid,
+    new: Oid,
+}
+
+/// Phase 1 of every prepared move from `old` to `new`. A `git read-tree` move (the fallback) is
+/// done whole here: its index moves before the ref (the documented limit of that path). On an
+/// error everything done is put back.
+pub fn stage_moves(project: &Project, moves: Vec<Move>, old: Oid, new: Oid) -> Result<Moving<'_>> {
+    let mut moving = Moving { project, fast: Vec::new(), read_tree: Vec::new(), old, new };
     for m in moves {
-        let (co, result) = match m {
-            Move::Fast(f) => {
-                let co = f.checkout().clone();
-                (co, f.apply(&project.repo))
+        let result = match m {
+            Move::Fast(mut f) => {
+                let r = f.stage(&project.repo);
+                if r.is_ok() {
+                    moving.fast.push(*f);
+                }
+                r
             }
             Move::ReadTree(co) => {
                 let r = read_tree(&co, old, new);
-                (co, r)
+                if r.is_ok() {
+                    moving.read_tree.push(co);
+                }
+                r
             }
         };
         if let Err(e) = result {
-            undo(&done, old, new);
+            moving.undo();
             return Err(e);
         }
-        done.push(co);
+    }
+    Ok(moving)
+}
+
+impl Moving<'_> {
+    /// Phase 2: the new index of every fast move. The caller moves the ref right after, or
+    /// calls [`Moving::undo`].
+    pub fn switch(&mut self) -> Result<()> {
+        self.fast.iter_mut().try_for_each(|f| f.switch())
+    }
+
+    /// Phase 3, after the ref moved: the added files and the final index of every fast move.
+    /// Every checkout is tried; the first error is returned (the checkout stays safe and the next
+    /// landing's recovery finishes it).
+    pub fn finish(self) -> Result<()> {
+        let mut first = Ok(());
+        for f in self.fast {
+            let dir = f.checkout().dir.clone();
+            if let Err(e) = f.finish(&self.project.repo) {
+                if first.is_ok() {
+                    first = Err(e.context(format!("cannot finish moving {}", dir.display())));
+                }
+            }
+        }
+        first
+    }
+
+    /// Puts every checkout back where it was (the ref did not move).
+    pub fn undo(self) {
+        for mut f in self.fast {
+            f.undo(&self.project.repo);
+        }
+        undo(&self.read_tree, self.old, self.new);
+    }
+}
+
+/// After a killed landing from `start` to `end` on the branch `refname`: finishes every fast
+/// move it left in that branch's checkouts (`checkout/write.rs`, [`write::recover`]).
+pub fn recover_interrupted(project: &Project, refname: &str, start: Oid, end: Oid) -> Result<()> {
+    let cos = checkouts_of(project, refname)?;
+    if cos.is_empty() {
+        return Ok(());
+    }
+    let repo = &project.repo;
+    let tree = |c: Oid| repo.find_commit(c).and_then(|c| c.tree());
+    let (Ok(start), Ok(end)) = (tree(start), tree(end)) else { return Ok(()) };
+    let changed = changed_paths(repo, &start, &end)?;
+    for co in &cos {
+        write::recover(project, co, refname, (&start, &end), &changed)?;
     }
     Ok(())
 }

@@ -279,6 +279,7 @@ fn run_train(
     }
 
     let mut tries = 0;
+    let mut checkouts_unfinished = false;
     let cars = loop {
         if pending.is_empty() {
             break Vec::new();
@@ -370,19 +371,29 @@ fn run_train(
             publish::set_local_records(project, &records)?;
             crate::failpoint!("land::published");
         }
-        checkout::apply_moves(project, moves, local, end)?;
-        crate::failpoint!("land::checkouts_moved");
+        // The checkouts move in three phases around the ref (src/checkout/write.rs), so that a
+        // kill at any step but the instant between the two renames leaves the user's next
+        // commit holding only their own change.
+        let mut moving = checkout::stage_moves(project, moves, local, end)?;
+        crate::failpoint!("land::checkouts_staged");
         let message = match cars.iter().filter(|c| c.squash.is_some()).map(|c| c.rec.id.as_str()).collect::<Vec<_>>()[..]
         {
             [one] => format!("git-hybrid merge: land {one}"),
             ref many => format!("git-hybrid merge: land {} tasks ({})", many.len(), many.join(", ")),
         };
-        if let Err(e) = target_lock.commit(repo, end, &message) {
-            checkout::undo(&checkouts, local, end);
+        if let Err(e) = moving.switch().and_then(|()| target_lock.commit(repo, end, &message)) {
+            moving.undo();
             return Err(e);
         }
         note.armed = false;
         crate::failpoint!("land::ref_moved");
+        if let Err(e) = moving.finish() {
+            // Landed; the checkout is safe but unfinished: keep the note so the next landing on
+            // the target finishes it.
+            eprintln!("git-hybrid: warning: {e:#}; the next landing on {target} finishes it");
+            checkouts_unfinished = true;
+        }
+        crate::failpoint!("land::checkouts_moved");
         break cars;
     };
 
@@ -403,7 +414,7 @@ fn run_train(
             }
         }
     }
-    if all_recorded {
+    if all_recorded && !checkouts_unfinished {
         TrainNote::remove(project, target);
     }
     crate::failpoint!("land::note_removed");

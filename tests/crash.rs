@@ -180,13 +180,15 @@ fn a_train_killed_at_any_step_leaves_nothing_the_rerun_does_not_remove() {
 /// `git commit -am` or with `git add -A && git commit`. Their commit must hold only their change,
 /// and re-running the merge must record every task as landed with its own squash commit.
 #[test]
-#[ignore = "issue 10 item 3 is not fixed yet: see the report of helper crash (fails at checkout::files_written and land::checkouts_moved)"]
 fn after_a_killed_train_the_users_own_commit_holds_only_their_change() {
     let steps = [
         "land::note_written",
+        "checkout::index_flagged",
         "checkout::files_written",
-        "land::checkouts_moved",
+        "land::checkouts_staged",
         "land::ref_moved",
+        "checkout::finished",
+        "land::checkouts_moved",
         "land::recorded@5",
     ];
     let mut failures = Vec::new();
@@ -230,8 +232,49 @@ fn after_a_killed_train_the_users_own_commit_holds_only_their_change() {
                 if rec["state"] != "landed" || rec["merge_sha"].is_null() {
                     failures.push(format!("killed at {step}, `{how}`: {id} is {}", rec["state"]));
                 }
+                let (changed, added) = (repo.read(&format!("{id}.txt")), repo.read(&format!("new/{id}.txt")));
+                if changed != "changed by the task\n" || added != "added\n" {
+                    failures.push(format!("killed at {step}, `{how}`: {id}'s files are {changed:?}, {added:?}"));
+                }
+            }
+            // Nothing hidden behind git's assume-unchanged bit, nothing left over.
+            let hidden: Vec<String> = repo
+                .git(&["ls-files", "-v"])
+                .lines()
+                .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
+                .map(str::to_string)
+                .collect();
+            let status = repo.porcelain(&repo.root);
+            if !hidden.is_empty() || !status.is_empty() {
+                failures.push(format!("killed at {step}, `{how}`: flagged {hidden:?}, status {status:?}"));
             }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Issue 10 item 3, the user's own edit: after a kill that left a task's file written but hidden
+/// (assume-unchanged), the user edits that very file. The re-run must neither overwrite their
+/// bytes nor keep them hidden: they show as the user's change and the task touching that path
+/// is refused, the others land.
+#[test]
+fn a_file_the_user_edits_after_a_kill_keeps_their_bytes_and_shows_as_their_change() {
+    let repo = TestRepo::new();
+    for id in ["t0", "t1"] {
+        repo.write(&format!("{id}.txt"), "base\n");
+    }
+    repo.commit_all("files the tasks change");
+    for id in ["t0", "t1"] {
+        task(&repo, id, &[(&format!("{id}.txt"), "changed by the task\n")]);
+    }
+    repo.kill_at(&["merge", "t0", "t1"], "checkout::files_written");
+    let _ = std::fs::remove_file(repo.root.join(".git/index.lock"));
+    let _ = std::fs::remove_file(repo.root.join(".git/refs/heads/main.lock"));
+    repo.write("t0.txt", "the user's own edit\n");
+    let out = repo.hybrid(&["merge", "t0", "t1"]);
+    assert_eq!(repo.read("t0.txt"), "the user's own edit\n", "{}", common::stderr(&out));
+    assert_eq!(repo.porcelain(&repo.root), " M t0.txt", "{}", common::stderr(&out));
+    assert_eq!(record(&repo, "t1")["state"], "landed");
+    assert_ne!(record(&repo, "t0")["state"], "landed");
+    assert_eq!(repo.read("t1.txt"), "changed by the task\n");
 }

@@ -53,11 +53,11 @@
 //! `index` while `index.lock` is still held; `index.lock` itself stays empty, which keeps the
 //! stale-lock proof below exact.
 //! Files are written to a temporary file in the git directory and renamed into place (each file
-//! is old or new, never torn; nothing temporary appears in the checkout), all before the index,
-//! and the index before the ref (see [`crate::checkout`]). A `kill -9` leaves: files partly new
-//! with the old index (accepted as explained above), or the new index (already moved), plus our
-//! `index.lock`, which the next landing on the same target removes when a note (written before
-//! the lock is linked into place, naming its device, inode and times) proves it is the dead holder's.
+//! is old or new, never torn; nothing temporary appears in the checkout). The order of the files,
+//! the index and the ref, and how a kill at each step is made safe for the user's next commit
+//! (git's assume-unchanged bit), is `checkout/write.rs`. A kill leaves our `index.lock`, which
+//! the next landing on the same target removes when a note (written before the lock is linked
+//! into place, naming its device, inode and times) proves it is the dead holder's.
 
 use std::collections::BTreeSet;
 use std::fs::{self, Metadata};
@@ -75,11 +75,11 @@ use crate::repo::Project;
 /// Environment variable that disables the fast path (tests and the benchmark compare both).
 pub const DISABLE_ENV: &str = "HYBRID_NO_FAST_CHECKOUT";
 
-const MODE_LINK: u32 = 0o120000;
-const MODE_EXEC: u32 = 0o100755;
+pub(super) const MODE_LINK: u32 = 0o120000;
+pub(super) const MODE_EXEC: u32 = 0o100755;
 const MODE_FILE: u32 = 0o100644;
 /// Index entry flag bits (git's index format).
-const FLAG_VALID: u16 = 0x8000;
+pub(super) const FLAG_VALID: u16 = 0x8000;
 const FLAG_EXT_INTENT_TO_ADD: u16 = 0x2000;
 const FLAG_EXT_SKIP_WORKTREE: u16 = 0x4000;
 
@@ -92,17 +92,20 @@ pub enum Plan {
 
 /// A checked, locked move of one checkout, ready to [`apply`](FastMove::apply).
 pub struct FastMove {
-    co: Checkout,
-    index: RawIndex,
-    lock: IndexLock,
+    pub(super) co: Checkout,
+    pub(super) index: RawIndex,
+    pub(super) lock: IndexLock,
     /// Paths to write (`Some`) or remove (`None`), with their old entry for a rollback.
-    ops: Vec<Op>,
+    pub(super) ops: Vec<Op>,
+    /// What [`FastMove::stage`] wrote: the new entry of each modified or deleted path, in
+    /// `ops` order (`crate::checkout::write`).
+    pub(super) staged: Vec<(String, Option<Entry>)>,
 }
 
-struct Op {
-    path: String,
-    old: Option<(Oid, u32)>,
-    new: Option<(Oid, u32)>,
+pub(super) struct Op {
+    pub(super) path: String,
+    pub(super) old: Option<(Oid, u32)>,
+    pub(super) new: Option<(Oid, u32)>,
 }
 
 /// Checks whether `co` can be moved from `old` to `new` in process (see the module contract).
@@ -185,128 +188,11 @@ pub fn plan(
     if !blocked.is_empty() {
         return Ok(Plan::Blocked(blocked));
     }
-    Ok(Plan::Fast(Box::new(FastMove { co: co.clone(), index, lock, ops: todo })))
-}
-
-impl FastMove {
-    /// The checkout this moves.
-    pub fn checkout(&self) -> &Checkout {
-        &self.co
-    }
-
-    /// Writes the changed paths and the index (see the module contract). On an error before
-    /// the index is written, the files already written are put back (best effort).
-    pub fn apply(self, repo: &Repository) -> Result<()> {
-        let mut entries: Vec<(String, Option<Entry>)> = Vec::with_capacity(self.ops.len());
-        for op in &self.ops {
-            match put(&self.co, repo, &op.path, op.new) {
-                Ok(entry) => entries.push((op.path.clone(), entry)),
-                Err(e) => {
-                    self.rollback(repo, entries.len());
-                    return Err(e);
-                }
-            }
-        }
-        // Folders a removal emptied go too, as git does; deepest first, never the root.
-        let mut dirs: BTreeSet<&str> = BTreeSet::new();
-        for op in self.ops.iter().filter(|o| o.new.is_none()) {
-            let mut p = op.path.as_str();
-            while let Some((parent, _)) = p.rsplit_once('/') {
-                dirs.insert(parent);
-                p = parent;
-            }
-        }
-        for d in dirs.iter().rev() {
-            let _ = fs::remove_dir(self.co.dir.join(d)); // fails (and stays) when not empty
-        }
-        // Files new, index old (see the module contract).
-        crate::failpoint!("checkout::files_written");
-        // `ops` come from a sorted set, so `entries` are sorted and unique, as write_with needs.
-        let bytes = self.index.write_with(&entries);
-        if let Err(e) = self.lock.commit(&bytes) {
-            self.rollback(repo, entries.len());
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    fn rollback(&self, repo: &Repository, done: usize) {
-        for op in self.ops[..done].iter().rev() {
-            if let Err(e) = put(&self.co, repo, &op.path, op.old) {
-                eprintln!("git-hybrid: warning: could not restore {}: {e:#}", self.co.dir.join(&op.path).display());
-            }
-        }
-    }
-}
-
-/// Writes (or removes) one path of the checkout; returns its new index entry.
-fn put(co: &Checkout, repo: &Repository, rel: &str, entry: Option<(Oid, u32)>) -> Result<Option<Entry>> {
-    let dst = co.dir.join(rel);
-    let Some((id, mode)) = entry else {
-        match fs::remove_file(&dst) {
-            Ok(()) => return Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", dst.display())),
-        }
-    };
-    let blob = repo.find_blob(id)?;
-    if let Some(parent) = dst.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let tmp = co.git_dir.join(format!("hybrid-checkout-{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    write_file(&tmp, blob.content(), mode)?;
-    if let Err(e) = fs::rename(&tmp, &dst) {
-        let _ = fs::remove_file(&tmp);
-        if e.raw_os_error() != Some(libc::EXDEV) {
-            return Err(e).with_context(|| format!("cannot write {}", dst.display()));
-        }
-        // The git directory is on another file system: write in place, as git does.
-        match fs::remove_file(&dst) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot replace {}", dst.display())),
-        }
-        write_file(&dst, blob.content(), mode)?;
-    }
-    let m = fs::symlink_metadata(&dst).with_context(|| format!("cannot inspect {}", dst.display()))?;
-    Ok(Some(Entry {
-        ctime: (m.ctime() as u32, m.ctime_nsec() as u32),
-        mtime: (m.mtime() as u32, m.mtime_nsec() as u32),
-        dev: m.dev() as u32,
-        ino: m.ino() as u32,
-        mode,
-        uid: m.uid(),
-        gid: m.gid(),
-        size: m.size() as u32,
-        id,
-        flags: 0,
-        flags_extended: 0,
-    }))
-}
-
-/// Creates `path` with `content`: a symlink for links, else a file with git's permissions
-/// (0777 or 0666 minus the umask).
-fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<()> {
-    if mode == MODE_LINK {
-        use std::os::unix::ffi::OsStrExt;
-        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(content), path)
-            .with_context(|| format!("cannot create the symlink {}", path.display()))?;
-        return Ok(());
-    }
-    let perm = if mode == MODE_EXEC { 0o777 } else { 0o666 };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(perm)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(content).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    Ok(Plan::Fast(Box::new(FastMove { co: co.clone(), index, lock, ops: todo, staged: Vec::new() })))
 }
 
 /// Whether the file at `rel` (its `lstat`) is `want` as git would judge it.
-fn file_matches(
+pub(super) fn file_matches(
     co: &Checkout,
     rel: &str,
     file: Option<&Metadata>,
@@ -353,7 +239,7 @@ fn file_matches(
 
 /// The blob (or symlink) at `path` in `tree`: `Some(None)` when absent, `None` for a folder or
 /// a submodule.
-fn blob_entry(tree: &Tree, path: &str) -> Option<Option<(Oid, u32)>> {
+pub(super) fn blob_entry(tree: &Tree, path: &str) -> Option<Option<(Oid, u32)>> {
     match tree.get_path(Path::new(path)) {
         Ok(e) => {
             let mode = e.filemode() as u32;
@@ -564,9 +450,9 @@ fn any_attribute_file(project: &Project, co: &Checkout, index: &RawIndex, ops: &
 }
 
 /// git's `index.lock`, held from the check to the rename of the new index (module contract).
-struct IndexLock {
+pub(super) struct IndexLock {
     lock: PathBuf,
-    index: PathBuf,
+    pub(super) index: PathBuf,
     /// Where the new index is written before it is renamed over `index`.
     new: PathBuf,
     note: PathBuf,
@@ -574,7 +460,7 @@ struct IndexLock {
 
 impl IndexLock {
     /// `Ok(None)` when the checkout has no index (git's own code handles that case).
-    fn acquire(project: &Project, co: &Checkout, target: &str) -> Result<Option<IndexLock>> {
+    pub(super) fn acquire(project: &Project, co: &Checkout, target: &str) -> Result<Option<IndexLock>> {
         let index = co.git_dir.join("index");
         let lock = co.git_dir.join("index.lock");
         let who = co.git_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -633,7 +519,7 @@ impl IndexLock {
     /// Puts `bytes` in place as the new index (written beside it, then renamed over it while
     /// `index.lock` is held, so readers see the old or the new index, never a torn one);
     /// dropping `self` then releases the lock.
-    fn commit(&self, bytes: &[u8]) -> Result<()> {
+    pub(super) fn commit(&self, bytes: &[u8]) -> Result<()> {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -222,6 +222,11 @@ impl RawIndex {
         (0..self.slots.len()).any(|i| (be16(&self.data, self.slots[i].bytes.start + 60) >> 12) & 3 != 0)
     }
 
+    /// The index file as it was read.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
     /// Whether any entry's path starts with `prefix`.
     pub fn has_prefix(&self, prefix: &str) -> bool {
         let i = self.lower_bound(prefix.as_bytes(), 0);
@@ -279,7 +284,8 @@ fn write_entry(out: &mut Vec<u8>, path: &str, e: &Entry) {
         out.extend_from_slice(&v.to_be_bytes());
     }
     out.extend_from_slice(e.id.as_bytes());
-    let flags = (path.len().min(0xfff) as u16) | (e.flags & 0x3000);
+    // Name length, stage and the assume-unchanged (`CE_VALID`) bit; no extended flags.
+    let flags = (path.len().min(0xfff) as u16) | (e.flags & 0xB000);
     out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(path.as_bytes());
     let size = (FIXED + path.len() + 8) & !7;
