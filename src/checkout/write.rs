@@ -56,7 +56,9 @@ impl FastMove {
                 Some((op.path.clone(), Some(e)))
             })
             .collect();
-        self.lock.commit(&self.index.write_with(&flagged))?;
+        if !flagged.is_empty() {
+            self.lock.commit(&self.index.write_with(&flagged))?;
+        }
         crate::failpoint!("checkout::index_flagged");
         for op in self.ops.iter().filter(|op| op.old.is_some()) {
             match put(&self.co, repo, &op.path, op.new) {
@@ -107,6 +109,10 @@ impl FastMove {
     /// Phase 3, after the ref moved: writes the added files and the final index, and releases
     /// the index lock. An error leaves the flagged index (safe; [`recover`] finishes it).
     pub fn finish(self, repo: &Repository) -> Result<()> {
+        if self.ops.iter().all(|op| op.old.is_some()) {
+            crate::failpoint!("checkout::finished");
+            return Ok(()); // nothing added: the index of phase 2 is the final one
+        }
         let mut added = Vec::new();
         for op in self.ops.iter().filter(|op| op.old.is_none()) {
             added.push((op.path.clone(), put(&self.co, repo, &op.path, op.new)?));
