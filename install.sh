@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# install.sh: build git-hybrid and install the binary plus the hook entry points in hooks/.
+# install.sh: build git-hybrid and install the binary, the hook entry points in hooks/ and the
+# man pages (so that `git hybrid --help` and `git help hybrid` work).
 #
-#   ./install.sh            install into $PREFIX/bin (PREFIX set) or ~/.cargo/bin
+#   ./install.sh            install into $PREFIX/bin and $PREFIX/share/man/man1 (PREFIX set)
+#                           or ~/.cargo/bin and ~/.cargo/share/man/man1
 #   ./install.sh --demo     install, then run `git hybrid demo` on a fresh sample repository
 #
 # Idempotent: running it again replaces the installed files with the freshly built ones.
@@ -12,7 +14,7 @@ run_demo=0
 for arg in "$@"; do
   case "$arg" in
     --demo) run_demo=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -26,10 +28,13 @@ if ! command -v git >/dev/null 2>&1; then
   exit 1
 fi
 
+# man finds pages in ../share/man of every folder on PATH, so they go beside the binary.
 if [[ -n "${PREFIX:-}" ]]; then
   bindir="$PREFIX/bin"
+  mandir="$PREFIX/share/man/man1"
 else
   bindir="${CARGO_HOME:-$HOME/.cargo}/bin"
+  mandir="${CARGO_HOME:-$HOME/.cargo}/share/man/man1"
 fi
 
 echo "install.sh: building (cargo build --release --locked)..." >&2
@@ -53,7 +58,12 @@ for hook in "$here"/hooks/*; do
   case "$name" in *.md) continue ;; esac
   install_file "$hook" "$bindir/git-hybrid-hook-$name"
 done
-echo "install.sh: installed git-hybrid and its hook entry points into $bindir" >&2
+# The pages are generated from the command-line definitions by the binary just installed.
+if ! "$bindir/git-hybrid" __man "$mandir" >/dev/null; then
+  echo "install.sh: cannot write the man pages into $mandir" >&2
+  exit 1
+fi
+echo "install.sh: installed git-hybrid and its hook entry points into $bindir, its man pages into $mandir" >&2
 case ":$PATH:" in
   *":$bindir:"*) ;;
   *) echo "install.sh: note: $bindir is not on PATH; add it so that \`git hybrid\` works" >&2 ;;

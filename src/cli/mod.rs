@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod hooks;
 pub mod init;
 pub mod label;
+pub mod man;
 pub mod mcp;
 pub mod merge;
 pub mod output;
@@ -93,6 +94,9 @@ pub enum Command {
     Mcp(mcp::McpArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
+    /// Write the man pages into DIR (used by install.sh).
+    #[command(name = "__man", hide = true)]
+    Man(man::ManArgs),
 }
 
 /// Runs the parsed command; returns the exit code.
@@ -114,5 +118,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(a) => demo::handle_demo(a, &g),
         Command::Mcp(a) => mcp::handle_mcp(a, &g),
         Command::Completions(a) => completions::handle_completions(a),
+        Command::Man(a) => man::handle_man(a, &g),
     }
 }
