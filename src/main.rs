@@ -17,6 +17,12 @@ fn main() {
     if args.first().is_some_and(|a| a == git_hybrid::agent::supervise::SUBCOMMAND) {
         git_hybrid::agent::supervise::main(&args);
     }
+    // A completion request from the script `git hybrid completions <shell>` printed: answer it
+    // from the clap definitions and exit (see src/cli/completions.rs).
+    clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
+        .var(cli::completions::VAR)
+        .bin("git-hybrid")
+        .complete();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -110,3 +110,135 @@ fn man_into_a_file_is_bad_input() {
     assert!(doc["pages"].as_array().unwrap().len() > 15, "{doc}");
     assert!(dir.join("git-hybrid-verify.1").is_file());
 }
+
+/// Runs `script` in a real interactive bash (no rc files) in the main checkout, with the
+/// completions of `git-hybrid completions bash` loaded (and git's own completion first, when
+/// the machine has it), and the test binary's folder on PATH.
+fn bash_with_completions(r: &TestRepo, script: &str) -> String {
+    let script_file = r.base().join("completions.bash");
+    let out = r.hybrid(&["completions", "bash"]);
+    assert_ok(&out, &["completions", "bash"]);
+    std::fs::write(&script_file, stdout(&out)).unwrap();
+    let prelude = format!(
+        r#"
+[ -f /usr/share/bash-completion/completions/git ] && source /usr/share/bash-completion/completions/git
+source '{}'
+# Completes the words given as if TAB was pressed after the last one (COMP_* as bash sets them),
+# through the function `complete -p` registered for the first word.
+tab() {{
+    COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMP_LINE="$*"; COMP_POINT=${{#COMP_LINE}}; COMP_TYPE=9; COMPREPLY=()
+    local fn; fn=$(complete -p "$1" | sed -n 's/.*-F \([^ ]*\) .*/\1/p')
+    "$fn" "$1" "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+    echo "[$*] ${{COMPREPLY[*]}}"
+}}
+"#,
+        script_file.display()
+    );
+    let bindir = Path::new(BIN).parent().unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.args(["--norc", "--noprofile", "-i", "-c", &format!("{prelude}\n{script}")]).current_dir(&r.root);
+    r.env(&mut cmd);
+    cmd.env("PATH", format!("{}:{}", bindir.display(), std::env::var("PATH").unwrap()));
+    let out = cmd.output().unwrap();
+    assert_ok(&out, &["bash", "-i"]);
+    stdout(&out)
+}
+
+/// The candidates printed by `tab` for the line `[words]`.
+fn candidates(out: &str, words: &str) -> Vec<String> {
+    let head = format!("[{words}]");
+    let line = out.lines().find(|l| l.starts_with(&head)).unwrap_or_else(|| panic!("no {head} in {out}"));
+    line[head.len()..].split_whitespace().map(String::from).collect()
+}
+
+#[test]
+fn bash_completes_every_level_and_task_ids() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "fix-login"]);
+    r.hybrid_ok(&["start", "feat"]);
+    r.hybrid_ok(&["start", "other"]);
+    let out = bash_with_completions(
+        &r,
+        "complete -p git-hybrid\n\
+         tab git-hybrid ''\n\
+         tab git-hybrid hooks ''\n\
+         tab git-hybrid merge --\n\
+         tab git-hybrid merge ''\n\
+         tab git-hybrid merge f\n\
+         tab git-hybrid status fix-login o\n\
+         tab git-hybrid clean --mer\n",
+    );
+    assert!(out.contains("-F _clap_complete_git_hybrid git-hybrid"), "{out}");
+    let top = candidates(&out, "git-hybrid ");
+    for c in ["merge", "status", "hooks", "completions", "--json"] {
+        assert!(top.contains(&c.to_string()), "{c}: {top:?}");
+    }
+    assert!(!top.iter().any(|c| c.starts_with("__")), "hidden commands are not offered: {top:?}");
+    assert_eq!(candidates(&out, "git-hybrid hooks ")[..4], ["install", "uninstall", "status", "doctor"]);
+    let opts = candidates(&out, "git-hybrid merge --");
+    for c in ["--keep", "--target", "--allow-unclaimed", "--wait", "--json"] {
+        assert!(opts.contains(&c.to_string()), "{c}: {opts:?}");
+    }
+    assert!(opts.iter().all(|c| c.starts_with("--")), "{opts:?}");
+    let ids = candidates(&out, "git-hybrid merge ");
+    for c in ["feat", "fix-login", "other"] {
+        assert!(ids.contains(&c.to_string()), "{c}: {ids:?}");
+    }
+    assert_eq!(candidates(&out, "git-hybrid merge f"), ["feat", "fix-login"]);
+    assert_eq!(candidates(&out, "git-hybrid status fix-login o"), ["other"]);
+    assert_eq!(candidates(&out, "git-hybrid clean --mer"), ["--merged"]);
+}
+
+#[test]
+fn bash_completes_git_hybrid_through_gits_completion() {
+    if !Path::new("/usr/share/bash-completion/completions/git").exists() {
+        panic!("git's bash completion (/usr/share/bash-completion/completions/git, from the git package) is missing");
+    }
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "fix-login"]);
+    let out = bash_with_completions(
+        &r,
+        "tab git hybrid hooks ''\n\
+         tab git hybrid merge --ke\n\
+         tab git -C . hybrid --json merge fi\n",
+    );
+    assert_eq!(candidates(&out, "git hybrid hooks ")[..4], ["install", "uninstall", "status", "doctor"]);
+    assert_eq!(candidates(&out, "git hybrid merge --ke"), ["--keep"]);
+    assert_eq!(candidates(&out, "git -C . hybrid --json merge fi"), ["fix-login"]);
+}
+
+/// zsh and fish scripts call the binary back the same way; their protocol, answered by the
+/// binary: candidates with the task's state (fish: TAB-separated, zsh: `value:help`).
+#[test]
+fn zsh_and_fish_scripts_ask_the_binary_for_task_ids() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "fix-login"]);
+    let fish = r.hybrid_ok(&["completions", "fish"]);
+    assert!(fish.contains("complete --keep-order --exclusive --command git-hybrid"), "{fish}");
+    assert!(fish.contains("--command git --condition '__fish_seen_subcommand_from hybrid'"), "{fish}");
+    let zsh = r.hybrid_ok(&["completions", "zsh"]);
+    assert!(
+        zsh.contains("compdef _clap_dynamic_completer_git_hybrid git-hybrid") && zsh.contains("_git-hybrid()"),
+        "{zsh}"
+    );
+
+    let ask = |shell: &str, words: &[&str], index: usize| {
+        let mut cmd = r.hybrid_cmd(&r.root, &["--", "git-hybrid"]);
+        cmd.args(words).env("GIT_HYBRID_COMPLETE", shell).env("_CLAP_COMPLETE_INDEX", index.to_string());
+        let out = cmd.output().unwrap();
+        assert_ok(&out, &["complete", shell]);
+        stdout(&out)
+    };
+    assert_eq!(ask("fish", &["merge", "f"], 2).trim(), "fix-login\tready");
+    assert_eq!(ask("zsh", &["sync", "f"], 2).trim(), "fix-login:ready");
+    let hooks = ask("fish", &["hooks", ""], 2);
+    assert!(hooks.lines().any(|l| l.starts_with("doctor\t")), "{hooks}");
+    // Outside a repository task ids complete to nothing, and nothing fails.
+    let outside = r.base().join("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mut cmd = r.hybrid_cmd(&outside, &["--", "git-hybrid", "merge", ""]);
+    cmd.env("GIT_HYBRID_COMPLETE", "fish");
+    let out = cmd.output().unwrap();
+    assert_ok(&out, &["complete outside"]);
+    assert!(stdout(&out).lines().all(|l| l.starts_with('-')), "{}", stdout(&out));
+}

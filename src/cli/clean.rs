@@ -7,7 +7,7 @@ use super::{output, GlobalArgs};
 #[derive(Debug, Args)]
 pub struct CleanArgs {
     /// The task to clean (all its attempts).
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_hyphen_values = true, add = super::completions::task_ids())]
     pub task: Option<String>,
     /// Clean every landed (or empty) task.
     #[arg(long, conflicts_with_all = ["task", "all"])]

@@ -14,7 +14,7 @@ use super::GlobalArgs;
 #[derive(Debug, Args)]
 pub struct LabelArgs {
     /// Label only these landed tasks (default: every landed task).
-    #[arg(value_name = "TASK", conflicts_with = "pairs")]
+    #[arg(value_name = "TASK", conflicts_with = "pairs", add = super::completions::task_ids())]
     pub tasks: Vec<String>,
     /// Label a JSONL file of {"id","candidate","final"} pairs (`-` = stdin) instead of the ledger;
     /// writes {"id","jaccard","ratio","score"} lines in input order.

@@ -11,7 +11,7 @@ pub struct MergeArgs {
     /// one before, with the same checks, and the target moves once; a conflict or refusal of one
     /// does not stop the others.
     /// `TASK@N` lands attempt N of that task (other tasks take `--attempt`).
-    #[arg(value_name = "TASK[@N]", required = true, num_args = 1..)]
+    #[arg(value_name = "TASK[@N]", required = true, num_args = 1.., add = super::completions::task_ids())]
     pub tasks: Vec<String>,
     /// Branch to land on (default: the project's target).
     #[arg(long)]

@@ -12,9 +12,9 @@ pub struct StatusArgs {
     /// Only these tasks (each must exist: an unknown task is exit 2).
     // The first id accepts a leading hyphen so that `-rf` is rejected by the id rule, with the
     // rule stated; the rest do not, so a flag after the ids (`status t1 --watch`) stays a flag.
-    #[arg(value_name = "TASK", allow_hyphen_values = true)]
+    #[arg(value_name = "TASK", allow_hyphen_values = true, add = super::completions::task_ids())]
     pub task: Option<String>,
-    #[arg(value_name = "TASK", hide = true)]
+    #[arg(value_name = "TASK", hide = true, add = super::completions::task_ids())]
     pub more: Vec<String>,
     /// Refresh until interrupted.
     #[arg(long)]

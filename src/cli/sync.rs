@@ -6,6 +6,7 @@ use super::{output, GlobalArgs};
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The task whose branch receives the target.
+    #[arg(add = super::completions::task_ids())]
     pub task: String,
     /// Attempt number.
     #[arg(long, default_value_t = 1)]
