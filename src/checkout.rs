@@ -44,6 +44,7 @@ use git2::{ErrorCode, Oid, Repository, Tree};
 use crate::error::HybridError;
 use crate::repo::Project;
 
+mod attributes;
 mod fast;
 mod guard;
 pub(crate) mod index;

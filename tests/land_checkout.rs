@@ -264,6 +264,30 @@ fn a_filter_attribute_on_a_changed_path_falls_back() {
 }
 
 #[test]
+fn attributes_on_other_paths_a_macro_or_only_the_index_are_read_as_git_reads_them() {
+    // A converting attribute for other paths only: the fast path stays.
+    let other = crlf_scenario(|r| r.write(".gitattributes", "*.bat text eol=crlf\n/t/* ident\n"));
+    let err = land(&other, true);
+    assert!(!err.contains("read-tree"), "{err}");
+    assert_eq!(other.read("doc.txt"), "one\ntwo\nthree\n");
+    // Through a macro defined in info/attributes.
+    let by_macro = crlf_scenario(|r| {
+        r.write(".gitattributes", "*.txt winfile\n");
+        std::fs::create_dir_all(r.root.join(".git/info")).unwrap();
+        std::fs::write(r.root.join(".git/info/attributes"), "[attr]winfile text eol=crlf\n").unwrap();
+    });
+    let err = land(&by_macro, true);
+    assert!(err.contains("read-tree"), "a macro setting eol=crlf must fall back: {err}");
+    // Only the index's .gitattributes converts (the user emptied the file, unstaged): git checks
+    // out with the index's attributes, so this must fall back too.
+    let index_only = crlf_scenario(|r| r.write(".gitattributes", "doc.txt ident\n"));
+    index_only.write(".gitattributes", "");
+    let err = land(&index_only, true);
+    assert!(err.contains("read-tree"), "the index's attributes count: {err}");
+    assert_eq!(index_only.read("doc.txt"), "one\ntwo\nthree\n");
+}
+
+#[test]
 fn a_stale_index_lock_of_a_killed_landing_is_removed_but_a_git_one_is_not() {
     let repo = scenario();
     // A lock git (or anyone) holds: the landing waits, then reports busy, changing nothing.

@@ -16,8 +16,8 @@
 //!   allowed: with LF output git writes blobs byte-for-byte (convert.c: `crlf_to_worktree` runs
 //!   only for CRLF output). Settings are checked in every configuration source git reads
 //!   (libgit2's view plus the files `GIT_CONFIG_GLOBAL`/`GIT_CONFIG_SYSTEM` name, which libgit2
-//!   ignores); settings from `git -c` fall back. With no attribute file on any changed path's folders, in
-//!   `info/attributes`, the global or the system attributes file, nothing is looked up at all.
+//!   ignores); settings from `git -c` fall back. The attributes are read from the attribute files
+//!   themselves, over-approximating (`checkout/attributes.rs`).
 //! - **Plain index and checkout.** No sparse checkout (`core.sparseCheckout`, `index.sparse`),
 //!   split index, fsmonitor, per-worktree config, `core.symlinks=false`, `core.filemode=false` or
 //!   `core.ignorecase`; no unmerged entries; no skip-worktree, intent-to-add or assume-unchanged
@@ -66,7 +66,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use git2::{AttrCheckFlags, AttrValue, ObjectType, Oid, Repository, Tree};
+use git2::{ObjectType, Oid, Repository, Tree};
 
 use super::index::{Entry, RawIndex};
 use super::{put_note, wait_index_unlocked, Checkout};
@@ -147,7 +147,8 @@ pub fn plan(
     if index.has_conflicts() {
         return Ok(Plan::Fallback("the index has unmerged entries".into()));
     }
-    if let Some(reason) = attributes_blocker(project, co, &index, &ops)? {
+    let paths: Vec<&str> = ops.iter().map(|o| o.path.as_str()).collect();
+    if let Some(reason) = super::attributes::blocker(project, co, &index, &paths)? {
         return Ok(Plan::Fallback(reason));
     }
     let mut blocked = Vec::new();
@@ -321,7 +322,7 @@ fn structure_blocker(co: &Checkout, index: &RawIndex, rel: &str) -> Result<Optio
 /// must be harmless in every one of them (a conservative union: the effective value comes from one
 /// of them or is the default). Settings given on git's command line (`git -c`, which reaches us
 /// as `GIT_CONFIG_PARAMETERS`) or by `GIT_CONFIG_COUNT` are not read at all: the caller falls back.
-fn config_sources(repo: &Repository) -> Result<std::result::Result<Vec<git2::Config>, String>> {
+pub(super) fn config_sources(repo: &Repository) -> Result<std::result::Result<Vec<git2::Config>, String>> {
     let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
     if set("GIT_CONFIG_PARAMETERS") || set("GIT_CONFIG_COUNT") {
         return Ok(Err("configuration given on the git command line".into()));
@@ -382,71 +383,6 @@ fn config_blocker_in(cfg: &git2::Config) -> Option<String> {
         return Some("core.fsmonitor".into());
     }
     None
-}
-
-/// `Some(reason)` when an attribute that changes how git writes files applies to a changed path.
-fn attributes_blocker(project: &Project, co: &Checkout, index: &RawIndex, ops: &[Op]) -> Result<Option<String>> {
-    if !any_attribute_file(project, co, index, ops) {
-        return Ok(None);
-    }
-    let repo = Repository::open(&co.dir).with_context(|| format!("cannot open the checkout {}", co.dir.display()))?;
-    for op in ops {
-        for flags in [AttrCheckFlags::INDEX_THEN_FILE, AttrCheckFlags::FILE_THEN_INDEX] {
-            for name in ["text", "eol", "crlf", "filter", "ident", "working-tree-encoding"] {
-                let v = repo.get_attr_bytes(Path::new(&op.path), name, flags)?;
-                let ok = match (name, AttrValue::from_bytes(v)) {
-                    (_, AttrValue::Unspecified) => true,
-                    // LF output (checked in the config): git writes the blob as it is.
-                    ("text", _) => true,
-                    ("eol", AttrValue::Bytes(b)) => b == b"lf",
-                    ("filter" | "ident", AttrValue::False) => true,
-                    _ => false,
-                };
-                if !ok {
-                    return Ok(Some(format!("the attribute {name} applies to {:?}", op.path)));
-                }
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// Whether any attributes file could apply to the changed paths: `.gitattributes` in their
-/// folders (checkout or index), `info/attributes`, the global and the system file.
-fn any_attribute_file(project: &Project, co: &Checkout, index: &RawIndex, ops: &[Op]) -> bool {
-    let mut dirs: BTreeSet<&str> = BTreeSet::from([""]);
-    for op in ops {
-        let mut p = op.path.as_str();
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            dirs.insert(parent);
-            p = parent;
-        }
-    }
-    for d in dirs {
-        let rel = if d.is_empty() { ".gitattributes".to_string() } else { format!("{d}/.gitattributes") };
-        if index.get(&rel).is_some() || fs::symlink_metadata(co.dir.join(&rel)).is_ok() {
-            return true;
-        }
-    }
-    if project.common_dir.join("info").join("attributes").exists() {
-        return true;
-    }
-    match config_sources(&project.repo) {
-        Ok(Ok(configs)) if configs.iter().all(|c| c.get_path("core.attributesfile").is_err()) => {}
-        _ => return true,
-    }
-    let xdg = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-    if xdg.is_some_and(|x| x.join("git").join("attributes").exists()) {
-        return true;
-    }
-    let no_system = std::env::var_os("GIT_ATTR_NOSYSTEM").is_some_and(|v| v != "0" && v != "false");
-    !no_system
-        && ["/etc/gitattributes", "/usr/etc/gitattributes", "/usr/local/etc/gitattributes"]
-            .iter()
-            .any(|p| Path::new(p).exists())
 }
 
 /// git's `index.lock`, held from the check to the rename of the new index (module contract).
