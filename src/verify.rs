@@ -10,8 +10,10 @@
 //!
 //! Any commit in the range with more than one parent is a failure unless merge commits are
 //! allowed (`--allow-merges`, `[verify] allow_merge_commits`). The default range is the target's
-//! commits that its upstream lacks; without an upstream the caller must give a range or `--all`
-//! (every commit reachable from the target). Ledger records of landings on the target that
+//! commits that its upstream lacks; without an upstream the caller must give a range or `--all`:
+//! the target's commits since git-hybrid's first landing on it (history from before git-hybrid,
+//! with its merges, is not judged; see [`first_landing`]), or since `--since REV`; the report
+//! says which (`scope`). Ledger records of landings on the target that
 //! were deleted are rebuilt first ([`crate::ledger::rebuild`]). Otherwise reads only, except that a merge of base and tip that
 //! is not a fast-forward writes its tree object (unreferenced; `git gc` drops it).
 
@@ -31,8 +33,10 @@ pub use crate::trailers::{parse_trailers, LandingTrailers};
 pub struct VerifyOptions {
     /// `A..B` or a single revision (everything reachable from it).
     pub range: Option<String>,
-    /// Every commit reachable from the target.
+    /// The target's commits since git-hybrid's first landing on it (see [`verify`]).
     pub all: bool,
+    /// With `all`: the target's commits that this revision lacks, instead.
+    pub since: Option<String>,
     /// Allow merge commits in the range.
     pub allow_merges: bool,
 }
@@ -57,6 +61,10 @@ pub struct CommitCheck {
 pub struct VerifyReport {
     /// The range walked, as `A..B`, or `--all <target>`.
     pub range: String,
+    /// Where an `--all` walk started: the commit it stopped at (excluded), else `null`.
+    pub since: Option<String>,
+    /// What the walk covered, in words (for `--all`: since when, and why).
+    pub scope: String,
     pub target: String,
     /// Commits walked in the range.
     pub scanned: usize,
@@ -82,14 +90,41 @@ pub fn verify(project: &Project, opts: &VerifyOptions) -> Result<VerifyReport> {
     };
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
-    let range = match (&opts.range, opts.all) {
-        (Some(_), true) => return Err(HybridError::Usage("give a range or --all, not both".into()).into()),
+    let all = opts.all || opts.since.is_some();
+    let mut since = None;
+    let scope;
+    let range = match (&opts.range, all) {
+        (Some(_), true) => return Err(HybridError::Usage("give a range, or --all/--since, not both".into()).into()),
         (Some(r), false) => {
             push_range(project, &mut walk, r)?;
+            scope = format!("the commits in {r}");
             r.clone()
         }
         (None, true) => {
-            walk.push(project.target_tip()?)?;
+            let tip = project.target_tip()?;
+            walk.push(tip)?;
+            let start = match &opts.since {
+                Some(rev) => {
+                    let c = project.resolve_commit(rev)?;
+                    Some((vec![c], format!("since {rev} ({})", short(&c.to_string()))))
+                }
+                None => first_landing(project, &target, tip)?,
+            };
+            match start {
+                Some((stops, why)) => {
+                    for c in &stops {
+                        walk.hide(*c)?;
+                    }
+                    since = stops.first().map(|c| c.to_string());
+                    scope = format!("the commits of {target} {why}");
+                }
+                None => {
+                    walk.hide(tip)?;
+                    scope = format!(
+                        "nothing: git-hybrid never landed on {target} (to check other commits, name them: `verify {target}` checks its whole history)"
+                    );
+                }
+            }
             format!("--all {target}")
         }
         (None, false) => {
@@ -104,6 +139,7 @@ pub fn verify(project: &Project, opts: &VerifyOptions) -> Result<VerifyReport> {
             let up = upstream.get().target().context("the upstream branch has no target")?;
             walk.push(tip)?;
             walk.hide(up)?;
+            scope = format!("the commits of {target} that {up_name} lacks");
             format!("{up_name}..{target}")
         }
     };
@@ -147,7 +183,51 @@ pub fn verify(project: &Project, opts: &VerifyOptions) -> Result<VerifyReport> {
     }
     let failures = commits.iter().filter(|c| !c.failures.is_empty()).count();
     let warnings = commits.iter().map(|c| c.warnings.len()).sum();
-    Ok(VerifyReport { range, target, scanned, commits, failures, warnings, ok: failures == 0, rebuilt })
+    Ok(VerifyReport { range, since, scope, target, scanned, commits, failures, warnings, ok: failures == 0, rebuilt })
+}
+
+/// Where `--all` starts on `target`: the commits to stop at (excluded) and why. History from
+/// before git-hybrid (merges, commits without trailers) is not its to judge. The floor
+/// (`refs/hybrid/floor/<target>`, the parent of the first squash landed from this clone) when it
+/// is in the target's history; else the parents of the oldest commit of the target with a
+/// `Hybrid-Task` trailer (a fresh clone has no floor: one walk of the history); `None` when
+/// git-hybrid never landed on the target.
+fn first_landing(project: &Project, target: &str, tip: Oid) -> Result<Option<(Vec<Oid>, String)>> {
+    let repo = &project.repo;
+    let floor_ref = crate::ledger::rebuild::floor_ref(target);
+    if let Ok(floor) = repo.refname_to_id(&floor_ref) {
+        if floor == tip || repo.graph_descendant_of(tip, floor).unwrap_or(false) {
+            return Ok(Some((
+                vec![floor],
+                format!(
+                    "since the first git-hybrid landing (after {}, {floor_ref}); use --since REV to start elsewhere",
+                    short(&floor.to_string())
+                ),
+            )));
+        }
+    }
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+    walk.push(tip)?;
+    for oid in walk {
+        let commit = repo.find_commit(oid?)?;
+        if crate::trailers::of_commit(&commit).is_none() {
+            continue;
+        }
+        let parents: Vec<Oid> = commit.parent_ids().collect();
+        let after = match parents.first() {
+            Some(p) => format!("after {}", short(&p.to_string())),
+            None => "from the root".to_string(),
+        };
+        return Ok(Some((
+            parents,
+            format!(
+                "since the first git-hybrid landing ({} {after}); use --since REV to start elsewhere",
+                short(&commit.id().to_string())
+            ),
+        )));
+    }
+    Ok(None)
 }
 
 /// Adds `A..B` (or a single revision) to the walk; unknown revisions are bad input.

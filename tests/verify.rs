@@ -306,3 +306,86 @@ fn bad_input_exits_2_and_changes_nothing() {
     assert_eq!(r.refs_snapshot(), before);
     assert!(!Path::new(&r.root.join(".git/hybrid/ledger")).exists());
 }
+
+/// Issue 14 item 14: on a repository with history, `--all` judges only what git-hybrid landed
+/// since its first landing (the floor ref, or the oldest landing in a fresh clone), and says so.
+#[test]
+fn all_starts_at_the_first_landing_and_says_so() {
+    let r = TestRepo::new();
+    // History from before git-hybrid, with a merge.
+    r.git(&["checkout", "-q", "-b", "side"]);
+    r.write("side.txt", "side\n");
+    r.commit_all("side work");
+    r.git(&["checkout", "-q", "main"]);
+    r.write("main.txt", "main\n");
+    r.commit_all("main work");
+    r.git(&["merge", "-q", "--no-ff", "-m", "Merge branch side", "side"]);
+    let old_merge = r.rev("HEAD");
+
+    // Nothing landed yet: nothing to judge, and it says so.
+    let (code, v) = verify_json(&r, &["--all"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["scanned"], 0, "{v}");
+    assert!(v["scope"].as_str().unwrap().contains("git-hybrid never landed on main"), "{v}");
+
+    let floor = r.rev("main");
+    r.hybrid_ok(&["start", "t1"]);
+    common::write_file(&r.task_dir("t1").join("t1.txt"), "t1\n");
+    r.commit_all_in(&r.task_dir("t1"), "t1 work");
+    r.hybrid_ok(&["merge", "t1"]);
+    let landing = r.rev("main");
+    assert_eq!(r.rev("refs/hybrid/floor/main"), floor);
+
+    let (code, v) = verify_json(&r, &["--all"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["since"], floor.as_str(), "{v}");
+    assert_eq!(v["scanned"], 1, "{v}");
+    assert_eq!(v["commits"][0]["commit"], landing.as_str(), "{v}");
+    let out = r.hybrid(&["verify", "--all"]);
+    assert_ok(&out, &["verify", "--all"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("since the first git-hybrid landing (after {}, refs/hybrid/floor/main)", &floor[..10])),
+        "{text}"
+    );
+
+    // A fresh clone has no floor: the oldest landing in the history marks the start.
+    r.git(&["update-ref", "-d", "refs/hybrid/floor/main"]);
+    let (code, v) = verify_json(&r, &["--all"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["since"], floor.as_str(), "{v}");
+    assert!(v["scope"].as_str().unwrap().contains(&format!("first git-hybrid landing ({}", &landing[..10])), "{v}");
+
+    // A merge after git-hybrid started is judged.
+    r.git(&["checkout", "-q", "side"]);
+    r.write("side2.txt", "more\n");
+    r.commit_all("more side work");
+    r.git(&["checkout", "-q", "main"]);
+    r.git(&["merge", "-q", "--no-ff", "-m", "Merge side again", "side"]);
+    let new_merge = r.rev("HEAD");
+    let (code, v) = verify_json(&r, &["--all"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(has(&failures_of(&v, &new_merge), "merge commit"), "{v}");
+    assert!(!v["commits"].as_array().unwrap().iter().any(|c| c["commit"] == old_merge.as_str()), "{v}");
+
+    // `--since REV` starts elsewhere (and implies --all); the whole history is `verify main`.
+    let first = r.git(&["rev-list", "--max-parents=0", "main"]);
+    let (code, v) = verify_json(&r, &["--since", &first]);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(has(&failures_of(&v, &old_merge), "merge commit"), "{v}");
+    assert_eq!(v["since"], first.as_str());
+    assert!(v["scope"].as_str().unwrap().contains(&format!("since {first}")), "{v}");
+    let (code, v) = verify_json(&r, &["main"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(has(&failures_of(&v, &old_merge), "merge commit"), "{v}");
+
+    // Bad input: an unknown revision, or --since with a range.
+    let before = r.refs_snapshot();
+    assert_code(&r.hybrid(&["verify", "--since", "no-such-rev"]), 2);
+    assert_code(&r.hybrid(&["verify", "--since", &first, "main"]), 2);
+    let out = r.hybrid(&["--json", "verify", "--all", "--since", "no-such-rev"]);
+    assert_code(&out, 2);
+    let err: serde_json::Value = serde_json::from_str(common::stderr(&out).trim()).unwrap();
+    assert_eq!(err["exit_code"], 2);
+    assert_eq!(r.refs_snapshot(), before);
+}

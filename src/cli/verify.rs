@@ -1,4 +1,4 @@
-//! `git hybrid verify [<range>] [--all] [--allow-merges] [--junit FILE]`: the CI job.
+//! `git hybrid verify [<range>] [--all] [--since REV] [--allow-merges] [--junit FILE]`: the CI job.
 
 use std::path::PathBuf;
 
@@ -13,9 +13,13 @@ pub struct VerifyArgs {
     /// Commits to check: `A..B`, or one revision (everything reachable from it). Default: the
     /// target's commits that its upstream does not have.
     pub range: Option<String>,
-    /// Check every commit reachable from the target branch.
+    /// Check the target's commits since git-hybrid's first landing on it (history from before
+    /// git-hybrid is not checked; `verify <target>` checks it all).
     #[arg(long)]
     pub all: bool,
+    /// Check the target's commits that REV lacks (implies --all).
+    #[arg(long, value_name = "REV", conflicts_with = "range")]
+    pub since: Option<String>,
     /// Do not flag merge commits (also `[verify] allow_merge_commits`).
     #[arg(long)]
     pub allow_merges: bool,
@@ -27,7 +31,10 @@ pub struct VerifyArgs {
 pub fn handle_verify(a: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     let project = output::project(g)?;
     let junit = a.junit.as_deref().map(|p| output::output_file(g, "--junit", p)).transpose()?;
-    let report = verify::verify(&project, &VerifyOptions { range: a.range, all: a.all, allow_merges: a.allow_merges })?;
+    let report = verify::verify(
+        &project,
+        &VerifyOptions { range: a.range, all: a.all, since: a.since, allow_merges: a.allow_merges },
+    )?;
     if let Some(path) = &junit {
         output::write_output("--junit", path, verify::junit_xml(&report).as_bytes())?;
     }
@@ -55,6 +62,7 @@ pub fn handle_verify(a: VerifyArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
             println!("{} {} {what}: {w}", output::paint(color, "33", "warn"), short(&c.commit));
         }
     }
+    println!("verify {}: checked {}", report.range, report.scope);
     println!(
         "verify {}: {} commit(s) scanned, {} checked, {} failed, {} warning(s)",
         report.range,

@@ -494,8 +494,10 @@ pub fn labels(project: &Project, a: LabelsArgs) -> Result<Value> {
 pub struct VerifyArgs {
     /// Commits to check: `A..B`, or one revision. Default: the target's commits its upstream lacks.
     pub range: Option<String>,
-    /// Check every commit reachable from the target.
+    /// Check the target's commits since git-hybrid's first landing on it.
     pub all: Option<bool>,
+    /// Check the target's commits that this revision lacks (implies `all`).
+    pub since: Option<String>,
     /// Do not flag merge commits.
     pub allow_merges: Option<bool>,
 }
@@ -506,6 +508,7 @@ pub fn verify(project: &Project, a: VerifyArgs) -> std::result::Result<Value, Bo
     let opts = crate::verify::VerifyOptions {
         range: a.range,
         all: a.all.unwrap_or(false),
+        since: a.since,
         allow_merges: a.allow_merges.unwrap_or(false),
     };
     let report = crate::verify::verify(project, &opts).map_err(|e| ToolError::boxed(&e))?;
