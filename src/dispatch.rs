@@ -53,6 +53,7 @@ use crate::schedule::{DryRunRow, SchedTask, Scheduler, TaskStatus, Unit, UnitEnd
 use crate::worktree::{self, StartOptions};
 use crate::{land, sync};
 
+pub mod running_plan;
 pub mod tamper;
 
 /// Set by SIGINT/SIGTERM (see [`install_stop_handlers`]) or by [`request_stop`].
@@ -281,6 +282,7 @@ pub fn dispatch(project: &Project, opts: &DispatchOptions, on_event: &mut dyn Fn
     let plan = crate::plan::load(project, opts.plan_file.as_deref())?;
     let jobs = opts.jobs.unwrap_or(plan.concurrency).max(1);
     let _lock = acquire_dispatcher_lock(project)?;
+    running_plan::write(project, plan.tasks.iter().map(|t| t.id.clone()).collect());
     let ledger = project.ledger();
     // With a remote, other machines' landings count: bring their records in first.
     let remote = crate::remote::for_target(project, &project.target_branch()?, false)?;

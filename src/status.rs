@@ -5,7 +5,8 @@
 //! the records of landings git proves whose record was deleted ([`crate::ledger::rebuild`]).
 //! The JSON form is stable: every ledger key is present (`null` when unknown) and the live
 //! facts are added as `elapsed_secs`, `last_commit`, `progress`, `blocked`; `dispatcher` is the
-//! live dispatcher (`{"pid", "log"}`) or `null`; `rebuilt` (`{"rebuilt": [..],
+//! live dispatcher (`{"pid", "log", "plan": [ids] | null, "plan_done": N}`: the task ids of the
+//! plan it runs and how many of them landed) or `null`; `rebuilt` (`{"rebuilt": [..],
 //! "unrecoverable": [..], "scanned": N}`) is present only when there is something to say.
 
 use anyhow::Result;
@@ -48,6 +49,10 @@ pub struct DispatcherInfo {
     pub pid: u32,
     /// Its log when it runs in the background.
     pub log: std::path::PathBuf,
+    /// The task ids of the plan it runs (`null` when it did not record them).
+    pub plan: Option<Vec<String>>,
+    /// How many of those have landed (`landed` or `empty`).
+    pub plan_done: usize,
 }
 
 /// Builds the status report: every task, or only the tasks in `only` (in that order). A task
@@ -75,10 +80,26 @@ pub fn collect(project: &Project, only: &[String]) -> Result<StatusReport> {
         }
         out
     };
-    let tasks = records.into_iter().map(|rec| row(project, rec)).collect();
-    let dispatcher = crate::dispatch::running_dispatcher(project)
-        .map(|pid| DispatcherInfo { pid, log: crate::dispatch::log_path(project) });
+    let tasks: Vec<StatusRow> = records.into_iter().map(|rec| row(project, rec)).collect();
+    let dispatcher = dispatcher_info(project);
     Ok(StatusReport { tasks, dispatcher, rebuilt })
+}
+
+/// The live dispatcher of the repository and its plan's progress, if one runs.
+pub fn dispatcher_info(project: &Project) -> Option<DispatcherInfo> {
+    let pid = crate::dispatch::running_dispatcher(project)?;
+    let plan = crate::dispatch::running_plan::read(project, pid);
+    let ledger = project.ledger();
+    let plan_done = match &plan {
+        Some(ids) => ids.iter().filter(|id| plan_task_done(&ledger, id)).count(),
+        None => 0,
+    };
+    Some(DispatcherInfo { pid, log: crate::dispatch::log_path(project), plan, plan_done })
+}
+
+/// True when some attempt of task `id` has landed (or landed empty).
+fn plan_task_done(ledger: &crate::ledger::Ledger, id: &str) -> bool {
+    ledger.attempts(id).map(|a| a.iter().any(|r| r.state.is_done())).unwrap_or(false)
 }
 
 fn row(project: &Project, record: TaskRecord) -> StatusRow {

@@ -351,3 +351,77 @@ fn git_dates_in_every_format_git_accepts_are_used() {
         assert_eq!(dates, "1112904793 +0200|1112904793 +0200", "{author} / {committer}");
     }
 }
+
+/// Item 10: `status --watch` piped (not a terminal) never clears the screen, and its progress
+/// bar counts the plan the dispatcher runs, not every task in the ledger.
+#[test]
+fn watch_clears_only_a_terminal_and_counts_the_running_plan() {
+    use std::io::BufRead;
+    let r = TestRepo::new();
+    // Tasks from before, outside the plan: one landed, one started.
+    r.hybrid_ok(&["start", "old1"]);
+    common::write_file(&r.task_dir("old1").join("old1.txt"), "old\n");
+    r.commit_all_in(&r.task_dir("old1"), "old1 work");
+    r.hybrid_ok(&["merge", "old1"]);
+    r.hybrid_ok(&["start", "old2"]);
+    let release = r.base().join("release");
+    r.write(
+        "hold.sh",
+        "#!/bin/sh\ncat >/dev/null\ni=0\nwhile [ ! -e \"$1\" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n\
+         echo held > held.txt\ngit add held.txt && git commit -q -m held\n",
+    );
+    r.write(
+        "hybrid.toml",
+        &format!(
+            "[[task]]\nid = \"h\"\nprompt = \"hold\"\nagent = [\"builtin:script\", \"hold.sh\", \"{}\"]\n",
+            release.display()
+        ),
+    );
+    r.commit_all("plan");
+    let log = std::fs::File::create(r.base().join("dispatch.err")).unwrap();
+    let mut dispatcher =
+        r.hybrid_cmd(&r.root, &["dispatch"]).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap();
+    // A liveness bound, not a timing assert: the agent starts in well under a second.
+    let mut st = Value::Null;
+    for _ in 0..1200 {
+        st = r.hybrid_json(&["status"]);
+        if st["dispatcher"]["plan"].is_array()
+            && st["tasks"].as_array().unwrap().iter().any(|t| t["id"] == "h" && t["state"] == "running")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(st["dispatcher"]["plan"], serde_json::json!(["h"]), "{st}");
+    assert_eq!(st["dispatcher"]["plan_done"], 0, "{st}");
+    assert_eq!(st["dispatcher"]["pid"], dispatcher.id());
+
+    let mut watch = r
+        .hybrid_cmd(&r.root, &["status", "--watch", "--interval", "0.1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    let mut headers = 0;
+    for line in std::io::BufReader::new(watch.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        headers += usize::from(line.starts_with("TASK "));
+        text.push_str(&line);
+        text.push('\n');
+        if headers == 2 {
+            break;
+        }
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    assert!(!text.contains('\x1b'), "escape codes on a pipe: {text:?}");
+    assert!(text.contains("] 0/1 of the plan landed"), "{text}");
+    assert!(!text.contains("/3"), "the bar counts the ledger: {text}");
+    assert!(text.contains("old2"), "the table still shows every task: {text}");
+
+    std::fs::write(&release, "").unwrap();
+    assert!(dispatcher.wait().unwrap().success());
+    let st = r.hybrid_json(&["status"]);
+    assert!(st["dispatcher"].is_null(), "{st}");
+    assert_eq!(record(&r, "h")["state"], "landed");
+}

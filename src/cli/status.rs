@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Args;
@@ -30,19 +31,24 @@ pub fn handle_status(a: StatusArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
         git_hybrid::task_id::validate(t)?;
     }
     let project = output::project(g)?;
+    let mut first = true;
     loop {
         let report = status::collect(&project, &tasks)?;
         if g.json {
             output::print_json(&report)?;
         } else {
-            if a.watch {
+            // Clear the screen only on a terminal: piped or logged, each refresh follows the last.
+            if a.watch && std::io::stdout().is_terminal() {
                 print!("\x1b[2J\x1b[H");
+            } else if a.watch && !first {
+                println!();
             }
             print_table(&report, output::use_color(g), a.watch);
         }
         if !a.watch {
             return Ok(0);
         }
+        first = false;
         std::thread::sleep(Duration::from_secs_f64(a.interval.max(0.1)));
     }
 }
@@ -67,12 +73,14 @@ fn print_table(report: &StatusReport, color: bool, watch: bool) {
         println!("no tasks yet (start one with `git hybrid start <task>` or `git hybrid dispatch`)");
         return;
     }
-    if watch {
-        let done = report.tasks.iter().filter(|r| r.record.state.is_done()).count();
-        let total = report.tasks.iter().filter(|r| r.record.state.as_str() != "candidate").count().max(1);
-        let width = 30;
-        let filled = done * width / total;
-        println!("[{}{}] {done}/{total} landed", "=".repeat(filled), " ".repeat(width - filled));
+    // The bar counts the plan the dispatcher runs, not every task the ledger remembers.
+    if let (true, Some(d)) = (watch, &report.dispatcher) {
+        if let Some(plan) = d.plan.as_ref().filter(|p| !p.is_empty()) {
+            let (done, total) = (d.plan_done.min(plan.len()), plan.len());
+            let width = 30;
+            let filled = done * width / total;
+            println!("[{}{}] {done}/{total} of the plan landed", "=".repeat(filled), " ".repeat(width - filled));
+        }
     }
     println!("{:<24} {:>3} {:<10} {:>4} {:>7} {:<10} LAST COMMIT", "TASK", "ATT", "STATE", "RUNS", "ELAPSED", "MERGE");
     for row in &report.tasks {

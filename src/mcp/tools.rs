@@ -133,8 +133,7 @@ pub fn status(project: &Project, a: StatusArgs) -> Result<Value> {
     let report = match &a.task {
         // A task `dispatch` queued has no ledger record yet.
         Some(t) if queued.iter().any(|q| &q.id == t) && project.ledger().attempts(t)?.is_empty() => {
-            let dispatcher = crate::dispatch::running_dispatcher(project)
-                .map(|pid| status::DispatcherInfo { pid, log: crate::dispatch::log_path(project) });
+            let dispatcher = status::dispatcher_info(project);
             status::StatusReport { tasks: Vec::new(), dispatcher, rebuilt: Default::default() }
         }
         _ => status::collect(project, &only)?,
