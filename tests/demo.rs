@@ -58,6 +58,17 @@ fn demo_runs_the_plan_end_to_end() {
     assert!(prompt2.contains("first draft written"), "{prompt2}");
     assert!(std::fs::read_to_string(runs.join("1/verify.log")).unwrap().contains("FAIL"));
 
+    // Issue 14 item 18: the closing hint's `ls` names run folders, each holding the files it lists.
+    let hint = text.lines().find(|l| l.trim_start().starts_with("ls ")).unwrap_or_else(|| panic!("{text}"));
+    let (paths, files) = hint.trim_start()["ls ".len()..].split_once('#').unwrap();
+    let paths: Vec<&str> = paths.split_whitespace().collect();
+    assert_eq!(paths.len(), 2, "{hint}");
+    for p in paths {
+        for f in files.split_whitespace() {
+            assert!(dir.join(p).join(f).is_file(), "{p}{f} (from the hint {hint:?}) is not there");
+        }
+    }
+
     // Core tasks serialized: their agent runs do not overlap.
     let span = |id: &str| {
         let m: serde_json::Value =

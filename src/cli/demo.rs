@@ -61,7 +61,10 @@ pub fn handle_demo(a: DemoArgs, g: &GlobalArgs) -> Result<i32> {
         println!("  cd {}", dir.display());
         println!("  git log --oneline main        # one squash commit per landed task");
         println!("  git hybrid status             # state, runs, merge SHA per task");
-        println!("  ls .git/hybrid/runs/plugin-dice/1/   # prompt.md, stdout.log, progress.md, meta.json per run");
+        // One folder per run of attempt 1 (`runs/<task>/<attempt>/<run>/`).
+        println!(
+            "  ls .git/hybrid/runs/plugin-dice/1/1/ .git/hybrid/runs/plugin-dice/1/2/   # prompt.md stdout.log stderr.log progress.md verify.log meta.json"
+        );
     }
     if !surprises.is_empty() {
         for (id, want, got) in &surprises {
