@@ -45,6 +45,7 @@ use crate::error::HybridError;
 use crate::repo::Project;
 
 mod attributes;
+mod clean;
 mod fast;
 mod guard;
 pub(crate) mod index;
@@ -293,19 +294,38 @@ pub fn prepare_move(
 /// Prepared moves being carried out around the move of their branch's ref (the three phases of
 /// `checkout/write.rs`): [`stage_moves`], then [`Moving::switch`] right before the ref moves,
 /// [`Moving::finish`] right after, or [`Moving::undo`] if the ref could not move.
+///
+/// While a fast move is under way a note (`<state>/moves/<ref>.json`: the two commits) says so;
+/// [`recover`] finishes what a killed run left, from it. The caller holds the lock that
+/// serialises moves of that ref (the landing lock of a target, the task lock of a task branch).
 pub struct Moving<'p> {
     project: &'p Project,
     fast: Vec<fast::FastMove>,
     read_tree: Vec<Checkout>,
     old: Oid,
     new: Oid,
+    note: Option<PathBuf>,
 }
 
-/// Phase 1 of every prepared move from `old` to `new`. A `git read-tree` move (the fallback) is
-/// done whole here: its index moves before the ref (the documented limit of that path). On an
-/// error everything done is put back.
-pub fn stage_moves(project: &Project, moves: Vec<Move>, old: Oid, new: Oid) -> Result<Moving<'_>> {
-    let mut moving = Moving { project, fast: Vec::new(), read_tree: Vec::new(), old, new };
+/// Phase 1 of every prepared move of `refname` from `old` to `new`. A `git read-tree` move (the
+/// fallback) is done whole here: its index moves before the ref (the documented limit of that
+/// path). On an error everything done is put back.
+pub fn stage_moves<'p>(
+    project: &'p Project,
+    refname: &str,
+    moves: Vec<Move>,
+    old: Oid,
+    new: Oid,
+) -> Result<Moving<'p>> {
+    let mut moving = Moving { project, fast: Vec::new(), read_tree: Vec::new(), old, new, note: None };
+    if moves.iter().any(|m| matches!(m, Move::Fast(_))) {
+        let note = move_note(project, refname);
+        if let Some(dir) = note.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        crate::fsutil::write_atomic(&note, format!("{old} {new}\n").as_bytes())?;
+        moving.note = Some(note);
+    }
     for m in moves {
         let result = match m {
             Move::Fast(mut f) => {
@@ -339,8 +359,8 @@ impl Moving<'_> {
     }
 
     /// Phase 3, after the ref moved: the added files and the final index of every fast move.
-    /// Every checkout is tried; the first error is returned (the checkout stays safe and the next
-    /// landing's recovery finishes it).
+    /// Every checkout is tried; the first error is returned and the note kept (each checkout
+    /// stays safe and [`recover`] finishes it).
     pub fn finish(self) -> Result<()> {
         let mut first = Ok(());
         for f in self.fast {
@@ -349,6 +369,11 @@ impl Moving<'_> {
                 if first.is_ok() {
                     first = Err(e.context(format!("cannot finish moving {}", dir.display())));
                 }
+            }
+        }
+        if first.is_ok() {
+            if let Some(note) = &self.note {
+                let _ = std::fs::remove_file(note);
             }
         }
         first
@@ -360,12 +385,36 @@ impl Moving<'_> {
             f.undo(&self.project.repo);
         }
         undo(&self.read_tree, self.old, self.new);
+        if let Some(note) = &self.note {
+            let _ = std::fs::remove_file(note);
+        }
     }
 }
 
-/// After a killed landing from `start` to `end` on the branch `refname`: finishes every fast
-/// move it left in that branch's checkouts (`checkout/write.rs`, [`write::recover`]).
-pub fn recover_interrupted(project: &Project, refname: &str, start: Oid, end: Oid) -> Result<()> {
+fn move_note(project: &Project, refname: &str) -> PathBuf {
+    project.state_dir().join("moves").join(format!("{}.json", refname.replace('/', "%")))
+}
+
+/// Finishes the fast moves of `refname`'s checkouts that a killed run left (see [`Moving`]):
+/// a no-op unless its note is there. Caller holds the lock that serialises moves of that ref.
+pub fn recover(project: &Project, refname: &str) -> Result<()> {
+    let note = move_note(project, refname);
+    let text = match std::fs::read_to_string(&note) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", note.display())),
+    };
+    let mut it = text.split_whitespace().map(Oid::from_str);
+    if let (Some(Ok(start)), Some(Ok(end))) = (it.next(), it.next()) {
+        recover_interrupted(project, refname, start, end)?;
+    }
+    let _ = std::fs::remove_file(&note);
+    Ok(())
+}
+
+/// Finishes, in every checkout of `refname`, a fast move from `start` to `end` that a kill left
+/// ([`write::recover`]).
+fn recover_interrupted(project: &Project, refname: &str, start: Oid, end: Oid) -> Result<()> {
     let cos = checkouts_of(project, refname)?;
     if cos.is_empty() {
         return Ok(());

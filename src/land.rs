@@ -264,6 +264,8 @@ fn run_train(
         Some(r) => Some(r.fetch(project)?.0),
         None => None,
     };
+    // Checkouts a kill left mid-move (files hidden behind git's assume-unchanged bit) first.
+    checkout::recover(project, &target_ref)?;
     recover_train(project, target, &target_ref, held, fetched)?;
     crate::failpoint!("land::recovered");
     let mut landed_before = Vec::new();
@@ -279,7 +281,6 @@ fn run_train(
     }
 
     let mut tries = 0;
-    let mut checkouts_unfinished = false;
     let cars = loop {
         if pending.is_empty() {
             break Vec::new();
@@ -374,7 +375,7 @@ fn run_train(
         // The checkouts move in three phases around the ref (src/checkout/write.rs), so that a
         // kill at any step but the instant between the two renames leaves the user's next
         // commit holding only their own change.
-        let mut moving = checkout::stage_moves(project, moves, local, end)?;
+        let mut moving = checkout::stage_moves(project, &target_ref, moves, local, end)?;
         crate::failpoint!("land::checkouts_staged");
         let message = match cars.iter().filter(|c| c.squash.is_some()).map(|c| c.rec.id.as_str()).collect::<Vec<_>>()[..]
         {
@@ -388,10 +389,9 @@ fn run_train(
         note.armed = false;
         crate::failpoint!("land::ref_moved");
         if let Err(e) = moving.finish() {
-            // Landed; the checkout is safe but unfinished: keep the note so the next landing on
-            // the target finishes it.
+            // Landed; the checkout is safe but unfinished: its move note stays, and the next
+            // landing on the target finishes it (`checkout::recover`).
             eprintln!("git-hybrid: warning: {e:#}; the next landing on {target} finishes it");
-            checkouts_unfinished = true;
         }
         crate::failpoint!("land::checkouts_moved");
         break cars;
@@ -414,7 +414,7 @@ fn run_train(
             }
         }
     }
-    if all_recorded && !checkouts_unfinished {
+    if all_recorded {
         TrainNote::remove(project, target);
     }
     crate::failpoint!("land::note_removed");

@@ -76,8 +76,7 @@ pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport
         move_task_branch(
             project,
             &branch_ref,
-            tip,
-            target_tip,
+            (tip, target_tip),
             &format!("git-hybrid sync: fast-forward to {}", rec.target),
         )?;
         clear_conflict(project, &rec)?;
@@ -92,7 +91,7 @@ pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport
             );
         }
     };
-    move_task_branch(project, &branch_ref, tip, merge, &format!("git-hybrid sync: merge {}", rec.target))?;
+    move_task_branch(project, &branch_ref, (tip, merge), &format!("git-hybrid sync: merge {}", rec.target))?;
     clear_conflict(project, &rec)?;
     Ok(report("merged", Some(merge), merge))
 }
@@ -346,12 +345,20 @@ pub(crate) fn tree_merge(
 }
 
 /// Moves a task branch from `old` to `new`, carrying every checkout of it along. Every such
-/// checkout must be clean (a task worktree; its agent commits what it wants kept). Caller holds
-/// the task lock.
-pub(crate) fn move_task_branch(project: &Project, branch_ref: &str, old: Oid, new: Oid, message: &str) -> Result<()> {
+/// checkout must be clean anywhere (a task worktree; its agent commits what it wants kept, and
+/// one with uncommitted work may have an agent at work in it). Caller holds the task lock.
+/// A clean worktree moves on the fast path where it applies (`checkout/fast.rs`; cleanliness
+/// first asked of `checkout/clean.rs`, then of git); otherwise with `git read-tree`.
+pub(crate) fn move_task_branch(
+    project: &Project,
+    branch_ref: &str,
+    (old, new): (Oid, Oid),
+    message: &str,
+) -> Result<()> {
     let repo = &project.repo;
     let lock = RefLock::acquire(project, branch_ref)?;
     crate::failpoint!("sync::ref_locked");
+    checkout::recover(project, branch_ref)?;
     if lock.current != Some(old) {
         return Err(HybridError::Repo(format!(
             "{} moved while git-hybrid was working on it; nothing was changed, re-run",
@@ -363,32 +370,62 @@ pub(crate) fn move_task_branch(project: &Project, branch_ref: &str, old: Oid, ne
         return Err(HybridError::LocalChanges { message: why, paths: Vec::new() }.into());
     }
     let checkouts = checkout::checkouts_of(project, branch_ref)?;
+    let mut moving = None;
     if !checkouts.is_empty() {
         let old_tree = repo.find_commit(old)?.tree()?;
         let new_tree = repo.find_commit(new)?.tree()?;
         let changed = checkout::changed_paths(repo, &old_tree, &new_tree)?;
+        let mut moves = Vec::with_capacity(checkouts.len());
+        let dirty = |co: &checkout::Checkout, paths: Vec<String>| -> anyhow::Error {
+            HybridError::LocalChanges {
+                message: format!(
+                    "the task worktree {} has uncommitted changes; commit or stash them there, then re-run \
+                     (nothing was changed)",
+                    co.dir.display()
+                ),
+                paths,
+            }
+            .into()
+        };
         for co in &checkouts {
+            let prepared = checkout::prepare_move(project, co, branch_ref, &old_tree, &new_tree, &changed)?;
+            if let Ok(checkout::Move::Fast(f)) = &prepared {
+                if f.clean_anywhere(old_tree.id()) {
+                    moves.push(prepared.expect("matched"));
+                    continue;
+                }
+            }
+            // Ask git (it waits for the index lock a fast move holds: release it first).
+            drop(prepared);
+            if std::env::var_os("HYBRID_DEBUG_CHECKOUT").is_some() {
+                eprintln!("git-hybrid: asking git status whether {} is clean", co.dir.display());
+            }
             let blocked = checkout::blocking_paths(co, &old_tree, &new_tree, &changed, Scope::Whole)?;
             if !blocked.is_empty() {
-                return Err(HybridError::LocalChanges {
-                    message: format!(
-                        "the task worktree {} has uncommitted changes; commit or stash them there, then re-run \
-                         (nothing was changed)",
-                        co.dir.display()
-                    ),
-                    paths: blocked,
-                }
-                .into());
+                return Err(dirty(co, blocked));
+            }
+            match checkout::prepare_move(project, co, branch_ref, &old_tree, &new_tree, &changed)? {
+                Ok(m) => moves.push(m),
+                Err(paths) => return Err(dirty(co, paths)),
             }
         }
-        checkout::read_tree_all(&checkouts, old, new)?;
+        moving = Some(checkout::stage_moves(project, branch_ref, moves, old, new)?);
     }
     crate::failpoint!("sync::checkouts_moved");
-    if let Err(e) = lock.commit(repo, new, message) {
-        checkout::undo(&checkouts, old, new);
+    let switched = match &mut moving {
+        Some(m) => m.switch(),
+        None => Ok(()),
+    };
+    if let Err(e) = switched.and_then(|()| lock.commit(repo, new, message)) {
+        if let Some(m) = moving {
+            m.undo();
+        }
         return Err(e);
     }
     crate::failpoint!("sync::ref_moved");
+    if let Some(m) = moving {
+        m.finish()?;
+    }
     Ok(())
 }
 

@@ -840,3 +840,53 @@ fn a_landing_note_that_is_not_ours_never_blocks_landings() {
     assert!(!note.exists());
     assert_landed_once(&repo, "n2", "");
 }
+
+/// A kept task's catch-up moves its clean worktree in process (no `git read-tree`), also when
+/// ignored files are there; a staged change or an untracked file anywhere keeps it where it is.
+#[test]
+fn a_kept_clean_worktree_is_caught_up_on_the_fast_path_and_a_dirty_one_is_not() {
+    for (case, dirty) in
+        [("clean", None), ("ignored", None), ("staged", Some("README.md")), ("untracked", Some("new.txt"))]
+    {
+        let repo = TestRepo::new();
+        repo.write(".gitignore", "build/\n");
+        repo.commit_all("ignore build/");
+        let dir = task(&repo, "k1", &[("k1.txt", "work\n")], "k1 work");
+        match case {
+            "ignored" => write_file(&dir.join("build/out.bin"), "artefact\n"),
+            "staged" => {
+                write_file(&dir.join("README.md"), "staged edit\n");
+                repo.git_in(&dir, &["add", "README.md"]);
+            }
+            "untracked" => write_file(&dir.join("new.txt"), "scratch\n"),
+            _ => {}
+        }
+        repo.write("main.txt", "main moved\n");
+        repo.commit_all("main moves: k1 needs a catch-up");
+        let out = repo
+            .hybrid_cmd(&repo.root, &["--json", "merge", "--keep", "k1"])
+            .env("HYBRID_DEBUG_CHECKOUT", "1")
+            .output()
+            .unwrap();
+        assert_ok(&out, &["merge --keep", case]);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["status"], "landed", "{case}");
+        match dirty {
+            None => {
+                let err = stderr(&out);
+                assert!(!err.contains("read-tree") && !err.contains("git status"), "{case}: {err}");
+                assert_eq!(std::fs::read_to_string(dir.join("main.txt")).unwrap(), "main moved\n", "{case}");
+                assert_eq!(repo.porcelain(&dir), "", "{case}");
+                assert_eq!(repo.git_in(&dir, &["rev-parse", "HEAD"]), repo.rev("hybrid/k1"), "{case}");
+            }
+            Some(path) => {
+                let kept = r["kept"].as_str().unwrap_or_default();
+                assert!(kept.contains(path), "{case}: {kept}");
+                assert!(!dir.join("main.txt").exists(), "{case}: not caught up");
+            }
+        }
+        if case == "ignored" {
+            assert_eq!(std::fs::read_to_string(dir.join("build/out.bin")).unwrap(), "artefact\n");
+        }
+    }
+}

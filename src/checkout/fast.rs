@@ -100,6 +100,8 @@ pub struct FastMove {
     /// What [`FastMove::stage`] wrote: the new entry of each modified or deleted path, in
     /// `ops` order (`crate::checkout::write`).
     pub(super) staged: Vec<(String, Option<Entry>)>,
+    /// The index file's mtime when it was read (git's racy-clean rule).
+    pub(super) index_mtime: (i64, i64),
 }
 
 pub(super) struct Op {
@@ -189,7 +191,7 @@ pub fn plan(
     if !blocked.is_empty() {
         return Ok(Plan::Blocked(blocked));
     }
-    Ok(Plan::Fast(Box::new(FastMove { co: co.clone(), index, lock, ops: todo, staged: Vec::new() })))
+    Ok(Plan::Fast(Box::new(FastMove { co: co.clone(), index, lock, ops: todo, staged: Vec::new(), index_mtime })))
 }
 
 /// Whether the file at `rel` (its `lstat`) is `want` as git would judge it.

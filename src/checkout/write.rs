@@ -43,6 +43,11 @@ impl FastMove {
         &self.co
     }
 
+    /// Whether the whole checkout is surely clean at `head_tree` (`checkout/clean.rs`).
+    pub fn clean_anywhere(&self, head_tree: Oid) -> bool {
+        super::clean::clean_anywhere(&self.co, &self.index, self.index_mtime, head_tree)
+    }
+
     /// Phase 1 (module contract): flags the modified and deleted paths, then writes and removes
     /// their files. On an error everything is put back.
     pub fn stage(&mut self, repo: &Repository) -> Result<()> {

@@ -47,7 +47,7 @@ pub(super) fn move_branch_to(
         return (from, None);
     }
     let message = format!("git-hybrid merge: catch up with {target}");
-    match sync::move_task_branch(project, &branch_ref, from, to, &message) {
+    match sync::move_task_branch(project, &branch_ref, (from, to), &message) {
         Ok(()) => (to, None),
         Err(e) => (from, Some(format!("{} was not caught up with {target}: {e:#}", rec.branch))),
     }

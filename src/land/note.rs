@@ -116,8 +116,6 @@ pub(super) fn recover_train(
         TrainNote::remove(project, target); // not ours to understand (written atomically, so never torn)
         return Ok(());
     };
-    // Checkouts a kill left mid-move (files hidden behind git's assume-unchanged bit) first.
-    crate::checkout::recover_interrupted(project, target_ref, start, end)?;
     let tip = repo.refname_to_id(target_ref)?;
     let landed = crate::sync::contains(repo, tip, end).unwrap_or(false)
         || remote_tip.is_some_and(|r| crate::sync::contains(repo, r, end).unwrap_or(false));
