@@ -8,7 +8,8 @@
 //!   ledger's `run_dir`, else the newest run under `<git-common-dir>/hybrid/runs/<id>/<attempt>/`):
 //!   `prompt.md` and the verbatim `stdout.log`. `final_diff` is the landed squash commit of the
 //!   task (read through the ledger's `merge_sha`) against its parent, `candidate_diff` the
-//!   attempt's own patch (see [`crate::labels::landed`]); labels are the ledger's, or computed
+//!   attempt's own patch (see [`crate::labels::landed`]; for an attempt of a task that did not
+//!   land, from its last catch-up point with the target, see [`candidate`]); labels are the ledger's, or computed
 //!   on the fly for a landed task that was not labelled yet.
 //! - **Dedupe** on (prompt, final_diff) before anything else is filtered: of the attempts that
 //!   share both, the landed one (else the first) is kept. Attempts without a captured prompt
@@ -300,7 +301,10 @@ fn read_source(
     }
 }
 
-/// The attempt's own patch: against the landed squash when there is one, else base to tip.
+/// The attempt's own patch: against the landed squash when there is one; else (a conflicted,
+/// failed or caught-up attempt) from its last catch-up point, the merge base of its tip and the
+/// target, so the work of other tasks that `sync` brought into the branch stays out (its base
+/// when it never caught up, or when the target is gone).
 fn candidate(repo: &Repository, rec: &TaskRecord, merge_sha: Option<&str>) -> Result<Option<String>> {
     if let Some(sha) = merge_sha.and_then(|s| Oid::from_str(s).ok()) {
         if repo.find_commit(sha).is_ok() {
@@ -310,7 +314,8 @@ fn candidate(repo: &Repository, rec: &TaskRecord, merge_sha: Option<&str>) -> Re
     let Some((tip, _)) = landed::resolve_tip(repo, rec) else {
         return Ok(None);
     };
-    let from = landed::candidate_base(repo, rec, tip, None)?;
+    let target = repo.refname_to_id(&format!("refs/heads/{}", rec.target)).ok();
+    let from = landed::candidate_base(repo, rec, tip, target)?;
     Ok(Some(labels::gitdiff::range_diff(repo, from, tip)?))
 }
 

@@ -425,3 +425,37 @@ fn watch_clears_only_a_terminal_and_counts_the_running_plan() {
     assert!(st["dispatcher"].is_null(), "{st}");
     assert_eq!(record(&r, "h")["state"], "landed");
 }
+
+/// Item 8: the `candidate_diff` of an attempt that caught up with the target (sync) and then
+/// conflicted holds its own work only, not the other tasks' work sync brought in.
+#[test]
+fn export_candidate_of_a_caught_up_conflicted_task_is_its_own_work() {
+    let r = with_plan("[export]\nenabled = true\nacknowledged_terms = true\n");
+    let commit_in = |id: &str, file: &str, text: &str| {
+        common::write_file(&r.task_dir(id).join(file), text);
+        r.commit_all_in(&r.task_dir(id), &format!("{id}: {file}"));
+    };
+    r.hybrid_ok(&["start", "t1"]);
+    commit_in("t1", "a.txt", "a\n");
+    r.hybrid_ok(&["start", "t2"]);
+    commit_in("t2", "b.txt", "from t2\n");
+    r.hybrid_ok(&["merge", "t2"]);
+    r.hybrid_ok(&["sync", "t1"]); // brings t2's b.txt into t1's branch
+    commit_in("t1", "a.txt", "a2\n");
+    r.hybrid_ok(&["start", "t3"]);
+    commit_in("t3", "a.txt", "from t3\n");
+    r.hybrid_ok(&["merge", "t3"]);
+    assert_code(&r.hybrid(&["merge", "t1"]), 3);
+    assert_eq!(record(&r, "t1")["state"], "conflict");
+
+    let out = r.hybrid(&["export"]);
+    assert_ok(&out, &["export"]);
+    let recs: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let t1 = recs.iter().find(|x| x["task"] == "t1").unwrap_or_else(|| panic!("{}", stdout(&out)));
+    let diff = t1["candidate_diff"].as_str().unwrap();
+    assert!(diff.contains("+++ b/a.txt") && diff.contains("+a2"), "{diff}");
+    assert!(!diff.contains("b.txt") && !diff.contains("from t2"), "t2's work in t1's candidate: {diff}");
+    // A landed task's candidate is unchanged: its own patch.
+    let t2 = recs.iter().find(|x| x["task"] == "t2").unwrap();
+    assert!(t2["candidate_diff"].as_str().unwrap().contains("+from t2"), "{t2}");
+}
