@@ -12,6 +12,7 @@
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
 //! | [`populate`] | filling a new task worktree (files + index) in parallel |
 //! | [`sync`] | merging the target into a task branch |
+//! | [`taskdiff`] | the change a task would land (its merge with the target, in memory) |
 //! | [`land`] | squash-merge with catch-up |
 //! | [`remote`] | landing through a shared remote: fetch, one leased atomic push, published records |
 //! | [`gate`] | what every squash must pass before it lands (claims, protected paths, secrets, paths) |
@@ -69,6 +70,7 @@ pub mod secrets;
 pub mod status;
 pub mod sync;
 pub mod task_id;
+pub mod taskdiff;
 #[cfg(test)]
 mod test_support;
 pub mod trailers;

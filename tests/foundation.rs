@@ -94,6 +94,7 @@ fn help_lists_exactly_the_commands() {
         "export",
         "verify",
         "hooks",
+        "diff",
         "clean",
         "demo",
         "mcp",

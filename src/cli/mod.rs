@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod clean;
 pub mod completions;
 pub mod demo;
+pub mod diff;
 pub mod dispatch;
 pub mod export;
 pub mod fetch;
@@ -21,6 +22,7 @@ pub mod man;
 pub mod mcp;
 pub mod merge;
 pub mod output;
+pub mod pager;
 pub mod start;
 pub mod status;
 pub mod sync;
@@ -86,6 +88,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Install, remove, inspect or diagnose git-hybrid's git hooks.
     Hooks(hooks::HooksArgs),
+    /// Show the change a task would land, against the caught-up target.
+    Diff(diff::DiffArgs),
     /// Remove task worktrees and branches that hold no unlanded work.
     Clean(clean::CleanArgs),
     /// Build a sample repository and dispatch a plan on it with built-in agents.
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => export::handle_export(a, &g),
         Command::Verify(a) => verify::handle_verify(a, &g),
         Command::Hooks(a) => hooks::handle_hooks(a, &g),
+        Command::Diff(a) => diff::handle_diff(a, &g),
         Command::Clean(a) => clean::handle_clean(a, &g),
         Command::Demo(a) => demo::handle_demo(a, &g),
         Command::Mcp(a) => mcp::handle_mcp(a, &g),

@@ -86,3 +86,15 @@ pub fn state_color(state: &str) -> &'static str {
         _ => "0",
     }
 }
+
+/// The ledger record of attempt `attempt` of task `id`; a task (or attempt) the ledger does not
+/// know is bad input (exit 2).
+pub fn task_record(project: &Project, id: &str, attempt: u32) -> Result<git_hybrid::ledger::TaskRecord> {
+    let attempts = project.ledger().attempts(id)?;
+    if attempts.is_empty() {
+        return Err(HybridError::UnknownTask(id.to_string()).into());
+    }
+    attempts.into_iter().find(|r| r.attempt == attempt).ok_or_else(|| {
+        HybridError::Usage(format!("task {id:?} has no attempt {attempt} (see `git hybrid status {id}`)")).into()
+    })
+}
