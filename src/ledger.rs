@@ -131,6 +131,10 @@ pub struct TaskRecord {
     /// (`merge --allow-unclaimed`, `--allow-protected`; see [`crate::gate`]).
     #[serde(default)]
     pub overrides: Vec<GateOverride>,
+    /// When the task was archived (`git hybrid archive`): hidden from `status` and `list`,
+    /// shown by `status --all`; `null` when it is not.
+    #[serde(default)]
+    pub archived: Option<String>,
     /// Fields written by other versions, kept verbatim.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -180,6 +184,7 @@ impl TaskRecord {
             labels: None,
             claims: None,
             overrides: Vec::new(),
+            archived: None,
             extra: serde_json::Map::new(),
         }
     }

@@ -12,6 +12,7 @@
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
 //! | [`populate`] | filling a new task worktree (files + index) in parallel |
 //! | [`sync`] | merging the target into a task branch |
+//! | [`tasklist`] | the live tasks with their worktree, branch, ahead/behind, dirty (`list`) |
 //! | [`taskdiff`] | the change a task would land (its merge with the target, in memory) |
 //! | [`land`] | squash-merge with catch-up |
 //! | [`remote`] | landing through a shared remote: fetch, one leased atomic push, published records |
@@ -20,6 +21,7 @@
 //! | [`treediff`] | changed paths between two trees, skipping equal subtrees |
 //! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
 //! | [`status`] | the status report |
+//! | [`archive`] | hiding finished tasks from `status` and `list` (kept in the ledger) |
 //! | [`plan`] | the dispatch plan (`[[task]]`) and its validation |
 //! | [`schedule`] | which task attempts may start now (pure) |
 //! | [`agent`] | launching one agent run: env, files, timeout, process group |
@@ -39,6 +41,7 @@
 //! | [`failpoint`] | named steps where the crash tests stop a process (test builds only) |
 
 pub mod agent;
+pub mod archive;
 pub mod background;
 pub mod checkout;
 pub mod claims;
@@ -71,6 +74,7 @@ pub mod status;
 pub mod sync;
 pub mod task_id;
 pub mod taskdiff;
+pub mod tasklist;
 #[cfg(test)]
 mod test_support;
 pub mod trailers;

@@ -7,7 +7,8 @@
 //! facts are added as `elapsed_secs`, `last_commit`, `progress`, `blocked`; `dispatcher` is the
 //! live dispatcher (`{"pid", "log", "plan": [ids] | null, "plan_done": N}`: the task ids of the
 //! plan it runs and how many of them landed) or `null`; `rebuilt` (`{"rebuilt": [..],
-//! "unrecoverable": [..], "scanned": N}`) is present only when there is something to say.
+//! "unrecoverable": [..], "scanned": N}`) is present only when there is something to say;
+//! `archived_hidden` counts the attempts of archived tasks left out (see [`collect_with`]).
 
 use anyhow::Result;
 use serde::Serialize;
@@ -41,6 +42,9 @@ pub struct StatusReport {
     /// Records rebuilt from git because they were missing, and what could not be recovered.
     #[serde(skip_serializing_if = "crate::ledger::rebuild::RebuildReport::is_empty")]
     pub rebuilt: crate::ledger::rebuild::RebuildReport,
+    /// Attempts of archived tasks left out (`git hybrid archive`; `status --all` shows them).
+    #[serde(default)]
+    pub archived_hidden: usize,
 }
 
 /// A running dispatcher (it holds `<git-common-dir>/hybrid/dispatch.pid`).
@@ -59,14 +63,27 @@ pub struct DispatcherInfo {
 /// in `only` that the ledger does not know is bad input ([`HybridError::UnknownTask`], exit 2),
 /// as for every other command.
 pub fn collect(project: &Project, only: &[String]) -> Result<StatusReport> {
+    collect_with(project, only, false)
+}
+
+/// [`collect`]; archived tasks are left out of a report of every task unless `all` (a task
+/// named in `only` is always shown).
+pub fn collect_with(project: &Project, only: &[String], all: bool) -> Result<StatusReport> {
     let ledger = project.ledger();
     for id in only {
         crate::task_id::validate(id)?;
     }
     // Records deleted by hand (or by an agent) come back from the squash commits on the target.
     let rebuilt = crate::ledger::rebuild::rebuild(project)?;
+    let mut archived_hidden = 0;
     let records = if only.is_empty() {
-        ledger.list()?
+        let mut recs = ledger.list()?;
+        if !all {
+            let before = recs.len();
+            recs.retain(|r| r.archived.is_none());
+            archived_hidden = before - recs.len();
+        }
+        recs
     } else {
         let mut out = Vec::new();
         for id in only {
@@ -82,7 +99,7 @@ pub fn collect(project: &Project, only: &[String]) -> Result<StatusReport> {
     };
     let tasks: Vec<StatusRow> = records.into_iter().map(|rec| row(project, rec)).collect();
     let dispatcher = dispatcher_info(project);
-    Ok(StatusReport { tasks, dispatcher, rebuilt })
+    Ok(StatusReport { tasks, dispatcher, rebuilt, archived_hidden })
 }
 
 /// The live dispatcher of the repository and its plan's progress, if one runs.

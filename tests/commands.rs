@@ -114,3 +114,123 @@ fn diff_follows_gits_pager_and_colour_conventions() {
     let doc = r.hybrid_json(&["--color", "always", "diff", "t1"]);
     assert!(!doc["patch"].as_str().unwrap().contains('\x1b'));
 }
+
+#[test]
+fn list_shows_live_tasks_with_ahead_behind_and_dirty() {
+    let r = TestRepo::new();
+    task_with(&r, "t1", &[("a.txt", "a\n")]);
+    task_with(&r, "t2", &[("b.txt", "b\n")]);
+    task_with(&r, "gone", &[("g.txt", "g\n")]);
+    r.hybrid_ok(&["merge", "gone"]); // landed and removed: not live
+    common::write_file(&r.task_dir("t2").join("scratch.txt"), "uncommitted\n");
+    r.hybrid_ok(&["start", "idle"]);
+
+    let doc = r.hybrid_json(&["list"]);
+    let rows = doc["tasks"].as_array().unwrap();
+    let ids: Vec<&str> = rows.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["idle", "t1", "t2"], "{doc}");
+    let row = |id: &str| rows.iter().find(|t| t["id"] == id).unwrap();
+    assert_eq!(row("t1")["ahead"], 1);
+    assert_eq!(row("t1")["behind"], 1, "main moved by `gone`: {doc}");
+    assert_eq!(row("t1")["dirty"], false);
+    assert_eq!(row("t2")["dirty"], true);
+    assert_eq!(row("idle")["ahead"], 0);
+    assert_eq!(row("t1")["worktree"], r.task_dir("t1").to_str().unwrap());
+    assert_eq!(row("t1")["branch"], "hybrid/t1");
+    assert_eq!(row("t1")["state"], "ready");
+
+    let text = r.hybrid_ok(&["list"]);
+    let line = |id: &str| {
+        text.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_else(|| panic!("{text}")).to_string()
+    };
+    assert!(line("t1").contains("+1 -1") && line("t1").contains("clean"), "{text}");
+    assert!(line("t2").contains("dirty") && line("t2").contains(r.task_dir("t2").to_str().unwrap()), "{text}");
+    assert!(!text.contains("gone"), "{text}");
+    // Outside a repository: exit 2.
+    let out = r.hybrid_in(&r.base(), &["list"]);
+    assert_code(&out, 2);
+}
+
+#[test]
+fn path_prints_a_worktree_and_shell_init_changes_to_it() {
+    let r = TestRepo::new();
+    task_with(&r, "t1", &[("a.txt", "a\n")]);
+    assert_eq!(r.hybrid_ok(&["path", "t1"]).trim(), r.task_dir("t1").to_str().unwrap());
+    assert_eq!(r.hybrid_ok(&["path"]).trim(), r.root.to_str().unwrap());
+    // From inside another worktree too.
+    let out = r.hybrid_in(&r.task_dir("t1"), &["path"]);
+    assert_eq!(stdout(&out).trim(), r.root.to_str().unwrap());
+    let doc = r.hybrid_json(&["path", "t1@1"]);
+    assert_eq!(doc["path"], r.task_dir("t1").to_str().unwrap());
+    assert_eq!(doc["attempt"], 1);
+    assert_code(&r.hybrid(&["path", "nope"]), 2);
+    assert_code(&r.hybrid(&["path", "t1@2"]), 2);
+    r.hybrid_ok(&["merge", "t1"]);
+    let out = r.hybrid(&["--json", "path", "t1"]);
+    assert_code(&out, 2);
+    let err: Value = serde_json::from_str(stderr(&out).trim()).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("has no worktree"), "{err}");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let script = r.hybrid_ok(&["shell-init", shell]);
+        assert!(script.contains("hcd") && script.contains("git-hybrid path"), "{script}");
+    }
+    assert!(r.hybrid_ok(&["shell-init", "bash", "--cmd", "wcd"]).contains("wcd()"));
+    assert_code(&r.hybrid(&["shell-init", "bash", "--cmd", "rm -rf /"]), 2);
+    assert_code(&r.hybrid(&["shell-init", "tcsh"]), 2);
+}
+
+#[test]
+fn archive_hides_finished_tasks_from_status_and_list() {
+    let r = TestRepo::new();
+    task_with(&r, "done1", &[("a.txt", "a\n")]);
+    r.hybrid_ok(&["merge", "done1"]);
+    task_with(&r, "done2", &[("b.txt", "b\n")]);
+    r.hybrid_ok(&["merge", "done2", "--keep"]);
+    task_with(&r, "open", &[("c.txt", "c\n")]);
+    let ledger_before: Vec<Value> = r.tasks();
+
+    let doc = r.hybrid_json(&["archive", "--landed"]);
+    assert_eq!(doc["archived"], serde_json::json!(["done1", "done2"]));
+    let st = r.hybrid_json(&["status"]);
+    let ids: Vec<&str> = st["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["open"], "{st}");
+    assert_eq!(st["archived_hidden"], 2);
+    let text = r.hybrid_ok(&["status"]);
+    assert!(text.contains("archived tasks hidden") && !text.contains("done1"), "{text}");
+    // Kept in the ledger: --all and naming the task show them, unchanged but for the stamp.
+    let all = r.hybrid_json(&["status", "--all"]);
+    assert_eq!(all["tasks"].as_array().unwrap().len(), 3);
+    let d1 = all["tasks"].as_array().unwrap().iter().find(|t| t["id"] == "done1").unwrap().clone();
+    assert!(d1["archived"].is_string(), "{d1}");
+    let mut before = ledger_before.iter().find(|t| t["id"] == "done1").unwrap().clone();
+    let mut after = d1.clone();
+    for k in ["archived", "updated", "elapsed_secs"] {
+        before.as_object_mut().unwrap().remove(k);
+        after.as_object_mut().unwrap().remove(k);
+    }
+    assert_eq!(before, after);
+    assert_eq!(r.hybrid_json(&["status", "done2"])["tasks"][0]["id"], "done2");
+    // `list` hides done2 although its worktree is kept.
+    let list = r.hybrid_json(&["list"]);
+    assert_eq!(list["tasks"].as_array().unwrap().len(), 1, "{list}");
+    // Again: nothing to do; --undo brings a task back.
+    assert_eq!(r.hybrid_json(&["archive", "done1"])["unchanged"], serde_json::json!(["done1"]));
+    r.hybrid_ok(&["archive", "--undo", "done2"]);
+    assert_eq!(r.hybrid_json(&["list"])["tasks"].as_array().unwrap().len(), 2);
+    // Bad input changes nothing: an unknown task among known ones, no task at all.
+    let out = r.hybrid(&["archive", "open", "nope"]);
+    assert_code(&out, 2);
+    assert!(r.hybrid_json(&["status", "open"])["tasks"][0]["archived"].is_null());
+    assert_code(&r.hybrid(&["archive"]), 2);
+    // A task whose agent is running is refused (exit 3), and nothing is archived.
+    let rec = r.root.join(".git/hybrid/ledger/open/1.json");
+    let text = std::fs::read_to_string(&rec).unwrap().replace("\"state\": \"ready\"", "\"state\": \"running\"");
+    std::fs::write(&rec, text).unwrap();
+    let out = r.hybrid(&["archive", "done2", "open"]);
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("open attempt 1 is running"), "{}", stderr(&out));
+    assert!(r.hybrid_json(&["status", "done2"])["tasks"][0]["archived"].is_null());
+    let out = r.hybrid(&["--json", "archive", "--landed", "open"]);
+    assert_code(&out, 2);
+}

@@ -94,11 +94,15 @@ fn help_lists_exactly_the_commands() {
         "export",
         "verify",
         "hooks",
+        "list",
+        "path",
         "diff",
         "clean",
+        "archive",
         "demo",
         "mcp",
         "completions",
+        "shell-init",
         "help",
     ];
     assert_eq!(commands, expected, "help text:\n{text}");
@@ -343,7 +347,7 @@ fn start_json_prints_the_task_record() {
 fn status_json_has_stable_keys() {
     let r = TestRepo::new();
     let empty = r.hybrid_json(&["status"]);
-    assert_eq!(empty, serde_json::json!({ "tasks": [], "dispatcher": null }));
+    assert_eq!(empty, serde_json::json!({ "tasks": [], "dispatcher": null, "archived_hidden": 0 }));
 
     r.hybrid_ok(&["start", "t1"]);
     r.hybrid_ok(&["start", "t2"]);

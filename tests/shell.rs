@@ -242,3 +242,26 @@ fn zsh_and_fish_scripts_ask_the_binary_for_task_ids() {
     assert_ok(&out, &["complete outside"]);
     assert!(stdout(&out).lines().all(|l| l.starts_with('-')), "{}", stdout(&out));
 }
+
+#[test]
+fn shell_init_bash_changes_to_a_task_worktree_and_completes_ids() {
+    let r = TestRepo::new();
+    r.hybrid_ok(&["start", "fix-login"]);
+    r.hybrid_ok(&["start", "feat"]);
+    let out = bash_with_completions(
+        &r,
+        "eval \"$(git-hybrid shell-init bash)\"\n\
+         complete -p hcd\n\
+         tab hcd f\n\
+         tab hcd fi\n\
+         hcd fix-login && echo \"now in $PWD\"\n\
+         hcd && echo \"back in $PWD\"\n\
+         hcd nope || echo \"refused with $?\"\n",
+    );
+    assert!(out.contains("-F _git_hybrid_hcd_complete hcd"), "{out}");
+    assert_eq!(candidates(&out, "hcd f"), ["feat", "fix-login"]);
+    assert_eq!(candidates(&out, "hcd fi"), ["fix-login"]);
+    assert!(out.contains(&format!("now in {}", r.task_dir("fix-login").display())), "{out}");
+    assert!(out.contains(&format!("back in {}", r.root.display())), "{out}");
+    assert!(out.contains("refused with 2"), "{out}");
+}

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod archive;
 pub mod clean;
 pub mod completions;
 pub mod demo;
@@ -18,11 +19,13 @@ pub mod fetch;
 pub mod hooks;
 pub mod init;
 pub mod label;
+pub mod list;
 pub mod man;
 pub mod mcp;
 pub mod merge;
 pub mod output;
 pub mod pager;
+pub mod shell_init;
 pub mod start;
 pub mod status;
 pub mod sync;
@@ -88,16 +91,24 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Install, remove, inspect or diagnose git-hybrid's git hooks.
     Hooks(hooks::HooksArgs),
+    /// List the live tasks: worktree, branch, ahead/behind the target, dirty, state.
+    List(list::ListArgs),
+    /// Print a task's worktree (the main checkout without a task).
+    Path(list::PathArgs),
     /// Show the change a task would land, against the caught-up target.
     Diff(diff::DiffArgs),
     /// Remove task worktrees and branches that hold no unlanded work.
     Clean(clean::CleanArgs),
+    /// Hide finished tasks from `status` and `list` (kept in the ledger; `status --all`).
+    Archive(archive::ArchiveArgs),
     /// Build a sample repository and dispatch a plan on it with built-in agents.
     Demo(demo::DemoArgs),
     /// Serve this repository to an MCP client (Claude, Codex, ...) over stdin/stdout.
     Mcp(mcp::McpArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
+    /// Print a shell function that changes to a task's worktree (`hcd <task>`).
+    ShellInit(shell_init::ShellInitArgs),
     /// Write the man pages into DIR (used by install.sh).
     #[command(name = "__man", hide = true)]
     Man(man::ManArgs),
@@ -118,11 +129,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => export::handle_export(a, &g),
         Command::Verify(a) => verify::handle_verify(a, &g),
         Command::Hooks(a) => hooks::handle_hooks(a, &g),
+        Command::List(a) => list::handle_list(a, &g),
+        Command::Path(a) => list::handle_path(a, &g),
         Command::Diff(a) => diff::handle_diff(a, &g),
         Command::Clean(a) => clean::handle_clean(a, &g),
+        Command::Archive(a) => archive::handle_archive(a, &g),
         Command::Demo(a) => demo::handle_demo(a, &g),
         Command::Mcp(a) => mcp::handle_mcp(a, &g),
         Command::Completions(a) => completions::handle_completions(a),
+        Command::ShellInit(a) => shell_init::handle_shell_init(a, &g),
         Command::Man(a) => man::handle_man(a, &g),
     }
 }

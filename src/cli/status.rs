@@ -20,6 +20,9 @@ pub struct StatusArgs {
     /// Refresh until interrupted.
     #[arg(long)]
     pub watch: bool,
+    /// Also show archived tasks (`git hybrid archive`).
+    #[arg(long)]
+    pub all: bool,
     /// Seconds between refreshes with --watch.
     #[arg(long, default_value_t = 2.0)]
     pub interval: f64,
@@ -33,7 +36,7 @@ pub fn handle_status(a: StatusArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     let project = output::project(g)?;
     let mut first = true;
     loop {
-        let report = status::collect(&project, &tasks)?;
+        let report = status::collect_with(&project, &tasks, a.all)?;
         if g.json {
             output::print_json(&report)?;
         } else {
@@ -44,6 +47,9 @@ pub fn handle_status(a: StatusArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
                 println!();
             }
             print_table(&report, output::use_color(g), a.watch);
+            if !report.tasks.is_empty() {
+                print_archived_note(&report);
+            }
         }
         if !a.watch {
             return Ok(0);
@@ -68,6 +74,10 @@ fn print_table(report: &StatusReport, color: bool, watch: bool) {
         println!("dispatcher: running (pid {}), log {}", d.pid, d.log.display());
     } else if watch {
         println!("dispatcher: not running");
+    }
+    if report.tasks.is_empty() && report.archived_hidden > 0 {
+        println!("no tasks shown: every task is archived (`git hybrid status --all` shows them)");
+        return;
     }
     if report.tasks.is_empty() {
         println!("no tasks yet (start one with `git hybrid start <task>` or `git hybrid dispatch`)");
@@ -110,6 +120,15 @@ fn print_table(report: &StatusReport, color: bool, watch: bool) {
                 }
             }
         }
+    }
+}
+
+fn print_archived_note(report: &StatusReport) {
+    if report.archived_hidden > 0 {
+        println!(
+            "({} attempt(s) of archived tasks hidden; `git hybrid status --all` shows them)",
+            report.archived_hidden
+        );
     }
 }
 

@@ -134,7 +134,7 @@ pub fn status(project: &Project, a: StatusArgs) -> Result<Value> {
         // A task `dispatch` queued has no ledger record yet.
         Some(t) if queued.iter().any(|q| &q.id == t) && project.ledger().attempts(t)?.is_empty() => {
             let dispatcher = status::dispatcher_info(project);
-            status::StatusReport { tasks: Vec::new(), dispatcher, rebuilt: Default::default() }
+            status::StatusReport { tasks: Vec::new(), dispatcher, rebuilt: Default::default(), archived_hidden: 0 }
         }
         _ => status::collect(project, &only)?,
     };
