@@ -313,42 +313,60 @@ fn check_landing(
     }
     if id_ok {
         if let Some(rec) = ledger.get(&t.task, attempt)? {
-            let me = commit.id().to_string();
-            match rec.merge_sha.as_deref() {
-                Some(m) if m != me => check.failures.push(format!(
-                    "the ledger records task {} attempt {attempt} as landed in {}, not this commit (forged trailer or amended squash)",
-                    t.task,
-                    short(m)
-                )),
-                Some(_) => {
-                    if let (Some(lb), Some(tb)) = (&rec.merge_base, &t.base) {
-                        if lb != tb {
-                            check.failures.push(format!(
-                                "Hybrid-Base {} disagrees with the ledger's merge base {}",
-                                short(tb),
-                                short(lb)
-                            ));
-                        }
-                    }
-                    if let (Some(lt), Some(tt)) = (&rec.tip, &t.tip) {
-                        if lt != tt {
-                            check.failures.push(format!(
-                                "Hybrid-Tip {} disagrees with the ledger's landed tip {}",
-                                short(tt),
-                                short(lt)
-                            ));
-                        }
-                    }
-                }
-                None => check.warnings.push(format!(
-                    "the ledger has task {} attempt {attempt} in state {} with no landing recorded",
-                    t.task,
-                    rec.state.as_str()
-                )),
-            }
+            compare_record(&rec, "the ledger", commit, t, attempt, check);
+        }
+        // What the landing published with it (`refs/hybrid/ledger/<id>/<attempt>`, fetched by
+        // `git hybrid fetch` or a CI job): a landing it does not name is not the one that landed.
+        if let Some(rec) = crate::remote::published::published_record(repo, &t.task, attempt) {
+            let source = format!("the published ledger ({})", crate::remote::ledger_ref(&t.task, attempt));
+            compare_record(&rec, &source, commit, t, attempt, check);
         }
     }
     Ok(())
+}
+
+/// Checks a ledger record (`source`: which ledger) of the task attempt `t` names against `commit`.
+fn compare_record(
+    rec: &crate::ledger::TaskRecord,
+    source: &str,
+    commit: &git2::Commit<'_>,
+    t: &LandingTrailers,
+    attempt: u32,
+    check: &mut CommitCheck,
+) {
+    let me = commit.id().to_string();
+    match rec.merge_sha.as_deref() {
+        Some(m) if m != me => check.failures.push(format!(
+            "{source} records task {} attempt {attempt} as landed in {}, not this commit (forged trailer or amended squash)",
+            t.task,
+            short(m)
+        )),
+        Some(_) => {
+            if let (Some(lb), Some(tb)) = (&rec.merge_base, &t.base) {
+                if lb != tb {
+                    check.failures.push(format!(
+                        "Hybrid-Base {} disagrees with {source}'s merge base {}",
+                        short(tb),
+                        short(lb)
+                    ));
+                }
+            }
+            if let (Some(lt), Some(tt)) = (&rec.tip, &t.tip) {
+                if lt != tt {
+                    check.failures.push(format!(
+                        "Hybrid-Tip {} disagrees with {source}'s landed tip {}",
+                        short(tt),
+                        short(lt)
+                    ));
+                }
+            }
+        }
+        None => check.warnings.push(format!(
+            "{source} has task {} attempt {attempt} in state {} with no landing recorded",
+            t.task,
+            rec.state.as_str()
+        )),
+    }
 }
 
 /// Resolves a trailer naming a commit: `None` when absent (a failure is recorded), `Some(Err(sha))`

@@ -449,3 +449,46 @@ fn a_user_push_between_fetch_and_push_loses_the_lease_and_the_landing_retries() 
         assert_eq!(repo.read("u.txt"), "user\n");
     }
 }
+
+/// The CI job (`.github/workflows/hybrid-verify.yml`, `docs/ci/gitlab-ci.yml`): a plain clone that
+/// fetches `refs/hybrid/tips/*` and `refs/hybrid/ledger/*` with git alone verifies every landing
+/// against the published ledger; an amended squash pushed over it (same trailers, same tree)
+/// fails, because the record published with the landing names another commit.
+#[test]
+fn the_ci_job_verifies_pushed_landings_against_the_published_ledger() {
+    let (repo, server) = published(Kind::Daemon);
+    task_with_commit(&repo, "t1", "a.txt");
+    repo.hybrid_ok(&["merge", "t1"]);
+    let ci_fetch = [
+        "fetch",
+        "--no-tags",
+        "origin",
+        "+refs/hybrid/tips/*:refs/hybrid/tips/*",
+        "+refs/hybrid/ledger/*:refs/hybrid/ledger/*",
+    ];
+    // The shipped jobs fetch exactly these.
+    for job in [".github/workflows/hybrid-verify.yml", "docs/ci/gitlab-ci.yml"] {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(job)).unwrap();
+        for spec in &ci_fetch[3..] {
+            assert!(text.contains(&format!("'{spec}'")), "{job} does not fetch {spec}");
+        }
+    }
+    let ci = repo.clone_from(&server, "ci");
+    ci.git(&ci_fetch);
+    let v = ci.hybrid_json(&["verify", "--all"]);
+    assert_eq!((v["ok"].clone(), v["warnings"].clone()), (serde_json::json!(true), serde_json::json!(0)), "{v}");
+
+    // Someone amends the landed squash (a new subject, trailers and tree kept) and force-pushes.
+    let other = repo.clone_from(&server, "other");
+    let message = other.git(&["log", "-1", "--format=%B", "main"]);
+    let amended = message.replacen("git-hybrid", "amended", 1);
+    let amended = if amended == message { format!("amended: {message}") } else { amended };
+    other.git(&["commit", "-q", "--amend", "-m", &amended]);
+    other.git(&["push", "-q", "-f", "origin", "main"]);
+    let ci2 = repo.clone_from(&server, "ci2");
+    ci2.git(&ci_fetch);
+    let out = ci2.hybrid(&["--json", "verify", "--all"]);
+    common::assert_code(&out, 1);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.to_string().contains("the published ledger"), "{v}");
+}
