@@ -56,6 +56,7 @@ pub mod gate;
 pub mod git;
 pub mod gitdate;
 pub mod hooks;
+pub mod index_tree;
 pub mod labels;
 pub mod land;
 pub mod ledger;
