@@ -128,6 +128,62 @@ pub fn find_hybrid_error(err: &anyhow::Error) -> Option<&HybridError> {
     err.chain().find_map(|c| c.downcast_ref::<HybridError>())
 }
 
+/// The class name of an exit code (MCP tool errors): `bad_input` (2), `conflict` (3, also
+/// refusals that protect work), `busy` (4), `failed` (1 and anything else).
+pub fn class_of(code: i32) -> &'static str {
+    match code {
+        EXIT_USAGE => "bad_input",
+        EXIT_CONFLICT => "conflict",
+        EXIT_BUSY => "busy",
+        _ => "failed",
+    }
+}
+
+/// What an error says to a program: the one mapping from an error chain to the `--json` error
+/// shape (`main`, `merge` of several tasks, `sync`) and to MCP tool errors.
+#[derive(Debug, Clone)]
+pub struct ErrorReport {
+    /// The message with its context chain (`{err:#}`).
+    pub error: String,
+    pub exit_code: i32,
+    /// The conflicting paths of a [`HybridError::Conflict`].
+    pub conflicts: Option<Vec<String>>,
+    /// The paths of a [`HybridError::LocalChanges`] or [`HybridError::Refused`].
+    pub paths: Option<Vec<String>>,
+}
+
+impl ErrorReport {
+    /// The report of any error chain (its exit code from [`exit_code`]).
+    pub fn of(err: &anyhow::Error) -> ErrorReport {
+        let mut r = ErrorReport::new(format!("{err:#}"), exit_code(err));
+        match find_hybrid_error(err) {
+            Some(HybridError::Conflict { paths, .. }) => r.conflicts = Some(paths.clone()),
+            Some(HybridError::LocalChanges { paths, .. } | HybridError::Refused { paths, .. }) => {
+                r.paths = Some(paths.clone())
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// A report of a message and an exit code, without paths.
+    pub fn new(error: impl Into<String>, exit_code: i32) -> ErrorReport {
+        ErrorReport { error: error.into(), exit_code, conflicts: None, paths: None }
+    }
+
+    /// `{"error", "exit_code"}`, plus `conflicts` or `paths` when the error carries them.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({ "error": self.error, "exit_code": self.exit_code });
+        if let Some(c) = &self.conflicts {
+            doc["conflicts"] = serde_json::json!(c);
+        }
+        if let Some(p) = &self.paths {
+            doc["paths"] = serde_json::json!(p);
+        }
+        doc
+    }
+}
+
 /// A path rendered for messages.
 pub fn show(p: &std::path::Path) -> String {
     p.display().to_string()

@@ -30,9 +30,8 @@ fn main() {
             if e.use_stderr() && wants_json() {
                 // Argument errors are bad input like any other: the same JSON shape.
                 let text = e.render().to_string();
-                let doc =
-                    serde_json::json!({ "error": text.trim_end().trim_start_matches("error: "), "exit_code": code });
-                eprintln!("{doc}");
+                let doc = git_hybrid::error::ErrorReport::new(text.trim_end().trim_start_matches("error: "), code);
+                eprintln!("{}", doc.to_json());
             } else {
                 let _ = e.print();
             }
@@ -45,19 +44,7 @@ fn main() {
         Err(err) => {
             let code = git_hybrid::error::exit_code(&err);
             if json {
-                let typed = git_hybrid::error::find_hybrid_error(&err);
-                let mut doc = serde_json::json!({ "error": format!("{err:#}"), "exit_code": code });
-                if let Some(git_hybrid::error::HybridError::Conflict { paths, .. }) = typed {
-                    doc["conflicts"] = serde_json::json!(paths);
-                }
-                if let Some(
-                    git_hybrid::error::HybridError::LocalChanges { paths, .. }
-                    | git_hybrid::error::HybridError::Refused { paths, .. },
-                ) = typed
-                {
-                    doc["paths"] = serde_json::json!(paths);
-                }
-                eprintln!("{doc}");
+                eprintln!("{}", git_hybrid::error::ErrorReport::of(&err).to_json());
             } else {
                 eprintln!("git-hybrid: error: {err:#}");
             }

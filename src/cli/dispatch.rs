@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use git_hybrid::background;
-use git_hybrid::dispatch::{self, DispatchOptions, DispatchReport, Event};
-use git_hybrid::error::HybridError;
+use git_hybrid::dispatch::{self, Detached, DispatchOptions, DispatchReport, Event};
 use git_hybrid::repo::short;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -38,12 +36,12 @@ pub fn handle_dispatch(a: DispatchArgs, g: &GlobalArgs) -> Result<i32> {
         Some(p) => Some(output::cwd(g)?.join(p)),
         None => None,
     };
-    let opts = DispatchOptions { plan_file: plan_file.clone(), jobs: a.jobs.map(|j| j as usize) };
+    let opts = DispatchOptions { plan_file, jobs: a.jobs.map(|j| j as usize) };
     if a.dry_run {
         return print_dry_run(&project, &opts, g);
     }
     if a.detach {
-        return detach(&project, &a, plan_file, g);
+        return detach(&project, &opts, g);
     }
     dispatch::install_stop_handlers();
     let mut printer = Printer::new(!a.detached_child && std::io::stderr().is_terminal());
@@ -78,49 +76,27 @@ fn print_dry_run(project: &git_hybrid::repo::Project, opts: &DispatchOptions, g:
     Ok(0)
 }
 
-/// Starts the dispatcher in the background and returns once it holds the dispatcher lock.
-fn detach(
-    project: &git_hybrid::repo::Project,
-    a: &DispatchArgs,
-    plan_file: Option<PathBuf>,
-    g: &GlobalArgs,
-) -> Result<i32> {
-    // Bad input is reported here, in the foreground, with its exit code.
-    git_hybrid::plan::load(project, plan_file.as_deref())?;
-    if let Some(pid) = dispatch::running_dispatcher(project) {
-        return Err(HybridError::Busy(format!("another dispatcher is running on this repository (pid {pid})")).into());
-    }
-    let log = dispatch::log_path(project);
-    let mut args: Vec<std::ffi::OsString> = vec!["dispatch".into(), "--detached-child".into()];
-    if let Some(p) = &plan_file {
-        args.push("--plan".into());
-        args.push(p.into());
-    }
-    if let Some(j) = a.jobs {
-        args.push("-j".into());
-        args.push(j.to_string().into());
-    }
-    let mut child = background::spawn(project, "dispatch", &args, &log)?;
-    let pid = child.id();
-    if let Some(code) = background::wait_started(&mut child, &|| dispatch::running_dispatcher(project) == Some(pid))? {
-        eprintln!("the background dispatcher ended at once; last lines of {}:", log.display());
-        for l in background::log_tail(&log, 10) {
-            eprintln!("  {l}");
+/// Starts the dispatcher in the background ([`dispatch::detach`]) and says where it logs.
+fn detach(project: &git_hybrid::repo::Project, opts: &DispatchOptions, g: &GlobalArgs) -> Result<i32> {
+    match dispatch::detach(project, opts)? {
+        Detached::EndedAtOnce { code, log, tail } => {
+            eprintln!("the background dispatcher ended at once; last lines of {}:", log.display());
+            for l in tail {
+                eprintln!("  {l}");
+            }
+            Ok(code)
         }
-        return Ok(code);
+        Detached::Started { pid, log, pid_file } => {
+            if g.json {
+                output::print_json(&serde_json::json!({ "pid": pid, "log": log, "pid_file": pid_file }))?;
+            } else {
+                println!("dispatching in the background (pid {pid})");
+                println!("  log:    {}", log.display());
+                println!("  follow: git hybrid status --watch");
+            }
+            Ok(0)
+        }
     }
-    if g.json {
-        output::print_json(&serde_json::json!({
-            "pid": pid,
-            "log": log,
-            "pid_file": dispatch::pid_path(project),
-        }))?;
-    } else {
-        println!("dispatching in the background (pid {pid})");
-        println!("  log:    {}", log.display());
-        println!("  follow: git hybrid status --watch");
-    }
-    Ok(0)
 }
 
 /// Progress: bars on a terminal, plain timestamped lines otherwise (stderr either way).

@@ -80,24 +80,18 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
                 }
             }
             Err(e) => {
-                let this = error::exit_code(&e);
+                let report = error::ErrorReport::of(&e);
                 if code == 0 {
-                    code = this;
+                    code = report.exit_code;
                 }
-                let mut doc = serde_json::json!({ "task": t, "status": "error", "error": format!("{e:#}"),
-                    "exit_code": this });
-                match error::find_hybrid_error(&e) {
-                    Some(HybridError::Conflict { paths, .. }) => {
-                        doc["status"] = "conflict".into();
-                        doc["conflicts"] = serde_json::json!(paths);
-                    }
-                    Some(HybridError::LocalChanges { paths, .. }) => doc["paths"] = serde_json::json!(paths),
-                    Some(HybridError::Refused { paths, .. }) => {
-                        doc["status"] = "refused".into();
-                        doc["paths"] = serde_json::json!(paths);
-                    }
-                    _ => {}
+                let mut doc = report.to_json();
+                doc["task"] = serde_json::json!(t);
+                doc["status"] = match error::find_hybrid_error(&e) {
+                    Some(HybridError::Conflict { .. }) => "conflict",
+                    Some(HybridError::Refused { .. }) => "refused",
+                    _ => "error",
                 }
+                .into();
                 if g.json {
                     docs.push(doc);
                 } else {

@@ -1,5 +1,5 @@
 use clap::Args;
-use git_hybrid::error::{find_hybrid_error, HybridError, EXIT_CONFLICT};
+use git_hybrid::error::{find_hybrid_error, ErrorReport, HybridError, EXIT_CONFLICT};
 
 use super::{output, GlobalArgs};
 
@@ -39,8 +39,10 @@ pub fn handle_sync(a: SyncArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
 pub fn report_conflict(task: &str, e: anyhow::Error, g: &GlobalArgs, retry: &str) -> anyhow::Result<i32> {
     let Some(HybridError::Conflict { what, paths }) = find_hybrid_error(&e) else { return Err(e) };
     if g.json {
-        output::print_json(&serde_json::json!({ "task": task, "status": "conflict", "conflicts": paths,
-            "error": format!("{e:#}"), "exit_code": EXIT_CONFLICT }))?;
+        let mut doc = ErrorReport::of(&e).to_json();
+        doc["task"] = serde_json::json!(task);
+        doc["status"] = "conflict".into();
+        output::print_json(&doc)?;
     } else {
         println!("{task}: conflict ({what})");
         for p in paths {

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::{find_hybrid_error, HybridError, EXIT_OK};
+use crate::error::{class_of, ErrorReport, HybridError, EXIT_OK};
 use crate::ledger::TaskRecord;
 use crate::repo::Project;
 use crate::{land, status, task_id};
@@ -38,35 +38,17 @@ pub struct ToolError {
     pub result: Option<Value>,
 }
 
-/// The class name of an exit code.
-pub fn class_of(code: i32) -> &'static str {
-    match code {
-        2 => "bad_input",
-        3 => "conflict",
-        4 => "busy",
-        _ => "failed",
-    }
-}
-
 impl ToolError {
     pub fn from_anyhow(e: &anyhow::Error) -> ToolError {
-        let exit_code = crate::error::exit_code(e);
-        let mut t = ToolError {
-            error: format!("{e:#}"),
-            exit_code,
-            class: class_of(exit_code),
-            conflicts: Vec::new(),
-            paths: Vec::new(),
+        let r = ErrorReport::of(e);
+        ToolError {
+            error: r.error,
+            exit_code: r.exit_code,
+            class: class_of(r.exit_code),
+            conflicts: r.conflicts.unwrap_or_default(),
+            paths: r.paths.unwrap_or_default(),
             result: None,
-        };
-        match find_hybrid_error(e) {
-            Some(HybridError::Conflict { paths, .. }) => t.conflicts = paths.clone(),
-            Some(HybridError::LocalChanges { paths, .. } | HybridError::Refused { paths, .. }) => {
-                t.paths = paths.clone()
-            }
-            _ => {}
         }
-        t
     }
 
     pub fn boxed(e: &anyhow::Error) -> Box<ToolError> {
