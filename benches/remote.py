@@ -20,6 +20,9 @@ Checks afterwards: every task landed once, history linear, on the git-hybrid sid
 record per task on the remote and `git hybrid verify --all` green on a fresh clone after
 `git hybrid fetch`. Prints wall time, ms per landing and the ratio (goal: >= 10x).
 
+The train side: each clone lands its tasks with one `git hybrid merge t1 t2 ...` (one push per
+clone), the way a dispatcher lands what finished together.
+
 Usage: benches/remote.py [--clones 4] [--tasks 8] [--files 2000] [--bin target/release/git-hybrid]
 """
 
@@ -101,8 +104,9 @@ def add_task_work(d, c, k, a, env):
     open(shared, "w").writelines(lines)
 
 
-def hybrid_landings(binary, clones, a, env):
-    """Starts the tasks (untimed), then lands them all clones at once; returns wall seconds."""
+def hybrid_landings(binary, clones, a, env, train=False):
+    """Starts the tasks (untimed), then lands them all clones at once; returns wall seconds.
+    `train`: each clone lands all its tasks with one `git hybrid merge t1 t2 ...` (one push)."""
     for c, d in enumerate(clones):
         for k in range(a.tasks):
             out = run(d, binary, "start", f"c{c}t{k}", env=env)
@@ -113,10 +117,11 @@ def hybrid_landings(binary, clones, a, env):
     errors = []
 
     def worker(c, d):
-        for k in range(a.tasks):
-            out = run(d, binary, "merge", f"c{c}t{k}", env=env, check=False)
+        batches = [[f"c{c}t{k}" for k in range(a.tasks)]] if train else [[f"c{c}t{k}"] for k in range(a.tasks)]
+        for ids in batches:
+            out = run(d, binary, "merge", *ids, env=env, check=False)
             if out.returncode != 0:
-                errors.append(f"c{c}t{k}: {out.stderr.strip()}")
+                errors.append(f"{' '.join(ids)}: {out.stderr.strip()}")
 
     threads = [threading.Thread(target=worker, args=(c, d)) for c, d in enumerate(clones)]
     t0 = time.perf_counter()
@@ -212,14 +217,17 @@ def main():
         git(template, "commit", "-q", "-m", "template", env=env)
 
         h_daemon, _, h_bare, h_clones = make_side(tmp, "hybrid", a, env)
+        t_daemon, _, t_bare, t_clones = make_side(tmp, "train", a, env)
         c_daemon, _, c_bare, c_clones = make_side(tmp, "cli", a, env)
-        daemons = [h_daemon, c_daemon]
+        daemons = [h_daemon, t_daemon, c_daemon]
         n = a.clones * a.tasks
 
         h_wall = hybrid_landings(binary, h_clones, a, env)
+        t_wall = hybrid_landings(binary, t_clones, a, env, train=True)
         c_wall, c_retries = cli_landings(c_clones, a, env)
 
         h_all, h_linear, h_records = check_remote(h_bare, a, env, True)
+        t_all, t_linear, t_records = check_remote(t_bare, a, env, True)
         c_all, c_linear, _ = check_remote(c_bare, a, env, False)
         fresh = os.path.join(tmp, "fresh")
         git(tmp, "clone", "-q", h_bare, fresh, env=env)
@@ -227,16 +235,17 @@ def main():
         verify = json.loads(run(fresh, binary, "--json", "verify", "--all", env=env, check=False).stdout)
 
         print(f"{a.clones} clones x {a.tasks} tasks = {n} landings through one git daemon, {a.files} files")
-        print(f"{'':24}{'git-hybrid':>14}{'CLI way':>14}")
-        print(f"{'wall time (s)':24}{h_wall:14.2f}{c_wall:14.2f}")
-        print(f"{'ms per landing':24}{h_wall * 1000 / n:14.1f}{c_wall * 1000 / n:14.1f}")
-        print(f"{'all landed once':24}{str(h_all):>14}{str(c_all):>14}")
-        print(f"{'linear history':24}{str(h_linear):>14}{str(c_linear):>14}")
-        print(f"{'records on the remote':24}{h_records:>14}{'-':>14}")
-        print(f"{'CLI rejected pushes':24}{'-':>14}{c_retries:>14}")
+        print(f"{'':24}{'git-hybrid':>14}{'hybrid train':>14}{'CLI way':>14}")
+        print(f"{'wall time (s)':24}{h_wall:14.2f}{t_wall:14.2f}{c_wall:14.2f}")
+        print(f"{'ms per landing':24}{h_wall * 1000 / n:14.1f}{t_wall * 1000 / n:14.1f}{c_wall * 1000 / n:14.1f}")
+        print(f"{'all landed once':24}{str(h_all):>14}{str(t_all):>14}{str(c_all):>14}")
+        print(f"{'linear history':24}{str(h_linear):>14}{str(t_linear):>14}{str(c_linear):>14}")
+        print(f"{'records on the remote':24}{h_records:>14}{t_records:>14}{'-':>14}")
+        print(f"{'CLI rejected pushes':24}{'-':>14}{'-':>14}{c_retries:>14}")
         print(f"verify --all on a fresh clone: {'ok' if verify.get('ok') else 'FAILED'} "
               f"({len(verify.get('commits', []))} landings checked)")
-        print(f"ratio (CLI / git-hybrid): {c_wall / h_wall:.1f}x")
+        print(f"ratio (CLI / git-hybrid, one landing per process): {c_wall / h_wall:.1f}x")
+        print(f"ratio (CLI / git-hybrid, one train per clone):     {c_wall / t_wall:.1f}x")
     finally:
         for d in daemons:
             d.kill()

@@ -12,7 +12,8 @@
 //!    read or written for it. When that tree equals the target's, the task is `empty`: no commit.
 //! 3. **Move.** Under the landing lock (`hybrid/locks/land-<target>.lock`, serializing git-hybrid
 //!    landings on one target) the target ref is locked git's way and compared: if anything else
-//!    moved it, everything is recomputed on the new tip (at most [`MAX_TRIES`] times). Every
+//!    moved it, everything is recomputed on the new tip (at most [`MAX_TRIES`] times; through a
+//!    remote, for as long as `wait`, at least that often). Every
 //!    checkout that has the target checked out is checked first: a local change (modified,
 //!    staged, untracked, ignored) on a path the landing changes refuses the landing before
 //!    anything moves ([`HybridError::LocalChanges`], exit 3). Then those checkouts move (in
@@ -69,6 +70,10 @@ use note::{recover_train, TrainNote};
 
 /// How often a landing recomputes after the target moved under it before giving up (exit 4).
 pub const MAX_TRIES: usize = 10;
+
+/// How long a landing through a remote keeps retrying lost leases (other clones pushing) when the
+/// caller set no `wait`: at least [`MAX_TRIES`] tries, then until this much time has passed.
+pub const REMOTE_RACE_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Options for one landing.
 #[derive(Debug, Clone, Default)]
@@ -281,15 +286,20 @@ fn run_train(
     }
 
     let mut tries = 0;
+    // Through a remote, other clones push all the time: races are retried for as long as the
+    // caller would wait for another landing (`--wait`, else REMOTE_RACE_BUDGET), not a fixed count.
+    let race_started = std::time::Instant::now();
+    let race_budget = opts.wait.unwrap_or(REMOTE_RACE_BUDGET);
     let cars = loop {
         if pending.is_empty() {
             break Vec::new();
         }
-        if tries == MAX_TRIES {
+        if tries >= MAX_TRIES && (remote.is_none() || race_started.elapsed() >= race_budget) {
             let ids: Vec<&str> = pending.iter().map(|(_, r)| r.id.as_str()).collect();
             return Err(HybridError::Busy(format!(
-                "{target} kept moving while landing {} ({MAX_TRIES} tries); nothing of it landed, re-run",
-                ids.join(", ")
+                "{target} kept moving while landing {} ({tries} tries in {:.1} s); nothing of it landed, re-run",
+                ids.join(", "),
+                race_started.elapsed().as_secs_f64()
             ))
             .into());
         }
