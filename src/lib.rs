@@ -25,6 +25,7 @@
 //! | [`plan`] | the dispatch plan (`[[task]]`) and its validation |
 //! | [`schedule`] | which task attempts may start now (pure) |
 //! | [`agent`] | launching one agent run: env, files, timeout, process group |
+//! | [`runlog`] | an attempt's latest run files, tailed and followed (`logs`) |
 //! | [`dispatch`] | the dispatcher loop, crash resume, best-of-K |
 //! | [`demo`] | the sample repository and plan of `git hybrid demo` |
 //! | [`hooks`] | installing git hooks; the pre-commit and post-merge checks |
@@ -68,6 +69,7 @@ pub mod populate;
 pub mod redact;
 pub mod remote;
 pub mod repo;
+pub mod runlog;
 pub mod safe_path;
 pub mod schedule;
 pub mod secrets;

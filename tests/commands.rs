@@ -234,3 +234,81 @@ fn archive_hides_finished_tasks_from_status_and_list() {
     let out = r.hybrid(&["--json", "archive", "--landed", "open"]);
     assert_code(&out, 2);
 }
+
+/// A plan with one task `h` whose agent notes progress, then waits until `release` exists
+/// (at most 60 s), then prints to stdout and stderr, commits and exits.
+fn holding_plan(r: &TestRepo) -> std::path::PathBuf {
+    let release = r.base().join("release");
+    r.write(
+        "hold.sh",
+        "#!/bin/sh\ncat >/dev/null\necho 'reading the code' >> \"$HYBRID_RUN_DIR/progress.md\"\necho 'before release'\n\
+         i=0\nwhile [ ! -e \"$1\" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n\
+         echo 'after release'\necho 'a warning' >&2\necho held > held.txt\ngit add held.txt && git commit -q -m held\n",
+    );
+    r.write(
+        "hybrid.toml",
+        &format!(
+            "[[task]]\nid = \"h\"\nprompt = \"hold\"\nagent = [\"builtin:script\", \"hold.sh\", \"{}\"]\n",
+            release.display()
+        ),
+    );
+    r.commit_all("plan");
+    release
+}
+
+/// Waits (bounded, a liveness check) until `f` holds.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn logs_shows_and_follows_the_latest_run() {
+    use std::io::BufRead;
+    let r = TestRepo::new();
+    let release = holding_plan(&r);
+    assert_code(&r.hybrid(&["logs", "nope"]), 2);
+    let log = std::fs::File::create(r.base().join("dispatch.err")).unwrap();
+    let mut dispatcher =
+        r.hybrid_cmd(&r.root, &["dispatch"]).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap();
+    let progress = r.root.join(".git/hybrid/runs/h/1/1/progress.md");
+    wait_until("the agent to note progress", || progress.exists());
+
+    let text = r.hybrid_ok(&["logs", "h"]);
+    assert!(text.starts_with("==> h attempt 1 (running), run 1: running;"), "{text}");
+    assert!(text.contains("--- progress.md ---\nreading the code\n"), "{text}");
+
+    let mut follow = r.hybrid_cmd(&r.root, &["logs", "h", "-f"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line == "reading the code" {
+            break;
+        }
+    }
+    std::fs::write(&release, "").unwrap();
+    // `logs -f` ends by itself once the attempt stops running.
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    assert!(follow.wait().unwrap().success());
+    assert!(dispatcher.wait().unwrap().success());
+    assert!(seen.contains("after release"), "{seen}");
+    assert!(seen.contains("--- stderr.log ---\na warning"), "{seen}");
+
+    let doc = r.hybrid_json(&["logs", "h", "-n", "1"]);
+    assert_eq!(doc["state"], "landed");
+    assert_eq!(doc["run"], 1);
+    assert_eq!(doc["files"]["stdout.log"], "after release\n");
+    assert_eq!(doc["files"]["progress.md"], "reading the code\n");
+    assert!(doc["files"]["blocked.md"].is_null());
+}

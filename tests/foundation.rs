@@ -97,6 +97,7 @@ fn help_lists_exactly_the_commands() {
         "list",
         "path",
         "diff",
+        "logs",
         "clean",
         "archive",
         "demo",

@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod init;
 pub mod label;
 pub mod list;
+pub mod logs;
 pub mod man;
 pub mod mcp;
 pub mod merge;
@@ -97,6 +98,8 @@ pub enum Command {
     Path(list::PathArgs),
     /// Show the change a task would land, against the caught-up target.
     Diff(diff::DiffArgs),
+    /// Show (or follow) the latest run of a task: notes, stdout, stderr, verify output.
+    Logs(logs::LogsArgs),
     /// Remove task worktrees and branches that hold no unlanded work.
     Clean(clean::CleanArgs),
     /// Hide finished tasks from `status` and `list` (kept in the ledger; `status --all`).
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::List(a) => list::handle_list(a, &g),
         Command::Path(a) => list::handle_path(a, &g),
         Command::Diff(a) => diff::handle_diff(a, &g),
+        Command::Logs(a) => logs::handle_logs(a, &g),
         Command::Clean(a) => clean::handle_clean(a, &g),
         Command::Archive(a) => archive::handle_archive(a, &g),
         Command::Demo(a) => demo::handle_demo(a, &g),
