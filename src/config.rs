@@ -37,6 +37,8 @@ pub struct Config {
     pub export: ExportConfig,
     #[serde(default)]
     pub land: LandConfig,
+    #[serde(default)]
+    pub worktree: WorktreeConfig,
     /// The dispatch plan; see `plan` for its validation.
     #[serde(default, rename = "task")]
     pub tasks: Vec<Spanned<TaskSpec>>,
@@ -111,6 +113,20 @@ pub struct LandConfig {
     /// name them explicitly.
     #[serde(default)]
     pub protected: Vec<String>,
+}
+
+/// `[worktree]`: what a new task worktree gets besides the checkout of its base.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorktreeConfig {
+    /// Files or folders (relative to the main checkout; usually ignored ones such as `.env`)
+    /// copied from the main checkout into each new worktree (see `crate::seed`).
+    #[serde(default)]
+    pub copy: Vec<String>,
+    /// A command run in each new worktree before its first agent run (`dispatch`).
+    pub setup: Option<CommandSetting>,
+    /// How long `setup` may take (default 10 minutes).
+    pub setup_timeout: Option<DurationSetting>,
 }
 
 /// `[export]`: training-record export is opt-in through two flags.
@@ -373,6 +389,21 @@ fn check_values(loaded: &LoadedConfig) -> Result<(), HybridError> {
             return Err(loaded.error_at(at("land", "protected"), format!("bad glob {g:?} in `[land] protected`: {e}")));
         }
     }
+    for p in &c.worktree.copy {
+        if let Err(why) = crate::seed::check_copy_path(p) {
+            return Err(loaded.error_at(at("worktree", "copy"), format!("`[worktree] copy` entry {p:?}: {why}")));
+        }
+    }
+    if let Some(CommandSetting::Argv(v)) = &c.worktree.setup {
+        if v.is_empty() {
+            return Err(loaded.error_at(at("worktree", "setup"), "`[worktree] setup` must not be empty"));
+        }
+    }
+    if let Some(t) = &c.worktree.setup_timeout {
+        if let Err(e) = t.to_duration() {
+            return Err(loaded.error_at(at("worktree", "setup_timeout"), e));
+        }
+    }
     for r in &c.export.redact {
         if let Err(e) = regex::Regex::new(r) {
             return Err(loaded.error_at(at("export", "redact"), format!("bad redaction regex {r:?}: {e}")));
@@ -422,6 +453,15 @@ pub const TEMPLATE: &str = r#"# hybrid.toml: configuration for git-hybrid (https
 # Paths a task may change only when its claims name them explicitly (besides hybrid.toml, CI
 # workflows, .gitattributes, .gitmodules, hook folders and the files the verify command names).
 # protected = ["deploy/**"]
+
+[worktree]
+# Files or folders copied from the main checkout into each new task worktree (ignored files the
+# task needs; never a symlink; nothing already in the worktree is overwritten).
+# copy = [".env"]
+# A command run in each new worktree before its first agent run (sandboxed like agents; output
+# in the run folder's setup/ folder).
+# setup = "npm ci"
+# setup_timeout = "10m"
 
 [export]
 # Training-record export is opt-in: both flags must be true for `git hybrid export`.

@@ -11,6 +11,7 @@
 //! | [`ledger`] | durable per-attempt task records |
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
 //! | [`populate`] | filling a new task worktree (files + index) in parallel |
+//! | [`seed`] | what a new worktree gets besides its checkout (`[worktree] copy`) |
 //! | [`sync`] | merging the target into a task branch |
 //! | [`tasklist`] | the live tasks with their worktree, branch, ahead/behind, dirty (`list`) |
 //! | [`taskdiff`] | the change a task would land (its merge with the target, in memory) |
@@ -73,6 +74,7 @@ pub mod runlog;
 pub mod safe_path;
 pub mod schedule;
 pub mod secrets;
+pub mod seed;
 pub mod status;
 pub mod sync;
 pub mod task_id;

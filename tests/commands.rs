@@ -312,3 +312,63 @@ fn logs_shows_and_follows_the_latest_run() {
     assert_eq!(doc["files"]["progress.md"], "reading the code\n");
     assert!(doc["files"]["blocked.md"].is_null());
 }
+
+#[test]
+fn worktree_copy_brings_ignored_files_in_as_copies_never_links() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let r = TestRepo::new();
+    let outside = r.base().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, r.root.join("conf")).unwrap(); // tracked symlink
+    r.write(".gitignore", ".env\nsecrets/\nlink.env\n");
+    r.write(
+        "hybrid.toml",
+        "[worktree]\ncopy = [\".env\", \"secrets/\", \"link.env\", \"README.md\", \"missing.txt\", \"conf/x\"]\n",
+    );
+    r.commit_all("config");
+    r.write(".env", "TOKEN=local\n");
+    std::fs::set_permissions(r.root.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    r.write("secrets/a.txt", "a\n");
+    r.write("secrets/sub/b.txt", "b\n");
+    std::os::unix::fs::symlink("/etc/passwd", r.root.join("secrets/evil")).unwrap();
+    std::os::unix::fs::symlink(".env", r.root.join("link.env")).unwrap();
+    r.write("README.md", "my local edit\n");
+
+    let out = r.hybrid(&["start", "t1"]);
+    assert_ok(&out, &["start"]);
+    let wt = r.task_dir("t1");
+    let env = std::fs::symlink_metadata(wt.join(".env")).unwrap();
+    assert!(env.file_type().is_file(), "a copy, not a link");
+    assert_ne!(env.ino(), std::fs::metadata(r.root.join(".env")).unwrap().ino(), "not a hard link");
+    assert_eq!(env.permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "TOKEN=local\n");
+    assert_eq!(std::fs::read_to_string(wt.join("secrets/sub/b.txt")).unwrap(), "b\n");
+    assert!(wt.join("secrets/a.txt").is_file());
+    assert!(std::fs::symlink_metadata(wt.join("secrets/evil")).is_err(), "a symlink was copied");
+    assert!(std::fs::symlink_metadata(wt.join("link.env")).is_err(), "a symlink was copied");
+    assert_eq!(std::fs::read_to_string(wt.join("README.md")).unwrap(), "hello\n", "a tracked file was overwritten");
+    assert!(!outside.join("x").exists());
+    let err = stderr(&out);
+    for (path, why) in [
+        ("link.env", "a symlink"),
+        ("secrets/evil", "a symlink"),
+        ("README.md", "already in the worktree"),
+        ("missing.txt", "not in the main checkout"),
+        ("conf/x", "a symlink on its path"),
+    ] {
+        assert!(err.contains(&format!("{path} not copied: {why}")), "{path}: {err}");
+    }
+    // The copy is the task's own: editing it leaves the user's file alone, and git ignores it.
+    common::write_file(&wt.join(".env"), "TOKEN=agent\n");
+    assert_eq!(r.read(".env"), "TOKEN=local\n");
+    assert_eq!(r.porcelain(&wt), "");
+
+    // Entries outside the repository are config errors (exit 2), found before anything is made.
+    for bad in ["../x", "/etc/passwd", ".git/config", "a/../../b", "~/.ssh/id_rsa"] {
+        r.write("hybrid.toml", &format!("[worktree]\ncopy = [{bad:?}]\n"));
+        let out = r.hybrid(&["start", "t2"]);
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains("hybrid.toml:2:"), "{bad}: {}", stderr(&out));
+        assert!(!r.task_dir("t2").exists());
+    }
+}

@@ -32,6 +32,15 @@ pub fn handle_start(a: StartArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     )?;
     if !out.created {
         eprintln!("task {} (attempt {}) already exists; nothing changed", out.record.id, out.record.attempt);
+    } else if let Some(wt) = out.record.worktree.as_deref().filter(|w| w.is_dir()) {
+        // `[worktree] copy`: the ignored files a task needs, from the main checkout.
+        let copy = &project.config.config.worktree.copy;
+        if !copy.is_empty() {
+            let report = git_hybrid::seed::copy_files(&project.root, wt, copy);
+            for (path, why) in &report.skipped {
+                eprintln!("git-hybrid: [worktree] copy: {path} not copied: {why}");
+            }
+        }
     }
     if g.json {
         output::print_json(&out.record)?;
