@@ -24,6 +24,27 @@ use rayon::prelude::*;
 /// Below this many files one thread does it all (thread start-up would cost more).
 const PARALLEL_THRESHOLD: usize = 256;
 
+/// Who watches the fast fills of this process (the command line's progress bar on a
+/// terminal): called from writer threads with (files written, files to write), summed over
+/// every fill this process made, as files are written.
+static PROGRESS_HOOK: std::sync::OnceLock<fn(usize, usize)> = std::sync::OnceLock::new();
+static FILES_DONE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static FILES_TOTAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the progress watcher (once per process; later calls are ignored).
+pub fn set_progress_hook(hook: fn(usize, usize)) {
+    let _ = PROGRESS_HOOK.set(hook);
+}
+
+fn progress(written: usize, added: usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(hook) = PROGRESS_HOOK.get() {
+        let total = FILES_TOTAL.fetch_add(added, Relaxed) + added;
+        let done = FILES_DONE.fetch_add(written, Relaxed) + written;
+        hook(done, total);
+    }
+}
+
 /// One blob, symlink or submodule to place.
 struct Item {
     /// Path relative to the worktree, `/`-separated, as stored in the index.
@@ -85,6 +106,7 @@ pub fn fill_empty_worktree(wt: &Repository, workdir: &Path, odb_dir: &Path, tree
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8)
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start writer threads")?;
+    progress(0, items.len());
     let entries: Vec<IndexEntry> = pool.install(|| {
         items
             .par_iter()
@@ -92,7 +114,9 @@ pub fn fill_empty_worktree(wt: &Repository, workdir: &Path, odb_dir: &Path, tree
                 || Repository::open(odb_dir),
                 |repo, item| {
                     let repo = repo.as_ref().map_err(|e| anyhow::anyhow!("cannot open {}: {e}", odb_dir.display()))?;
-                    write_item(&repo.odb()?, workdir, item)
+                    let entry = write_item(&repo.odb()?, workdir, item);
+                    progress(1, 0);
+                    entry
                 },
             )
             .collect::<Result<Vec<_>>>()

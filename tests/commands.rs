@@ -372,3 +372,24 @@ fn worktree_copy_brings_ignored_files_in_as_copies_never_links() {
         assert!(!r.task_dir("t2").exists());
     }
 }
+
+#[test]
+fn filling_a_large_worktree_shows_progress_only_on_a_terminal() {
+    let r = TestRepo::new();
+    for i in 0..1100 {
+        r.write(&format!("src/d{}/f{i}.txt", i % 20), &format!("{i}\n"));
+    }
+    r.commit_all("many files");
+    let text = on_a_tty(&r, "start big", &[]);
+    assert!(text.contains("filling the worktree") && text.contains("1101/1101 files"), "{text:?}");
+    assert!(text.contains(r.task_dir("big").to_str().unwrap()), "{text:?}");
+    // Not on a terminal: no bar, only the path.
+    let out = r.hybrid(&["start", "big2"]);
+    assert_ok(&out, &["start"]);
+    assert!(!stderr(&out).contains("filling"), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), r.task_dir("big2").to_str().unwrap());
+    // A small worktree gets no bar even on a terminal.
+    let small = TestRepo::new();
+    let text = on_a_tty(&small, "start s", &[]);
+    assert!(!text.contains("filling"), "{text:?}");
+}

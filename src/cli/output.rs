@@ -98,3 +98,42 @@ pub fn task_record(project: &Project, id: &str, attempt: u32) -> Result<git_hybr
         HybridError::Usage(format!("task {id:?} has no attempt {attempt} (see `git hybrid status {id}`)")).into()
     })
 }
+
+/// Files of a new worktree below which no progress bar is shown.
+const FILL_PROGRESS_MIN: usize = 1000;
+
+static FILL_BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Shows a progress bar on stderr while a large worktree is filled, when stderr is a terminal
+/// (call before the work; [`fill_progress_done`] after it).
+pub fn fill_progress_on_terminal() {
+    if std::io::stderr().is_terminal() {
+        git_hybrid::populate::set_progress_hook(fill_progress);
+    }
+}
+
+fn fill_progress(done: usize, total: usize) {
+    if total < FILL_PROGRESS_MIN {
+        return;
+    }
+    let Ok(mut bar) = FILL_BAR.lock() else { return };
+    let bar = bar.get_or_insert_with(|| {
+        let b = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("filling the worktree [{bar:30}] {pos}/{len} files")
+        {
+            b.set_style(style.progress_chars("=> "));
+        }
+        b
+    });
+    bar.set_length(total as u64);
+    bar.set_position(done as u64);
+}
+
+/// Ends the bar of [`fill_progress_on_terminal`], leaving its last state on the screen.
+pub fn fill_progress_done() {
+    if let Ok(mut bar) = FILL_BAR.lock() {
+        if let Some(b) = bar.take() {
+            b.finish();
+        }
+    }
+}

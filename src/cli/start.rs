@@ -26,10 +26,12 @@ pub fn handle_start(a: StartArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
     let project = output::project(g)?;
     // No plan here: the task's hybrid.toml entry, when it has one, gives the claims recorded.
     let claims = git_hybrid::claims::plan_entry_patterns(&project, &a.task);
+    output::fill_progress_on_terminal();
     let out = worktree::start(
         &project,
         &StartOptions { id: a.task, base: a.base, attempt: Some(a.attempt), title: a.title, claims },
     )?;
+    output::fill_progress_done();
     if !out.created {
         eprintln!("task {} (attempt {}) already exists; nothing changed", out.record.id, out.record.attempt);
     } else if let Some(wt) = out.record.worktree.as_deref().filter(|w| w.is_dir()) {
