@@ -28,6 +28,7 @@ use crate::repo::Project;
 use crate::{git, worktree};
 
 pub mod claims;
+pub mod file_claims;
 pub mod published;
 
 pub use published::{ledger_ref, record_blob, LEDGER_REFS};
@@ -313,7 +314,16 @@ pub fn tip_ref(id: &str, attempt: u32) -> String {
 /// before the next push already take longer than the push that won (`benches/remote.py`: a 1 s
 /// cap made 4 clones land 2.5 times slower than the CLI way's immediate retries).
 pub fn backoff(n: usize) {
-    let cap = (10u64 << n.min(4)).min(160);
+    jitter_sleep((10u64 << n.min(4)).min(160));
+}
+
+/// Sleeps between two looks at the remote while waiting for a claim: up to a second, jittered.
+pub fn poll_sleep() {
+    jitter_sleep(1000);
+}
+
+/// Sleeps a random time in `0..=cap_ms` milliseconds.
+fn jitter_sleep(cap_ms: u64) {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let seed = u64::from(nanos) ^ (u64::from(std::process::id()) << 16);
     // One round of splitmix64 over time and pid: enough to decorrelate processes.
@@ -321,7 +331,7 @@ pub fn backoff(n: usize) {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    std::thread::sleep(std::time::Duration::from_millis(z % (cap + 1)));
+    std::thread::sleep(std::time::Duration::from_millis(z % (cap_ms + 1)));
 }
 
 #[cfg(test)]

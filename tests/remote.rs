@@ -492,3 +492,66 @@ fn the_ci_job_verifies_pushed_landings_against_the_published_ledger() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v.to_string().contains("the published ledger"), "{v}");
 }
+
+/// File claims across machines (issue 13 item 3): four tasks that all touch `shared/**`, run by
+/// two dispatchers on two clones, never run two at a time, and each lands once.
+#[test]
+fn two_dispatchers_never_run_overlapping_tasks_at_the_same_time() {
+    let (a, server) = published(Kind::Daemon);
+    let log = a.base().join("runs.log");
+    let agent = format!(
+        "#!/bin/sh\necho \"start $HYBRID_TASK_ID\" >> '{log}'\nsleep 0.3\nmkdir -p shared\n\
+         echo \"$HYBRID_TASK_ID\" > \"shared/$HYBRID_TASK_ID.txt\"\n\
+         git add -A && git commit -q -m \"$HYBRID_TASK_ID\"\necho \"end $HYBRID_TASK_ID\" >> '{log}'\n",
+        log = log.display()
+    );
+    a.write("hybrid.toml", "[agent]\ncommand = [\"builtin:script\", \"agent.sh\"]\nsandbox = \"off\"\n");
+    a.write("agent.sh", &agent);
+    a.commit_all("agent");
+    a.git(&["push", "-q", "origin", "main"]);
+    let b = a.clone_from(&server, "b");
+    // One plan, in opposite priority orders on the two machines: each starts with another task.
+    for (r, name, sign) in [(&a, "plan-a.toml", 1), (&b, "plan-b.toml", -1)] {
+        let mut plan = String::new();
+        for i in 0..4 {
+            plan += &format!(
+                "[[task]]\nid = \"s{i}\"\nprompt = \"do s{i}\"\ntouches = [\"shared/**\"]\npriority = {}\n\n",
+                sign * i
+            );
+        }
+        std::fs::write(r.base().join(name), plan).unwrap();
+    }
+    let spawn = |r: &TestRepo| {
+        let name = if r.root == a.root { "plan-a.toml" } else { "plan-b.toml" };
+        let plan = r.base().join(name);
+        let mut c = r.hybrid_cmd(&r.root, &["--json", "dispatch", "-j", "2", "--plan", plan.to_str().unwrap()]);
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (da, db) = (spawn(&a), spawn(&b));
+    let (oa, ob) = (da.wait_with_output().unwrap(), db.wait_with_output().unwrap());
+    common::assert_ok(&oa, &["dispatch on a"]);
+    common::assert_ok(&ob, &["dispatch on b"]);
+
+    let runs = std::fs::read_to_string(&log).unwrap();
+    let mut running: Option<&str> = None;
+    for line in runs.lines() {
+        match line.split_once(' ') {
+            Some(("start", id)) => {
+                assert!(running.is_none(), "{id} started while {running:?} ran:\n{runs}");
+                running = Some(id);
+            }
+            Some(("end", id)) => {
+                assert_eq!(running, Some(id), "{runs}");
+                running = None;
+            }
+            _ => panic!("{runs}"),
+        }
+    }
+    let subjects = a.git_in(&server.bare, &["log", "--format=%(trailers:key=Hybrid-Task,valueonly)", "main"]);
+    for i in 0..4 {
+        let id = format!("s{i}");
+        assert_eq!(subjects.lines().filter(|l| l.trim() == id).count(), 1, "{id} landed once:\n{subjects}");
+    }
+    assert_eq!(runs.lines().filter(|l| l.starts_with("start")).count(), 4, "each ran once:\n{runs}");
+}

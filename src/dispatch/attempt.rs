@@ -122,7 +122,8 @@ fn attempt_inner(
             let waiting = |c: &crate::remote::claims::Claim| {
                 phase("claimed-elsewhere", format!("{} pid {}", c.machine, c.pid));
             };
-            match crate::remote::claims::claim_or_wait(&project, remote, id, &stop, &waiting)? {
+            let scope = crate::remote::file_claims::Scope { paths: task.claims.clone(), core: task.is_core() };
+            match crate::remote::claims::claim_or_wait(&project, remote, id, &scope, &stop, &waiting)? {
                 crate::remote::claims::ClaimWait::Claimed(guard) => guard,
                 crate::remote::claims::ClaimWait::LandedElsewhere(rec) => {
                     return Ok(AttemptEnd::Landed { state: rec.state.as_str().into(), merge_sha: rec.merge_sha });

@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use git2::Oid;
 use serde::{Deserialize, Serialize};
 
+use super::file_claims::{self, Scope, Verdict};
 use super::{Published, Remote};
 use crate::repo::Project;
 
@@ -38,16 +39,29 @@ pub struct Claim {
     pub pid: u32,
     /// Unix seconds after which anyone may take the claim over.
     pub expires: u64,
+    /// What else the task claims (its files, core single-flight: `super::file_claims`).
+    #[serde(default)]
+    pub scope: Scope,
+    /// `false` while the dispatcher checks the other claims, `true` once its agent may run.
+    #[serde(default)]
+    pub running: bool,
 }
 
 impl Claim {
-    fn new(task: &str, ttl: Duration) -> Claim {
+    fn new(task: &str, ttl: Duration, scope: &Scope, running: bool) -> Claim {
         Claim {
             task: task.to_string(),
             machine: hostname(),
             pid: std::process::id(),
             expires: unix_now() + ttl.as_secs(),
+            scope: scope.clone(),
+            running,
         }
+    }
+
+    /// Whether this process holds it.
+    pub fn is_this_process(&self) -> bool {
+        self.machine == hostname() && self.pid == std::process::id()
     }
 
     /// Whether the claim has expired.
@@ -89,11 +103,11 @@ pub fn claim_ref(id: &str) -> String {
 impl Remote {
     /// Claims task `id` on the remote (see the module contract): creates the claim, or takes
     /// over an expired one; a live claim of someone else is returned as [`Claimed::Held`].
-    pub fn claim(&self, project: &Project, id: &str, ttl: Duration) -> Result<Claimed> {
+    pub fn claim(&self, project: &Project, id: &str, ttl: Duration, scope: &Scope) -> Result<Claimed> {
         let name = claim_ref(id);
         let mut lease: Option<Oid> = None;
         for _ in 0..5 {
-            let blob = write_claim(project, &Claim::new(id, ttl))?;
+            let blob = write_claim(project, &Claim::new(id, ttl, scope, false))?;
             match self.push_ref(project, &name, Some(blob), lease)? {
                 Published::Done => return Ok(Claimed::Mine(blob)),
                 Published::Raced(_) => {}
@@ -107,9 +121,27 @@ impl Remote {
         anyhow::bail!("the claim of {id} on {} kept changing; try again", self.name)
     }
 
-    /// Replaces the claim `mine` with a fresh expiry; `None` when it is not ours any more.
-    pub fn renew_claim(&self, project: &Project, id: &str, mine: Oid, ttl: Duration) -> Result<Option<Oid>> {
-        let blob = write_claim(project, &Claim::new(id, ttl))?;
+    /// Replaces the claim `mine` with a fresh expiry, `running` (see `super::file_claims`);
+    /// `None` when it is not ours any more.
+    pub fn renew_claim(
+        &self,
+        project: &Project,
+        id: &str,
+        mine: Oid,
+        ttl: Duration,
+        scope: &Scope,
+    ) -> Result<Option<Oid>> {
+        let blob = write_claim(project, &Claim::new(id, ttl, scope, true))?;
+        Ok(match self.push_ref(project, &claim_ref(id), Some(blob), Some(mine))? {
+            Published::Done => Some(blob),
+            Published::Raced(_) => None,
+        })
+    }
+
+    /// Replaces the `checking` claim `mine` with a fresh expiry, still `checking`; `None` when it
+    /// is not ours any more.
+    pub fn claim_refresh(&self, project: &Project, id: &str, mine: Oid, scope: &Scope) -> Result<Option<Oid>> {
+        let blob = write_claim(project, &Claim::new(id, CLAIM_TTL, scope, false))?;
         Ok(match self.push_ref(project, &claim_ref(id), Some(blob), Some(mine))? {
             Published::Done => Some(blob),
             Published::Raced(_) => None,
@@ -140,6 +172,8 @@ impl Remote {
             machine: "?".into(),
             pid: 0,
             expires: 0,
+            scope: Scope::default(),
+            running: false,
         });
         Ok(Some((oid, claim)))
     }
@@ -183,13 +217,19 @@ pub struct ClaimGuard {
 impl ClaimGuard {
     /// Keeps the claim `mine` of task `id` alive (the repository is reopened at `root` by the
     /// renewing thread).
-    pub fn hold(root: std::path::PathBuf, remote: Remote, id: String, mine: Oid, ttl: Duration) -> ClaimGuard {
+    pub fn hold(
+        root: std::path::PathBuf,
+        remote: Remote,
+        (id, scope): (String, Scope),
+        mine: Oid,
+        ttl: Duration,
+    ) -> ClaimGuard {
         let (tx, rx) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let Ok(project) = Project::open(&root) else { return };
             let mut current = mine;
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(ttl / 3) {
-                match remote.renew_claim(&project, &id, current, ttl) {
+                match remote.renew_claim(&project, &id, current, ttl, &scope) {
                     Ok(Some(next)) => current = next,
                     Ok(None) => {
                         eprintln!("git-hybrid: warning: the claim of {id} was taken over by another machine");
@@ -228,36 +268,85 @@ pub enum ClaimWait {
 
 /// Claims task `id` for this dispatcher, or waits while another machine's live claim holds it:
 /// until that machine lands it (its published record is brought in: [`ClaimWait::LandedElsewhere`]),
-/// releases the claim or lets it expire (then it is claimed here). `on_wait` is told once who
-/// holds it. Polls the remote about once a second, jittered.
+/// releases the claim or lets it expire (then it is claimed here). Also waits while another
+/// machine runs a task whose `scope` overlaps this one's (`super::file_claims`). `on_wait` is
+/// told once who holds it. Polls the remote about once a second, jittered.
 pub fn claim_or_wait(
     project: &Project,
     remote: &Remote,
     id: &str,
+    scope: &Scope,
     stop: &dyn Fn() -> bool,
     on_wait: &dyn Fn(&Claim),
 ) -> Result<ClaimWait> {
     let mut told = false;
+    let mut tell = |c: &Claim| {
+        if !told {
+            on_wait(c);
+            told = true;
+        }
+    };
     loop {
-        match remote.claim(project, id, CLAIM_TTL)? {
-            Claimed::Mine(blob) => {
-                let guard = ClaimGuard::hold(project.root.clone(), remote.clone(), id.to_string(), blob, CLAIM_TTL);
-                // A machine lands, then releases its claim: a claim won just now may be of a
-                // task that landed a moment ago (its record is published by then).
-                if let Some(rec) = landed_elsewhere(project, remote, id)? {
-                    return Ok(ClaimWait::LandedElsewhere(Box::new(rec)));
+        match remote.claim(project, id, CLAIM_TTL, scope)? {
+            Claimed::Mine(blob) => match file_claims::check(project, remote, id, scope)? {
+                Verdict::Clear => {
+                    let Some(running) = remote.renew_claim(project, id, blob, CLAIM_TTL, scope)? else {
+                        continue; // taken over meanwhile (expired under a very slow check): start over
+                    };
+                    let guard = ClaimGuard::hold(
+                        project.root.clone(),
+                        remote.clone(),
+                        (id.to_string(), scope.clone()),
+                        running,
+                        CLAIM_TTL,
+                    );
+                    // A machine lands, then releases its claim: a claim won just now may be of a
+                    // task that landed a moment ago (its record is published by then).
+                    if let Some(rec) = landed_elsewhere(project, remote, id)? {
+                        return Ok(ClaimWait::LandedElsewhere(Box::new(rec)));
+                    }
+                    return Ok(ClaimWait::Claimed(Some(guard)));
                 }
-                return Ok(ClaimWait::Claimed(Some(guard)));
-            }
-            Claimed::Held(c) if c.machine == hostname() && c.pid == std::process::id() => {
+                Verdict::Wait(c) => {
+                    // Keep the claim: the other side yields or turns `running` (then we yield).
+                    tell(&c);
+                    let mut current = blob;
+                    loop {
+                        if stop() {
+                            remote.release_claim(project, id, current)?;
+                            return Ok(ClaimWait::Stopped);
+                        }
+                        super::poll_sleep();
+                        match file_claims::check(project, remote, id, scope)? {
+                            Verdict::Wait(_) => {
+                                // Keep it alive while waiting.
+                                match remote.claim_refresh(project, id, current, scope)? {
+                                    Some(next) => current = next,
+                                    None => break,
+                                }
+                            }
+                            Verdict::Clear | Verdict::Yield(_) => break,
+                        }
+                    }
+                    remote.release_claim(project, id, current)?;
+                    continue; // decide afresh, from a new claim
+                }
+                Verdict::Yield(c) => {
+                    tell(&c);
+                    remote.release_claim(project, id, blob)?;
+                    while file_claims::blocked(project, remote, id, scope)?.is_some() {
+                        if stop() {
+                            return Ok(ClaimWait::Stopped);
+                        }
+                        super::poll_sleep();
+                    }
+                    continue;
+                }
+            },
+            Claimed::Held(c) if c.is_this_process() => {
                 return Ok(ClaimWait::Claimed(None));
             }
-            Claimed::Held(c) => {
-                if !told {
-                    on_wait(&c);
-                    told = true;
-                }
-            }
+            Claimed::Held(c) => tell(&c),
         }
         if let Some(rec) = landed_elsewhere(project, remote, id)? {
             return Ok(ClaimWait::LandedElsewhere(Box::new(rec)));
@@ -265,7 +354,7 @@ pub fn claim_or_wait(
         if stop() {
             return Ok(ClaimWait::Stopped);
         }
-        super::backoff(6); // up to a second, jittered
+        super::poll_sleep();
     }
 }
 
