@@ -464,7 +464,7 @@ impl<'r> RefLock<'r> {
     /// lock for a target, the task lock for a task branch), which makes the stale-lock repair safe.
     pub fn acquire(project: &'r Project, refname: &str) -> Result<RefLock<'r>> {
         let repo = &project.repo;
-        let note = project.state_dir().join("locks").join(format!("ref-{}.note", refname.replace('/', "%")));
+        let note = crate::names::ref_lock_note(&project.state_dir(), refname);
         let lock_file = project.common_dir.join(format!("{refname}.lock"));
         remove_stale_lock(&note, &lock_file);
         write_pending_note(&note);

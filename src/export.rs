@@ -326,7 +326,7 @@ fn run_dir(project: &Project, rec: &TaskRecord) -> Option<PathBuf> {
             return Some(d);
         }
     }
-    let runs = project.state_dir().join("runs").join(&rec.id).join(rec.attempt.to_string());
+    let runs = crate::names::attempt_dir(&project.state_dir(), &rec.id, rec.attempt);
     let mut best: Option<(u64, String)> = None;
     for entry in std::fs::read_dir(&runs).ok()?.flatten() {
         if !entry.path().is_dir() {

@@ -57,7 +57,7 @@ use crate::ledger::{TaskRecord, TaskState};
 use crate::lock::FileLock;
 use crate::repo::Project;
 use crate::sync;
-use crate::{git, task_id, worktree};
+use crate::{git, names, task_id, worktree};
 
 mod cleanup;
 mod message;
@@ -153,7 +153,7 @@ pub fn land_tasks(
     let ledger = project.ledger();
     // Every task must exist before anything lands (bad input changes nothing).
     for (id, attempt) in tasks {
-        let branch = format!("refs/heads/{}", worktree::branch_name(id, *attempt));
+        let branch = names::branch_ref(&names::branch(id, *attempt));
         if ledger.get(id, *attempt)?.is_none() && project.repo.refname_to_id(&branch).is_err() {
             return Err(HybridError::UnknownTask(id.clone()).into());
         }
@@ -259,8 +259,11 @@ fn run_train(
         Some(odb) => Some(odb.add_new_mempack_backend(1000).context("cannot set up an in-memory object store")?),
         None => None,
     };
-    let land_lock =
-        FileLock::acquire_waiting(&land_lock_path(project, target), &format!("the landing on {target}"), opts.wait)?;
+    let land_lock = FileLock::acquire_waiting(
+        &names::land_lock(&project.state_dir(), target),
+        &format!("the landing on {target}"),
+        opts.wait,
+    )?;
     crate::failpoint!("land::locked");
 
     // With a remote, fetch before the recovery, so a push a killed run made is seen.
@@ -623,21 +626,11 @@ fn blame(
     Ok((refused, rest))
 }
 
-/// `<common>/hybrid/locks/land-<target>.lock`, `/` written as `%`.
-pub fn land_lock_path(project: &Project, target: &str) -> std::path::PathBuf {
-    project.state_dir().join("locks").join(format!("land-{}.lock", target.replace('/', "%")))
-}
-
-/// The ref that keeps a landed tip reachable.
-pub fn tip_ref(id: &str, attempt: u32) -> String {
-    format!("refs/hybrid/tips/{}", worktree::worktree_name(id, attempt))
-}
-
 /// Points `refs/hybrid/tips/<id>` at `tip`. Through [`RefLock`] (the caller holds the task
 /// lock, which guards this ref), so a lock file a killed landing left on it is recognised as
 /// that run's and removed, never mistaken for another process's.
 fn set_tip_ref(project: &Project, rec: &TaskRecord, tip: Oid) -> Result<()> {
-    let name = tip_ref(&rec.id, rec.attempt);
+    let name = names::tip_ref(&rec.id, rec.attempt);
     let lock = RefLock::acquire(project, &name)?;
     if lock.current == Some(tip) {
         return Ok(());

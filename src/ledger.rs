@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::HybridError;
 use crate::fsutil::{now_rfc3339, write_atomic_with};
 use crate::lock::FileLock;
+use crate::names;
 
 pub mod rebuild;
 pub mod trust;
@@ -194,7 +195,8 @@ impl TaskRecord {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     dir: PathBuf,
-    locks: PathBuf,
+    /// `<git-common-dir>/hybrid`.
+    state: PathBuf,
     sync: bool,
     /// The common git directory `landed`/`empty` records are confirmed against (trust rule 2);
     /// `None` only for [`Ledger::unconfirmed`].
@@ -206,8 +208,8 @@ impl Ledger {
     /// Every write is synced to disk; see [`Ledger::synced`].
     pub fn new(common_dir: &Path) -> Ledger {
         Ledger {
-            dir: common_dir.join("hybrid").join("ledger"),
-            locks: common_dir.join("hybrid").join("locks"),
+            dir: names::ledger_dir(&names::state_dir(common_dir)),
+            state: names::state_dir(common_dir),
             sync: true,
             confirm_in: Some(common_dir.to_path_buf()),
         }
@@ -229,7 +231,7 @@ impl Ledger {
 
     /// The file of one attempt's record.
     pub fn path(&self, id: &str, attempt: u32) -> PathBuf {
-        self.dir.join(id).join(format!("{attempt}.json"))
+        self.dir.join(id).join(names::ledger_file_name(attempt))
     }
 
     /// Reads, checks and confirms one record file (see the module docs); `repo` is opened on
@@ -260,12 +262,12 @@ impl Ledger {
     /// The record's `run_dir` if the trust rules accept it (inside this repository's
     /// `hybrid/runs/<id>/<attempt>/`; see [`trust::run_dir`]).
     pub fn run_dir(&self, rec: &TaskRecord) -> Option<PathBuf> {
-        trust::run_dir(self.dir.parent()?, rec)
+        trust::run_dir(&self.state, rec)
     }
 
     /// Path of the lock that serializes changes to one task (all attempts).
     pub fn task_lock_path(&self, id: &str) -> PathBuf {
-        self.locks.join(format!("task-{id}.lock"))
+        names::task_lock(&self.state, id)
     }
 
     /// Takes the task's lock (waits for it).

@@ -64,6 +64,7 @@ pub mod land;
 pub mod ledger;
 pub mod lock;
 pub mod mcp;
+pub mod names;
 pub mod pack;
 pub mod plan;
 pub mod populate;

@@ -25,7 +25,7 @@ use git2::Oid;
 
 use crate::error::HybridError;
 use crate::repo::Project;
-use crate::{git, worktree};
+use crate::{git, names};
 
 pub mod claims;
 pub mod file_claims;
@@ -111,11 +111,7 @@ impl Remote {
         let out = self.git_fetch(
             project,
             &["--porcelain", "--no-recurse-submodules"],
-            &[
-                target_spec,
-                "refs/hybrid/ledger/*:refs/hybrid/ledger/*".into(),
-                "refs/hybrid/tips/*:refs/hybrid/tips/*".into(),
-            ],
+            &[target_spec, format!("{}*:{0}*", names::LEDGER_REFS), format!("{}*:{0}*", names::TIP_REFS)],
         )?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -154,8 +150,7 @@ impl Remote {
     /// remote-tracking ref under its own lock and fails (rather than waits) when two
     /// processes update it at once.
     fn lock(&self, project: &Project) -> Result<crate::lock::FileLock> {
-        let name = self.name.replace('/', "%");
-        crate::lock::FileLock::acquire(&project.state_dir().join("locks").join(format!("remote-{name}.lock")))
+        crate::lock::FileLock::acquire(&names::remote_lock(&project.state_dir(), &self.name))
     }
 
     /// The commit a landing builds on: the remote's target tip (`fetched`, else fetched now),
@@ -301,11 +296,6 @@ pub fn parse_push_porcelain(stdout: &str) -> Vec<PushStatus> {
             Some(PushStatus { remote_ref, ok: flag != "!", summary })
         })
         .collect()
-}
-
-/// The ref that keeps a landed tip reachable (`refs/hybrid/tips/<id>[@N]`).
-pub fn tip_ref(id: &str, attempt: u32) -> String {
-    format!("refs/hybrid/tips/{}", worktree::worktree_name(id, attempt))
 }
 
 /// Sleeps before retry `n` (1-based) after a lost lease: exponential from 20 ms, capped at

@@ -84,7 +84,7 @@ impl Project {
 
     /// Where git-hybrid keeps its own state: `<common git dir>/hybrid`.
     pub fn state_dir(&self) -> PathBuf {
-        self.common_dir.join("hybrid")
+        crate::names::state_dir(&self.common_dir)
     }
 
     /// The target branch name: `[project] target`, else the repository's default branch.
@@ -131,11 +131,7 @@ impl Project {
         match &self.config.config.project.worktree_root {
             Some(p) if p.is_absolute() => normalize(p),
             Some(p) => normalize(&self.root.join(p)),
-            None => {
-                let name =
-                    self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
-                self.root.parent().unwrap_or(Path::new("/")).join(format!("{name}.hybrid"))
-            }
+            None => crate::names::default_worktree_root(&self.root),
         }
     }
 

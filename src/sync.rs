@@ -28,7 +28,7 @@ use crate::checkout::{self, RefLock, Scope};
 use crate::error::HybridError;
 use crate::ledger::{TaskRecord, TaskState};
 use crate::repo::Project;
-use crate::{git, task_id, worktree};
+use crate::{git, names, task_id};
 
 /// The result of a successful sync.
 #[derive(Debug, Clone, Serialize)]
@@ -134,7 +134,7 @@ pub(crate) fn require_known(project: &Project, id: &str, attempt: u32) -> Result
     if project.ledger().get(id, attempt)?.is_some() {
         return Ok(());
     }
-    let branch = worktree::branch_name(id, attempt);
+    let branch = names::branch(id, attempt);
     if project.repo.refname_to_id(&format!("refs/heads/{branch}")).is_err() {
         return Err(HybridError::UnknownTask(id.to_string()).into());
     }
@@ -163,7 +163,7 @@ pub(crate) fn load_or_adopt_unsaved(
     if let Some(rec) = ledger.get(id, attempt)? {
         return Ok((rec, true));
     }
-    let branch = worktree::branch_name(id, attempt);
+    let branch = names::branch(id, attempt);
     let Ok(tip) = project.repo.refname_to_id(&format!("refs/heads/{branch}")) else {
         return Err(HybridError::UnknownTask(id.to_string()).into());
     };

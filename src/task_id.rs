@@ -58,13 +58,25 @@ pub fn validate(id: &str) -> Result<(), HybridError> {
     }
     // The regex above is a subset of what git accepts for most ids; git's own refname rules
     // decide the rest (e.g. no component may end in `.`), for every branch an attempt can use.
-    for branch in [crate::worktree::branch_name(id, 1), crate::worktree::branch_name(id, 2)] {
+    for branch in [crate::names::branch(id, 1), crate::names::branch(id, 2)] {
         if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
             let why = if id.ends_with('.') { ": a name must not end in \".\"" } else { "" };
             return bad(&format!("git refuses {branch:?} as a branch name (git check-ref-format{why})"));
         }
     }
     Ok(())
+}
+
+/// The task attempt a branch belongs to ([`crate::names::branch`] read back): `hybrid/<id>` is
+/// attempt 1, `hybrid/<id>@<N>` attempt N > 1; `None` for any other branch or a bad id.
+pub fn from_branch(branch: &str) -> Option<(String, u32)> {
+    let rest = branch.strip_prefix("refs/heads/").unwrap_or(branch).strip_prefix(crate::names::BRANCH_PREFIX)?;
+    let (id, attempt) = match rest.rsplit_once('@') {
+        Some((id, n)) => (id, n.parse::<u32>().ok().filter(|n| *n > 1)?),
+        None => (rest, 1),
+    };
+    validate(id).ok()?;
+    Some((id.to_string(), attempt))
 }
 
 #[cfg(test)]

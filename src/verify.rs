@@ -194,7 +194,7 @@ pub fn verify(project: &Project, opts: &VerifyOptions) -> Result<VerifyReport> {
 /// git-hybrid never landed on the target.
 fn first_landing(project: &Project, target: &str, tip: Oid) -> Result<Option<(Vec<Oid>, String)>> {
     let repo = &project.repo;
-    let floor_ref = crate::ledger::rebuild::floor_ref(target);
+    let floor_ref = crate::names::floor_ref(target);
     if let Ok(floor) = repo.refname_to_id(&floor_ref) {
         if floor == tip || repo.graph_descendant_of(tip, floor).unwrap_or(false) {
             return Ok(Some((

@@ -30,25 +30,7 @@ use crate::error::HybridError;
 use crate::ledger::trust::{self, TaskWorktree};
 use crate::ledger::{TaskRecord, TaskState};
 use crate::repo::Project;
-use crate::task_id;
-
-/// The branch of a task attempt.
-pub fn branch_name(id: &str, attempt: u32) -> String {
-    if attempt <= 1 {
-        format!("hybrid/{id}")
-    } else {
-        format!("hybrid/{id}@{attempt}")
-    }
-}
-
-/// The worktree (and worktree admin) name of a task attempt.
-pub fn worktree_name(id: &str, attempt: u32) -> String {
-    if attempt <= 1 {
-        id.to_string()
-    } else {
-        format!("{id}@{attempt}")
-    }
-}
+use crate::{names, task_id};
 
 /// What `start` is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -88,8 +70,8 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
 
     let ledger = project.ledger();
     let repo = &project.repo;
-    let branch = branch_name(&opts.id, attempt);
-    let name = worktree_name(&opts.id, attempt);
+    let branch = names::branch(&opts.id, attempt);
+    let name = names::attempt_name(&opts.id, attempt);
     let path = root.join(&name);
     // A new task whose folder is taken is refused before its lock file is made (checked again
     // under the lock: another start may be making the task meanwhile).
@@ -327,7 +309,7 @@ fn add_worktree(project: &Project, name: &str, path: &Path, branch: &str) -> Res
     }
 
     // 1. The admin entry, complete, renamed into place.
-    let tmp = project.state_dir().join("tmp").join("worktrees").join(name);
+    let tmp = names::worktree_admin_temp(&project.state_dir(), name);
     if tmp.exists() {
         // Left by a start of this task that died (the caller holds the task lock).
         std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
@@ -645,7 +627,7 @@ pub fn clean(project: &Project, selector: &CleanSelector, force: bool) -> Result
         }
         if let Some(tip) = branch_tip {
             if !reasons.is_empty() {
-                let trash = format!("refs/hybrid/trash/{}", worktree_name(&rec.id, rec.attempt));
+                let trash = names::trash_ref(&rec.id, rec.attempt);
                 project.repo.reference(&trash, tip, true, "git-hybrid clean --force: keep unlanded commits")?;
             }
         }

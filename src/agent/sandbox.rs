@@ -91,8 +91,10 @@ pub fn write_paths(common_dir: &Path, worktree: &Path, run_dir: &Path, allow_wri
             out.push(admin);
         }
     }
-    for rel in ["refs/heads/hybrid", "logs/refs/heads/hybrid", "refs/hybrid/checkpoints"] {
-        let p = common_dir.join(rel);
+    // The task branches (`refs/heads/hybrid/`), their reflogs, the pre-commit checkpoints.
+    let branches = crate::names::branch_ref(crate::names::BRANCH_PREFIX);
+    for rel in [branches.clone(), format!("logs/{branches}"), crate::names::CHECKPOINT_REFS.to_string()] {
+        let p = common_dir.join(rel.trim_end_matches('/'));
         let _ = std::fs::create_dir_all(&p);
         out.push(p);
     }

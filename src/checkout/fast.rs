@@ -402,11 +402,8 @@ impl IndexLock {
         let index = co.git_dir.join("index");
         let lock = co.git_dir.join("index.lock");
         let who = co.git_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let note = project.state_dir().join("locks").join(format!(
-            "index-{}-{}.note",
-            if co.git_dir == project.common_dir { "main".to_string() } else { format!("wt-{who}") },
-            target.replace('/', "%")
-        ));
+        let who = if co.git_dir == project.common_dir { "main".to_string() } else { format!("wt-{who}") };
+        let note = crate::names::index_lock_note(&project.state_dir(), &who, target);
         remove_stale(&note, &lock);
         if !index.exists() {
             return Ok(None);

@@ -112,7 +112,7 @@ fn attempt_inner(
     let ledger = project.ledger();
     let id = task.id.as_str();
     let mut timing = Timing { picked_ns: Some(picked_ns), ..Timing::default() };
-    let attempt_dir = project.state_dir().join("runs").join(id).join(attempt.to_string());
+    let attempt_dir = crate::names::attempt_dir(&project.state_dir(), id, attempt);
     let mut previous_failure = left_behind(&ledger, id, attempt, &attempt_dir)?;
 
     let _claim = match &ctx.remote {
@@ -160,7 +160,7 @@ fn attempt_inner(
     let wt = rec.worktree.clone().context("the task record has no worktree")?;
     // A worktree made just now from the target tip holds nothing to checkpoint and nothing to
     // sync: it cannot conflict, and the sync before verify catches it up anyway.
-    let branch_tip = project.repo.refname_to_id(&format!("refs/heads/{}", rec.branch)).ok().map(|o| o.to_string());
+    let branch_tip = project.repo.refname_to_id(&crate::names::branch_ref(&rec.branch)).ok().map(|o| o.to_string());
     let mut fresh = started.created && task.base.is_none() && branch_tip.as_deref() == Some(rec.base.as_str());
     if !started.created {
         checkpoint(&wt, &format!("hybrid: checkpoint of {id} (work left in the worktree by an earlier run)"))?;

@@ -21,12 +21,12 @@ use crate::repo::Project;
 
 /// The dispatcher lock/pid file of a repository.
 pub fn pid_path(project: &Project) -> PathBuf {
-    project.state_dir().join("dispatch.pid")
+    crate::names::dispatch_pid(&project.state_dir())
 }
 
 /// The background dispatcher's log file.
 pub fn log_path(project: &Project) -> PathBuf {
-    project.state_dir().join("dispatch.log")
+    crate::names::dispatch_log(&project.state_dir())
 }
 
 /// The pid of the live dispatcher of this repository, if one runs. Never writes anything.

@@ -136,8 +136,7 @@ pub fn preamble(
             }
         }
     }
-    let notes =
-        project.state_dir().join("runs").join(&rec.id).join(rec.attempt.to_string()).join(SUPERVISOR_NOTES_FILE);
+    let notes = crate::names::attempt_dir(&project.state_dir(), &rec.id, rec.attempt).join(SUPERVISOR_NOTES_FILE);
     if let Ok(text) = std::fs::read_to_string(notes) {
         if !text.trim().is_empty() {
             s.push_str(&format!("\n## Instructions from the supervisor (newest last)\n\n{}\n", text.trim_end()));

@@ -19,7 +19,7 @@ struct RunningPlan {
 }
 
 fn path(project: &Project) -> PathBuf {
-    project.state_dir().join("dispatch.plan")
+    crate::names::dispatch_plan(&project.state_dir())
 }
 
 /// Records this process's plan (see the module contract).

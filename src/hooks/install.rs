@@ -216,7 +216,7 @@ struct InstallRecord {
 }
 
 fn record_path(project: &Project) -> PathBuf {
-    project.state_dir().join("hooks.json")
+    crate::names::hooks_record(&project.state_dir())
 }
 
 fn read_record(project: &Project) -> InstallRecord {

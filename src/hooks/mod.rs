@@ -62,17 +62,6 @@ fn open_here(cwd: &Path) -> Result<Repository> {
     }
 }
 
-/// The task attempt a branch belongs to: `hybrid/<id>` is attempt 1, `hybrid/<id>@<N>` attempt N.
-pub fn parse_task_branch(branch: &str) -> Option<(String, u32)> {
-    let rest = branch.strip_prefix("refs/heads/").unwrap_or(branch).strip_prefix("hybrid/")?;
-    let (id, attempt) = match rest.rsplit_once('@') {
-        Some((id, n)) => (id, n.parse::<u32>().ok().filter(|n| *n > 1)?),
-        None => (rest, 1),
-    };
-    crate::task_id::validate(id).ok()?;
-    Some((id.to_string(), attempt))
-}
-
 /// The branch HEAD names (also on an unborn branch).
 fn head_branch(repo: &Repository) -> Option<String> {
     repo.find_reference("HEAD").ok()?.symbolic_target().map(str::to_string)

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::{head_branch, open_here};
 use crate::ledger::{TaskRecord, TaskState};
 use crate::lock::FileLock;
+use crate::names;
 use crate::repo::Project;
 use crate::verify::{self, LandingTrailers};
-use crate::worktree;
 
 /// How far post-merge walks back from HEAD when `ORIG_HEAD` is missing.
 pub const POST_MERGE_WALK_LIMIT: usize = 1000;
@@ -101,7 +101,7 @@ pub fn post_merge(cwd: &Path, squash: bool) -> Result<Vec<PostMergeItem>> {
                 "recorded"
             }
             None => {
-                let branch = worktree::branch_name(&t.task, attempt);
+                let branch = names::branch(&t.task, attempt);
                 let base = t.base.clone().unwrap_or_default();
                 let mut rec = TaskRecord::new(&t.task, attempt, &branch, Path::new(""), &base, &target);
                 rec.worktree = None;

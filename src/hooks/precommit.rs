@@ -8,13 +8,13 @@ use anyhow::{Context, Result};
 use git2::{DiffOptions, Oid, Repository};
 use serde::Serialize;
 
-use super::{head_branch, open_here, parse_task_branch};
+use super::{head_branch, open_here};
 use crate::claims;
 use crate::git::{self, Role};
+use crate::names;
 use crate::repo::Project;
 use crate::secrets::{self, Allowlist, ALLOW_MARKER};
-use crate::worktree;
-use crate::{index_tree, treediff};
+use crate::{index_tree, task_id, treediff};
 
 /// A secret-looking addition found by pre-commit (the secret itself is never kept).
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +54,7 @@ impl PreCommitReport {
 pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
     fast_object_access();
     let repo = open_here(cwd)?;
-    let task = head_branch(&repo).and_then(|b| parse_task_branch(&b));
+    let task = head_branch(&repo).and_then(|b| task_id::from_branch(&b));
     let project = match Project::open(cwd) {
         Ok(p) => p,
         Err(e) if task.is_some() => return Err(e),
@@ -107,7 +107,7 @@ pub fn pre_commit(cwd: &Path) -> Result<PreCommitReport> {
         return Ok(report);
     }
     if let Some((id, n, _)) = &task {
-        let name = format!("refs/hybrid/checkpoints/{}", worktree::worktree_name(id, *n));
+        let name = names::checkpoint_ref(id, *n);
         let oid = checkpoint(&repo, index_tree_id, head.as_ref(), &name, id, *n)?;
         report.checkpoint = Some(oid.to_string());
         report.checkpoint_ref = Some(name);

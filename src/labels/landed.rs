@@ -26,8 +26,8 @@ use serde::Serialize;
 use super::{gitdiff, Labels};
 use crate::error::HybridError;
 use crate::ledger::{TaskRecord, TaskState};
+use crate::names;
 use crate::repo::Project;
-use crate::worktree;
 
 /// The labels of one attempt.
 #[derive(Debug, Clone, Serialize)]
@@ -88,7 +88,7 @@ pub fn landed_tasks(records: Vec<TaskRecord>) -> BTreeMap<String, (Vec<TaskRecor
 
 /// The tip of an attempt and where it was found (see the module contract).
 pub fn resolve_tip(repo: &Repository, rec: &TaskRecord) -> Option<(Oid, &'static str)> {
-    let branch = if rec.branch.is_empty() { worktree::branch_name(&rec.id, rec.attempt) } else { rec.branch.clone() };
+    let branch = if rec.branch.is_empty() { names::branch(&rec.id, rec.attempt) } else { rec.branch.clone() };
     if let Ok(oid) = repo.refname_to_id(&format!("refs/heads/{branch}")) {
         return Some((oid, "branch"));
     }
@@ -97,7 +97,7 @@ pub fn resolve_tip(repo: &Repository, rec: &TaskRecord) -> Option<(Oid, &'static
             return Some((oid, "ledger"));
         }
     }
-    let tips = format!("refs/hybrid/tips/{}", worktree::worktree_name(&rec.id, rec.attempt));
+    let tips = names::tip_ref(&rec.id, rec.attempt);
     repo.refname_to_id(&tips).ok().map(|oid| (oid, "tips-ref"))
 }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{mark_done, set_tip_ref};
 use crate::ledger::{TaskRecord, TaskState};
 use crate::repo::Project;
-use crate::{task_id, worktree};
+use crate::{names, task_id};
 
 /// The note a train leaves while it moves the target: `<common>/hybrid/landing/<target>.json`
 /// with the target tip it started from and the last squash. Written (atomically) before the
@@ -37,13 +37,13 @@ pub(super) struct TrainNote {
 
 impl TrainNote {
     fn path(project: &Project, target: &str) -> std::path::PathBuf {
-        project.state_dir().join("landing").join(format!("{}.json", target.replace('/', "%")))
+        names::landing_note(&project.state_dir(), target)
     }
 
     /// The note's temporary file: one fixed name per target (only the holder of the target's
     /// landing lock writes it), so one a killed write left is known and removed by the next landing.
     fn temp_path(project: &Project, target: &str) -> std::path::PathBuf {
-        project.state_dir().join("landing").join(format!(".{}.json.tmp", target.replace('/', "%")))
+        names::landing_note_temp(&project.state_dir(), target)
     }
 
     /// Writes the note atomically: its temporary file, then a rename.
@@ -148,7 +148,7 @@ pub(super) fn recover_train(
                     }
                 }
             };
-            let branch = worktree::branch_name(&id, attempt);
+            let branch = names::branch(&id, attempt);
             let fresh = TaskRecord::adopted(&id, attempt, &branch, &base.to_string(), target);
             let rec = ledger.get(&id, attempt)?.unwrap_or(fresh);
             if rec.merge_sha.as_deref() == Some(commit.id().to_string().as_str()) {

@@ -44,7 +44,7 @@ pub(super) fn records(project: &Project, cars: &[Car], target: &str) -> Result<V
         fill_landed(&mut rec, state, car.squash, car.base, car.landed_tip(), target, now.clone());
         let blob = remote::record_blob(&project.repo, &rec)?;
         out.push((remote::ledger_ref(&rec.id, rec.attempt), blob));
-        out.push((remote::tip_ref(&rec.id, rec.attempt), car.landed_tip()));
+        out.push((crate::names::tip_ref(&rec.id, rec.attempt), car.landed_tip()));
     }
     Ok(out)
 }

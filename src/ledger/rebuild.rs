@@ -52,16 +52,11 @@ impl RebuildReport {
     }
 }
 
-/// `refs/hybrid/floor/<target>`.
-pub fn floor_ref(target: &str) -> String {
-    format!("refs/hybrid/floor/{target}")
-}
-
 /// Records `base` (the parent of a squash just landed on `target`) as the floor of the rebuild
 /// walk if the target has none yet. Best effort: a floor that cannot be written only makes the
 /// walk fall back to [`MAX_SCAN`].
 pub fn note_floor(project: &Project, target: &str, base: Oid) {
-    let name = floor_ref(target);
+    let name = crate::names::floor_ref(target);
     if project.repo.refname_to_id(&name).is_err() {
         let _ = project.repo.reference(&name, base, false, "git-hybrid: the first landing on this target");
     }
@@ -75,7 +70,7 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
     let Ok(tip) = repo.refname_to_id(&format!("refs/heads/{target}")) else { return Ok(report) };
     // No floor: git-hybrid never landed on this target here (a fresh clone, say), so there is
     // no record to have lost; `git hybrid fetch` brings in the published ones.
-    let Ok(floor) = repo.refname_to_id(&floor_ref(&target)) else { return Ok(report) };
+    let Ok(floor) = repo.refname_to_id(&crate::names::floor_ref(&target)) else { return Ok(report) };
     let floor = Some(floor);
     let ledger = project.ledger();
     let mut seen = BTreeSet::new();
@@ -89,7 +84,7 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
         if report.scanned == MAX_SCAN {
             report.unrecoverable.push(format!(
                 "only the last {MAX_SCAN} commits of {target} were searched for landings ({} is {})",
-                floor_ref(&target),
+                crate::names::floor_ref(&target),
                 if floor.is_some() { "not among them" } else { "absent" }
             ));
             break;
@@ -109,7 +104,7 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
         if ledger.path(&t.task, attempt).exists() {
             continue;
         }
-        let branch = crate::worktree::branch_name(&t.task, attempt);
+        let branch = crate::names::branch(&t.task, attempt);
         let Ok(parent) = c.parent_id(0) else { continue };
         let name = format!("{}#{attempt} ({})", t.task, crate::repo::short(&c.id().to_string()));
         // A published record of this very landing (landed through a remote) holds more (title,
@@ -159,7 +154,7 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
 fn restore_tip_ref(project: &Project, id: &str, attempt: u32, tip: Option<Oid>) {
     let repo = &project.repo;
     if let Some(tip) = tip.filter(|o| repo.find_commit(*o).is_ok()) {
-        let name = crate::land::tip_ref(id, attempt);
+        let name = crate::names::tip_ref(id, attempt);
         if repo.refname_to_id(&name).is_err() {
             let _ = repo.reference(&name, tip, false, "git-hybrid: rebuilt landed tip");
         }
@@ -168,9 +163,9 @@ fn restore_tip_ref(project: &Project, id: &str, attempt: u32, tip: Option<Oid>) 
 
 /// Agent runs and tip refs of tasks with neither a record nor a landing found on the target.
 fn orphans(project: &Project, landed: &BTreeSet<String>, report: &mut RebuildReport) -> Result<()> {
-    let known = |id: &str| landed.contains(id) || project.state_dir().join("ledger").join(id).exists();
+    let known = |id: &str| landed.contains(id) || crate::names::ledger_dir(&project.state_dir()).join(id).exists();
     let mut ids = BTreeSet::new();
-    if let Ok(entries) = std::fs::read_dir(project.state_dir().join("runs")) {
+    if let Ok(entries) = std::fs::read_dir(crate::names::runs_dir(&project.state_dir())) {
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
             if crate::task_id::validate(&id).is_ok() && !known(&id) {
@@ -178,8 +173,8 @@ fn orphans(project: &Project, landed: &BTreeSet<String>, report: &mut RebuildRep
             }
         }
     }
-    for r in project.repo.references_glob("refs/hybrid/tips/*")?.flatten() {
-        let Some(name) = r.name().and_then(|n| n.strip_prefix("refs/hybrid/tips/")) else { continue };
+    for r in project.repo.references_glob(&format!("{}*", crate::names::TIP_REFS))?.flatten() {
+        let Some(name) = r.name().and_then(|n| n.strip_prefix(crate::names::TIP_REFS)) else { continue };
         let id = name.split('@').next().unwrap_or(name).to_string();
         if crate::task_id::validate(&id).is_ok() && !known(&id) {
             ids.insert((id, "a landed tip ref"));

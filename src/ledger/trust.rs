@@ -51,7 +51,7 @@ pub fn check_identity(path: &Path, rec: &TaskRecord, id: &str, attempt: u32) -> 
     if crate::task_id::validate(&rec.id).is_err() || rec.attempt == 0 {
         return Err(corrupt(format!("{:?} attempt {} is not a valid task attempt", rec.id, rec.attempt)));
     }
-    let branch = crate::worktree::branch_name(id, attempt);
+    let branch = crate::names::branch(id, attempt);
     if rec.branch != branch {
         return Err(corrupt(format!("its branch is {:?}, not the task's {branch:?}", rec.branch)));
     }
@@ -74,7 +74,7 @@ fn memo() -> &'static Mutex<HashSet<String>> {
 /// The refs a landing on `target` may be found on: the branch and its remote-tracking copies.
 fn target_tips(repo: &Repository, target: &str) -> Result<Vec<Oid>, String> {
     let full = format!("refs/heads/{target}");
-    if target.starts_with("hybrid/") || !git2::Reference::is_valid_name(&full) {
+    if target.starts_with(crate::names::BRANCH_PREFIX) || !git2::Reference::is_valid_name(&full) {
         return Err(format!("its target {target:?} is not a branch tasks land on"));
     }
     let mut tips: Vec<Oid> = repo.refname_to_id(&full).ok().into_iter().collect();
@@ -296,6 +296,6 @@ pub fn run_dir(state_dir: &Path, rec: &TaskRecord) -> Option<PathBuf> {
     let recorded = rec.run_dir.as_deref()?;
     let common = state_dir.parent().unwrap_or(state_dir);
     let dir = normalize(&if recorded.is_absolute() { recorded.to_path_buf() } else { common.join(recorded) });
-    let allowed = normalize(&state_dir.join("runs").join(&rec.id).join(rec.attempt.to_string()));
+    let allowed = normalize(&crate::names::attempt_dir(state_dir, &rec.id, rec.attempt));
     (dir.starts_with(&allowed) && dir != allowed).then_some(dir)
 }

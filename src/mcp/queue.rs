@@ -110,7 +110,7 @@ struct Paths {
 
 impl Paths {
     fn of(project: &Project) -> Paths {
-        Paths { dir: project.state_dir().join("mcp") }
+        Paths { dir: crate::names::mcp_dir(&project.state_dir()) }
     }
     fn store(&self) -> PathBuf {
         self.dir.join("tasks.json")
@@ -325,7 +325,7 @@ pub fn retry(project: &Project, id: &str, attempt: u32, instructions: Option<&st
         if text.len() > 64 * 1024 {
             return Err(HybridError::Usage("`instructions` is longer than 64 KiB".into()).into());
         }
-        let dir = project.state_dir().join("runs").join(id).join(attempt.to_string());
+        let dir = crate::names::attempt_dir(&project.state_dir(), id, attempt);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let file = dir.join(SUPERVISOR_NOTES_FILE);
         let mut notes = std::fs::read_to_string(&file).unwrap_or_default();

@@ -129,7 +129,7 @@ fn fingerprint(common_dir: &Path, target: &Target) -> String {
     };
     match target {
         Target::Task(id) => {
-            let dir = common_dir.join("hybrid").join("ledger").join(id);
+            let dir = crate::names::ledger_dir(&crate::names::state_dir(common_dir)).join(id);
             let mut parts: Vec<String> = std::fs::read_dir(&dir)
                 .into_iter()
                 .flatten()

@@ -22,10 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::file_claims::{self, Scope, Verdict};
 use super::{Published, Remote};
+use crate::names;
 use crate::repo::Project;
-
-/// Where claims live, on the remote (one ref per task).
-pub const CLAIM_REFS: &str = "refs/hybrid/claims/";
 
 /// How long a claim lasts without renewal.
 pub const CLAIM_TTL: Duration = Duration::from_secs(600);
@@ -95,16 +93,11 @@ fn hostname() -> String {
     }
 }
 
-/// `refs/hybrid/claims/<id>`.
-pub fn claim_ref(id: &str) -> String {
-    format!("{CLAIM_REFS}{id}")
-}
-
 impl Remote {
     /// Claims task `id` on the remote (see the module contract): creates the claim, or takes
     /// over an expired one; a live claim of someone else is returned as [`Claimed::Held`].
     pub fn claim(&self, project: &Project, id: &str, ttl: Duration, scope: &Scope) -> Result<Claimed> {
-        let name = claim_ref(id);
+        let name = names::claim_ref(id);
         let mut lease: Option<Oid> = None;
         for _ in 0..5 {
             let blob = write_claim(project, &Claim::new(id, ttl, scope, false))?;
@@ -132,7 +125,7 @@ impl Remote {
         scope: &Scope,
     ) -> Result<Option<Oid>> {
         let blob = write_claim(project, &Claim::new(id, ttl, scope, true))?;
-        Ok(match self.push_ref(project, &claim_ref(id), Some(blob), Some(mine))? {
+        Ok(match self.push_ref(project, &names::claim_ref(id), Some(blob), Some(mine))? {
             Published::Done => Some(blob),
             Published::Raced(_) => None,
         })
@@ -142,7 +135,7 @@ impl Remote {
     /// is not ours any more.
     pub fn claim_refresh(&self, project: &Project, id: &str, mine: Oid, scope: &Scope) -> Result<Option<Oid>> {
         let blob = write_claim(project, &Claim::new(id, CLAIM_TTL, scope, false))?;
-        Ok(match self.push_ref(project, &claim_ref(id), Some(blob), Some(mine))? {
+        Ok(match self.push_ref(project, &names::claim_ref(id), Some(blob), Some(mine))? {
             Published::Done => Some(blob),
             Published::Raced(_) => None,
         })
@@ -150,13 +143,13 @@ impl Remote {
 
     /// Deletes the claim if it is still `mine`.
     pub fn release_claim(&self, project: &Project, id: &str, mine: Oid) -> Result<()> {
-        self.push_ref(project, &claim_ref(id), None, Some(mine)).map(|_| ())
+        self.push_ref(project, &names::claim_ref(id), None, Some(mine)).map(|_| ())
     }
 
     /// The claim of `id` on the remote now, if any (its blob and content).
     pub fn read_claim(&self, project: &Project, id: &str) -> Result<Option<(Oid, Claim)>> {
-        let local = format!("refs/hybrid/seen-claims/{id}");
-        let out = self.git_fetch(project, &[], &[format!("+{}:{local}", claim_ref(id))])?;
+        let local = names::seen_claim_ref(id);
+        let out = self.git_fetch(project, &[], &[format!("+{}:{local}", names::claim_ref(id))])?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             if err.contains("couldn't find remote ref") {

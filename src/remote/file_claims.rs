@@ -21,12 +21,11 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::claims::{Claim, CLAIM_REFS};
+use super::claims::Claim;
 use super::Remote;
+// The remote's claims are fetched to SEEN_REFS (mirrored, pruned).
+use crate::names::{CLAIM_REFS, SEEN_CLAIM_REFS as SEEN_REFS};
 use crate::repo::Project;
-
-/// Where the remote's claims are fetched to (mirrored, pruned).
-const SEEN_REFS: &str = "refs/hybrid/seen-claims/";
 
 /// What a task claims besides itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,12 +18,7 @@ use crate::ledger::{trust, TaskRecord};
 use crate::repo::Project;
 
 /// Where published landing records live (one ref per task attempt).
-pub const LEDGER_REFS: &str = "refs/hybrid/ledger/";
-
-/// `refs/hybrid/ledger/<id>/<attempt>`.
-pub fn ledger_ref(id: &str, attempt: u32) -> String {
-    format!("{LEDGER_REFS}{id}/{attempt}")
-}
+pub use crate::names::{ledger_ref, LEDGER_REFS};
 
 /// Writes the published form of a landing record (this machine's paths left out) as a blob.
 pub fn record_blob(repo: &git2::Repository, rec: &TaskRecord) -> Result<Oid> {
