@@ -39,31 +39,22 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::now_rfc3339;
-use crate::plan::{BUILTIN_PATCH, BUILTIN_SCRIPT};
 
 pub mod sandbox;
 pub mod supervise;
 
 use supervise::Supervisor;
 
-/// Environment variables an agent inherits from the dispatcher (besides `LC_*` and `env_pass`).
-pub const ALLOWED_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "TERM",
-    "LANG",
-    "TMPDIR",
-    "TZ",
-    "GIT_AUTHOR_NAME",
-    "GIT_AUTHOR_EMAIL",
-    "GIT_AUTHOR_DATE",
-    "GIT_COMMITTER_NAME",
-    "GIT_COMMITTER_EMAIL",
-    "GIT_COMMITTER_DATE",
-];
+/// Environment variables an agent inherits from the dispatcher (besides `LC_*` and `env_pass`):
+/// the same allowlist as every git child's.
+pub use crate::git::ALLOWED_ENV;
+
+/// Prefix of the built-in agents.
+pub const BUILTIN_PREFIX: &str = "builtin:";
+/// `["builtin:patch"]`: applies the task's `patch` file and commits.
+pub const BUILTIN_PATCH: &str = "builtin:patch";
+/// `["builtin:script", "<path in the repo>", args...]`: runs a script from the repository with `sh`.
+pub const BUILTIN_SCRIPT: &str = "builtin:script";
 
 /// How long a timed-out or stopped agent gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
@@ -532,7 +523,7 @@ pub fn group_alive(pgid: u32) -> bool {
 pub fn missing_program(argv: &[String], env_pass: &[String]) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let name = argv.first()?;
-    if name.starts_with(crate::plan::BUILTIN_PREFIX) {
+    if name.starts_with(BUILTIN_PREFIX) {
         return None;
     }
     let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);

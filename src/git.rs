@@ -9,7 +9,7 @@
 //!
 //! Contract (the agent boundary, see README "Security model"): every `git` child git-hybrid
 //! starts is built by [`command`], and so
-//! - gets a **scrubbed environment**: only [`crate::agent::ALLOWED_ENV`] (`PATH`, `HOME`, `LANG`,
+//! - gets a **scrubbed environment**: only [`ALLOWED_ENV`] (`PATH`, `HOME`, `LANG`,
 //!   the `GIT_AUTHOR_*`/`GIT_COMMITTER_*` identity and dates, ...), `LC_*` and the variables that
 //!   say where the user's *trusted* config lives ([`TRUSTED_CONFIG_ENV`]); no secret, no
 //!   `GIT_DIR`/`GIT_WORK_TREE`/`GIT_INDEX_FILE`, no `GIT_CONFIG_PARAMETERS`/`GIT_CONFIG_COUNT`/
@@ -37,6 +37,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+pub mod graph;
 pub mod network;
 
 /// Runs `git <args>` in `dir`; fails with git's stderr when it exits non-zero.
@@ -64,6 +65,26 @@ where
     })
 }
 
+/// Environment variables git children and agents inherit from git-hybrid (besides `LC_*`; agents
+/// also get their plan's `env_pass`, git children [`TRUSTED_CONFIG_ENV`]).
+pub const ALLOWED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "LANG",
+    "TMPDIR",
+    "TZ",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_AUTHOR_DATE",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_COMMITTER_DATE",
+];
+
 /// Environment variables naming where the user's trusted git config lives; kept for git
 /// children (they come from whoever started git-hybrid, never from a file an agent writes).
 pub const TRUSTED_CONFIG_ENV: &[&str] =
@@ -89,7 +110,7 @@ pub fn scrubbed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let mut out = Vec::new();
     for (k, v) in std::env::vars_os() {
         let Some(name) = k.to_str() else { continue };
-        if crate::agent::ALLOWED_ENV.contains(&name) || name.starts_with("LC_") || TRUSTED_CONFIG_ENV.contains(&name) {
+        if ALLOWED_ENV.contains(&name) || name.starts_with("LC_") || TRUSTED_CONFIG_ENV.contains(&name) {
             out.push((k, v));
         }
     }

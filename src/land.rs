@@ -660,7 +660,7 @@ fn already_done(project: &Project, rec: TaskRecord, opts: &LandOptions) -> Resul
     let recorded_tip = rec.tip.as_deref().and_then(|t| Oid::from_str(t).ok());
     let branch_tip = repo.refname_to_id(&format!("refs/heads/{}", rec.branch)).ok();
     if let (Some(now), Some(landed)) = (branch_tip, recorded_tip) {
-        if now != landed && !sync::contains(repo, landed, now)? {
+        if now != landed && !git::graph::contains(repo, landed, now)? {
             return Err(HybridError::Usage(format!(
                 "task {} (attempt {}) already landed as {}, but {} has commits since; land them as a new attempt \
                  (`git hybrid start {} --attempt {}`)",
@@ -676,7 +676,7 @@ fn already_done(project: &Project, rec: TaskRecord, opts: &LandOptions) -> Resul
     }
     let (cleaned, kept) = match (branch_tip, recorded_tip) {
         // Behind its landed (caught-up) tip: the catch-up after the landing was interrupted.
-        (Some(t), Some(landed)) if t != landed && sync::contains(repo, landed, t)? => {
+        (Some(t), Some(landed)) if t != landed && git::graph::contains(repo, landed, t)? => {
             let (at, not_caught_up) = move_branch_to(project, &rec, t, landed, &rec.target, opts);
             let (cleaned, kept) = cleanup(project, &rec, at, opts.keep);
             (cleaned, kept.or(not_caught_up))

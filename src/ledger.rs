@@ -26,8 +26,10 @@ use crate::error::HybridError;
 use crate::fsutil::{now_rfc3339, write_atomic_with};
 use crate::lock::FileLock;
 use crate::names;
+use crate::repo::Project;
 
 pub mod rebuild;
+pub mod refs;
 pub mod trust;
 
 /// Where a task attempt is in its life.
@@ -201,6 +203,31 @@ pub struct Ledger {
     /// The common git directory `landed`/`empty` records are confirmed against (trust rule 2);
     /// `None` only for [`Ledger::unconfirmed`].
     confirm_in: Option<PathBuf>,
+}
+
+/// A failure note (or any multi-line note) on one line for logs and tables: its first line,
+/// and, when there is more, its last non-empty line (usually the useful one: the agent's or
+/// the verify command's last output), e.g. `the agent exited with code 127; last output: sh:
+/// claude: not found`.
+pub fn one_line(note: &str) -> String {
+    let lines: Vec<&str> = note.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [only] => only.to_string(),
+        [first, .., last] => {
+            let head = first.trim_end_matches(':');
+            let sep = if first.ends_with(':') { ": " } else { " ... " };
+            format!("{head}{sep}{}", last.trim())
+        }
+    }
+}
+
+impl Project {
+    /// The ledger of this repository (defined here, so the repository layer does not depend on
+    /// the ledger).
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(&self.common_dir).synced(self.fsync_refs)
+    }
 }
 
 impl Ledger {
@@ -441,6 +468,17 @@ fn read_record(path: &Path, id: &str, attempt: u32) -> Result<Option<TaskRecord>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_keeps_the_last_output_line() {
+        assert_eq!(one_line("x"), "x");
+        assert_eq!(
+            one_line("the agent exited with code 127; last output:\nfoo\nsh: claude: not found\n"),
+            "the agent exited with code 127; last output: sh: claude: not found"
+        );
+        assert_eq!(one_line("a\n\nb"), "a ... b");
+        assert_eq!(one_line(""), "");
+    }
 
     #[test]
     fn put_get_update_list() {

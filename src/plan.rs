@@ -30,12 +30,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// The default number of agents run at once.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
-/// Prefix of the built-in agents.
-pub const BUILTIN_PREFIX: &str = "builtin:";
-/// `["builtin:patch"]`: applies the task's `patch` file and commits.
-pub const BUILTIN_PATCH: &str = "builtin:patch";
-/// `["builtin:script", "<path in the repo>", args...]`: runs a script from the repository with `sh`.
-pub const BUILTIN_SCRIPT: &str = "builtin:script";
+/// The built-in agents (defined with the agent runner that runs them).
+pub use crate::agent::{BUILTIN_PATCH, BUILTIN_PREFIX, BUILTIN_SCRIPT};
 
 /// A validated plan.
 #[derive(Debug, Clone)]

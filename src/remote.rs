@@ -80,7 +80,7 @@ pub fn for_target(project: &Project, target: &str, local: bool) -> Result<Option
 pub fn sync_tip(project: &Project, target: &str, local: Oid) -> Result<Oid> {
     let Some(remote) = for_target(project, target, false)? else { return Ok(local) };
     let (tip, _) = remote.fetch(project)?;
-    Ok(if crate::sync::contains(&project.repo, tip, local)? { tip } else { local })
+    Ok(if crate::git::graph::contains(&project.repo, tip, local)? { tip } else { local })
 }
 
 /// `branch.<target>.remote` when the branch's upstream is the same-named branch of a remote.
@@ -161,7 +161,7 @@ impl Remote {
             Some(t) => t,
             None => self.fetch(project)?.0,
         };
-        if !crate::sync::contains(&project.repo, tip, local)? {
+        if !crate::git::graph::contains(&project.repo, tip, local)? {
             return Err(HybridError::LocalChanges {
                 message: format!(
                     "{t} has commits that are not on {r}/{t}; nothing was changed. Push them first \

@@ -12,7 +12,6 @@ use git2::{Oid, Repository};
 
 use crate::config::{self, LoadedConfig};
 use crate::error::HybridError;
-use crate::ledger::Ledger;
 
 /// An opened repository with its configuration.
 pub struct Project {
@@ -75,11 +74,6 @@ impl Project {
             config: self.config.clone(),
             fsync_refs: self.fsync_refs,
         })
-    }
-
-    /// The ledger of this repository.
-    pub fn ledger(&self) -> Ledger {
-        Ledger::new(&self.common_dir).synced(self.fsync_refs)
     }
 
     /// Where git-hybrid keeps its own state: `<common git dir>/hybrid`.

@@ -152,24 +152,7 @@ fn no_own_commits(project: &Project, record: &TaskRecord, tip: git2::Oid) -> boo
         return true;
     }
     let Ok(target) = project.repo.refname_to_id(&format!("refs/heads/{}", record.target)) else { return false };
-    crate::sync::contains(&project.repo, target, tip).unwrap_or(false)
-}
-
-/// A failure note (or any multi-line note) on one line for logs and tables: its first line,
-/// and, when there is more, its last non-empty line (usually the useful one: the agent's or
-/// the verify command's last output), e.g. `the agent exited with code 127; last output: sh:
-/// claude: not found`.
-pub fn one_line(note: &str) -> String {
-    let lines: Vec<&str> = note.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
-    match lines.as_slice() {
-        [] => String::new(),
-        [only] => only.to_string(),
-        [first, .., last] => {
-            let head = first.trim_end_matches(':');
-            let sep = if first.ends_with(':') { ": " } else { " ... " };
-            format!("{head}{sep}{}", last.trim())
-        }
-    }
+    crate::git::graph::contains(&project.repo, target, tip).unwrap_or(false)
 }
 
 /// The last `n` non-empty lines of a note after its first line (the output tail), for
@@ -177,20 +160,4 @@ pub fn one_line(note: &str) -> String {
 pub fn note_tail(note: &str, n: usize) -> Vec<String> {
     let lines: Vec<&str> = note.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-
-    #[test]
-    fn one_line_keeps_the_last_output_line() {
-        assert_eq!(one_line("x"), "x");
-        assert_eq!(
-            one_line("the agent exited with code 127; last output:\nfoo\nsh: claude: not found\n"),
-            "the agent exited with code 127; last output: sh: claude: not found"
-        );
-        assert_eq!(one_line("a\n\nb"), "a ... b");
-        assert_eq!(one_line(""), "");
-    }
 }

@@ -67,11 +67,11 @@ pub fn sync_task(project: &Project, id: &str, attempt: u32) -> Result<SyncReport
         tip: tip.to_string(),
         target: rec.target.clone(),
     };
-    if contains(repo, tip, target_tip)? {
+    if git::graph::contains(repo, tip, target_tip)? {
         clear_conflict(project, &rec)?;
         return Ok(report("up-to-date", None, tip));
     }
-    if contains(repo, target_tip, tip)? {
+    if git::graph::contains(repo, target_tip, tip)? {
         // No commits of its own: fast-forward, as `git merge` would, instead of a merge commit.
         move_task_branch(
             project,
@@ -120,11 +120,6 @@ pub(crate) fn task_tip(project: &Project, rec: &TaskRecord) -> Result<Oid> {
     project.repo.refname_to_id(&format!("refs/heads/{}", rec.branch)).map_err(|_| {
         HybridError::Repo(format!("the task branch {} does not exist (was the task cleaned?)", rec.branch)).into()
     })
-}
-
-/// True when `tip` already contains `target` (equal or descends from it).
-pub(crate) fn contains(repo: &git2::Repository, tip: Oid, target: Oid) -> Result<bool> {
-    Ok(tip == target || repo.graph_descendant_of(tip, target)?)
 }
 
 /// Refuses an unknown task (no ledger record, no branch `hybrid/<id>` to adopt) before any lock

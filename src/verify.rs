@@ -401,7 +401,7 @@ fn commit_trailer(
 /// The tree of merging `base` with `tip` (the tip's tree when it descends from base).
 fn merged_tree(repo: &Repository, base: Oid, tip: Oid, check: &mut CommitCheck) -> Result<Option<Oid>> {
     let tip_commit = repo.find_commit(tip)?;
-    if crate::sync::contains(repo, tip, base).unwrap_or(false) {
+    if crate::git::graph::contains(repo, tip, base).unwrap_or(false) {
         return Ok(Some(tip_commit.tree_id()));
     }
     let base_commit = repo.find_commit(base)?;

@@ -662,7 +662,7 @@ fn preview(paths: &[String]) -> String {
 fn unlanded_commits(project: &Project, rec: &TaskRecord, tip: Oid, target_tip: Option<Oid>) -> Result<Option<usize>> {
     let repo = &project.repo;
     if let Some(t) = target_tip {
-        if crate::sync::contains(repo, t, tip).unwrap_or(false) {
+        if crate::git::graph::contains(repo, t, tip).unwrap_or(false) {
             return Ok(None);
         }
     }

@@ -193,7 +193,7 @@ fn label(task: &str, attempt: u32) -> String {
 }
 
 fn first_line(s: &str) -> String {
-    git_hybrid::status::one_line(s)
+    git_hybrid::ledger::one_line(s)
 }
 
 fn plain(e: &Event) {

@@ -489,7 +489,7 @@ fn squash_summary(task: &PlanTask) -> String {
 /// attempt's result, which the `Finished` event reports (once).
 fn run_failed(phase: &dyn Fn(&str, String), run: u32, retrying: bool, why: &str) {
     if retrying {
-        phase("retry", format!("after run {run} failed: {}", crate::status::one_line(why)));
+        phase("retry", format!("after run {run} failed: {}", crate::ledger::one_line(why)));
     }
 }
 

@@ -117,8 +117,8 @@ pub(super) fn recover_train(
         return Ok(());
     };
     let tip = repo.refname_to_id(target_ref)?;
-    let landed = crate::sync::contains(repo, tip, end).unwrap_or(false)
-        || remote_tip.is_some_and(|r| crate::sync::contains(repo, r, end).unwrap_or(false));
+    let landed = crate::git::graph::contains(repo, tip, end).unwrap_or(false)
+        || remote_tip.is_some_and(|r| crate::git::graph::contains(repo, r, end).unwrap_or(false));
     let mut complete = true;
     if landed {
         let mut train = Vec::new();

@@ -109,7 +109,7 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
         let name = format!("{}#{attempt} ({})", t.task, crate::repo::short(&c.id().to_string()));
         // A published record of this very landing (landed through a remote) holds more (title,
         // labels, ...): it is used when it passes the same trust rules.
-        let published = crate::remote::published::published_record(repo, &t.task, attempt)
+        let published = super::refs::published_record(repo, &t.task, attempt)
             .filter(|p| p.merge_sha.as_deref() == Some(c.id().to_string().as_str()))
             .filter(|p| super::trust::confirm_done(repo, p).is_ok());
         if let Some(mut p) = published {

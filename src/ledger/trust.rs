@@ -92,7 +92,7 @@ fn target_tips(repo: &Repository, target: &str) -> Result<Vec<Oid>, String> {
 }
 
 fn on_target(repo: &Repository, tips: &[Oid], commit: Oid) -> bool {
-    tips.iter().any(|&t| crate::sync::contains(repo, t, commit).unwrap_or(false))
+    tips.iter().any(|&t| crate::git::graph::contains(repo, t, commit).unwrap_or(false))
 }
 
 /// Rule 2: `Ok(())` when git confirms a `landed` or `empty` record (other states need nothing),
@@ -194,7 +194,7 @@ fn confirm_empty(repo: &Repository, rec: &TaskRecord, tips: &[Oid]) -> Result<()
         return Err(format!("its merge_base {} is not on {}", base.id(), rec.target));
     }
     let in_base = tip.tree_id() == base.tree_id()
-        || crate::sync::contains(repo, base.id(), tip.id()).unwrap_or(false)
+        || crate::git::graph::contains(repo, base.id(), tip.id()).unwrap_or(false)
         || merges_without_change(repo, &base, &tip);
     if !in_base {
         return Err(format!("the work of its tip {} is not in its merge_base {}", tip.id(), base.id()));

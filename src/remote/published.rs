@@ -17,41 +17,9 @@ use serde::Serialize;
 use crate::ledger::{trust, TaskRecord};
 use crate::repo::Project;
 
-/// Where published landing records live (one ref per task attempt).
+/// Where published landing records live (one ref per task attempt), and their blobs.
+pub use crate::ledger::refs::{published_record, published_records, record_blob};
 pub use crate::names::{ledger_ref, LEDGER_REFS};
-
-/// Writes the published form of a landing record (this machine's paths left out) as a blob.
-pub fn record_blob(repo: &git2::Repository, rec: &TaskRecord) -> Result<Oid> {
-    let mut public = rec.clone();
-    public.worktree = None;
-    public.run_dir = None;
-    let json = serde_json::to_vec_pretty(&public)?;
-    Ok(repo.blob(&json)?)
-}
-
-/// The published record of `<id>/<attempt>` in this repository, if one was fetched or written
-/// and names that task attempt (trust rule 1 of [`crate::ledger::trust`]).
-pub fn published_record(repo: &git2::Repository, id: &str, attempt: u32) -> Option<TaskRecord> {
-    let name = ledger_ref(id, attempt);
-    let oid = repo.refname_to_id(&name).ok()?;
-    let blob = repo.find_blob(oid).ok()?;
-    let rec = trust::parse(std::path::Path::new(&name), blob.content()).ok()?;
-    trust::check_identity(std::path::Path::new(&name), &rec, id, attempt).ok()?;
-    Some(rec)
-}
-
-/// Every published record fetched into this repository.
-pub fn published_records(repo: &git2::Repository) -> Result<Vec<TaskRecord>> {
-    let mut out = Vec::new();
-    for r in repo.references_glob(&format!("{LEDGER_REFS}*"))?.flatten() {
-        let Some(oid) = r.target() else { continue };
-        let Ok(blob) = repo.find_blob(oid) else { continue };
-        if let Ok(rec) = serde_json::from_slice::<TaskRecord>(blob.content()) {
-            out.push(rec);
-        }
-    }
-    Ok(out)
-}
 
 /// True when git confirms a published record on `tip`: the ledger's own trust rules
 /// ([`crate::ledger::trust::confirm_done_on`]) against that tip; only `landed` and `empty` count.
@@ -90,7 +58,9 @@ pub fn adopt(project: &Project, id: &str, attempt: u32, local: Option<&TaskRecor
         let landed_tip = public.tip.as_deref().and_then(|t| Oid::from_str(t).ok());
         let same_work = match (branch_tip, landed_tip) {
             (None, _) => true,
-            (Some(b), Some(t)) => repo.find_commit(t).is_ok() && crate::sync::contains(repo, t, b).unwrap_or(false),
+            (Some(b), Some(t)) => {
+                repo.find_commit(t).is_ok() && crate::git::graph::contains(repo, t, b).unwrap_or(false)
+            }
             (Some(_), None) => false,
         };
         if !same_work {
