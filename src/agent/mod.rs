@@ -26,13 +26,16 @@
 //! interpreter its `#!` line names, or `sh` when it has none (the path is looked up in the
 //! worktree, then in the main checkout); `["builtin:patch"]` applies the task's
 //! `patch` file with `git apply --index` and commits it. Both are ordinary child processes.
+//!
+//! Files: this one launches a run; `group.rs` process groups (wait, end, orphans); `command.rs`
+//! program lookup and other commands (verify); `supervise.rs` the supervising child;
+//! `sandbox.rs` the Landlock ruleset.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::process::Stdio;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -40,8 +43,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::now_rfc3339;
 
+mod command;
+mod group;
 pub mod sandbox;
 pub mod supervise;
+
+use command::program_command;
+pub use command::{missing_program, run_command, CommandExit};
+use group::{configure_child, exit_signal, wait_group};
+pub use group::{group_alive, kill_group, kill_orphan};
 
 use supervise::Supervisor;
 
@@ -366,243 +376,6 @@ pub fn launch(l: &Launch, stop: &AtomicBool) -> Result<RunExit> {
     Ok(RunExit { meta })
 }
 
-/// What waiting for a process group's leader gave.
-struct Waited {
-    status: Option<std::process::ExitStatus>,
-    timed_out: bool,
-    interrupted: bool,
-}
-
-/// Waits for a group leader until it exits, the deadline passes or `stop` is set (then the
-/// group is ended: SIGTERM, SIGKILL after [`KILL_GRACE`]).
-fn wait_group(mut child: std::process::Child, timeout: Duration, t0: Instant, stop: &AtomicBool) -> Waited {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let deadline = t0 + timeout;
-    let mut w = Waited { status: None, timed_out: false, interrupted: false };
-    w.status = loop {
-        let now = Instant::now();
-        if stop.load(Ordering::SeqCst) {
-            w.interrupted = true;
-            break end_group(pid, &rx);
-        }
-        if now >= deadline {
-            w.timed_out = true;
-            break end_group(pid, &rx);
-        }
-        let tick = (deadline - now).min(Duration::from_millis(100));
-        match rx.recv_timeout(tick) {
-            Ok(s) => break s.ok(),
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
-        }
-    };
-    let _ = waiter.join();
-    w
-}
-
-/// The result of a command run by [`run_command`].
-#[derive(Debug, Clone)]
-pub struct CommandExit {
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub timed_out: bool,
-    pub interrupted: bool,
-}
-
-impl CommandExit {
-    pub fn success(&self) -> bool {
-        self.exit_code == Some(0) && !self.timed_out && !self.interrupted
-    }
-
-    /// Plain words for a failure of `what`.
-    pub fn describe(&self, what: &str, timeout: Duration) -> String {
-        if self.interrupted {
-            format!("{what} was stopped")
-        } else if self.timed_out {
-            format!("{what} timed out after {}s", timeout.as_secs())
-        } else if let Some(c) = self.exit_code {
-            format!("{what} exited with code {c}")
-        } else if let Some(s) = self.signal {
-            format!("{what} was killed by signal {s}")
-        } else {
-            format!("{what} ended without an exit status")
-        }
-    }
-}
-
-/// Runs a command (e.g. verify) in `cwd` with the given environment, stdout and stderr both
-/// appended to `log`, stdin empty, in its own process group, with a timeout; under
-/// `supervisor` when given.
-pub fn run_command(
-    argv: &[String],
-    cwd: &Path,
-    env: Vec<(OsString, OsString)>,
-    log: &Path,
-    timeout: Duration,
-    stop: &AtomicBool,
-    supervisor: Option<&Supervisor>,
-) -> Result<CommandExit> {
-    let program = argv.first().context("the command is empty")?;
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    let err = out.try_clone()?;
-    let mut cmd = program_command(argv, &env, supervisor);
-    cmd.current_dir(cwd).env_clear().envs(env).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
-    configure_child(&mut cmd);
-    let t0 = Instant::now();
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().append(true).open(log)?;
-            let _ = writeln!(f, "git-hybrid: cannot run {program:?}: {e}");
-            return Ok(CommandExit { exit_code: Some(127), signal: None, timed_out: false, interrupted: false });
-        }
-    };
-    let pid = child.id();
-    let w = wait_group(child, timeout, t0, stop);
-    kill_group(pid, libc::SIGKILL);
-    Ok(CommandExit {
-        exit_code: w.status.and_then(|s| s.code()),
-        signal: w.status.as_ref().and_then(exit_signal),
-        timed_out: w.timed_out,
-        interrupted: w.interrupted,
-    })
-}
-
-/// SIGTERM to the group, SIGKILL after the grace period; returns the exit status if reaped.
-fn end_group(
-    pid: u32,
-    rx: &mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
-) -> Option<std::process::ExitStatus> {
-    kill_group(pid, libc::SIGTERM);
-    match rx.recv_timeout(KILL_GRACE) {
-        Ok(s) => s.ok(),
-        Err(_) => {
-            kill_group(pid, libc::SIGKILL);
-            rx.recv().ok().and_then(|s| s.ok())
-        }
-    }
-}
-
-fn exit_signal(s: &std::process::ExitStatus) -> Option<i32> {
-    use std::os::unix::process::ExitStatusExt;
-    s.signal()
-}
-
-/// Sends a signal to a process group (errors such as "no such group" are ignored).
-pub fn kill_group(pgid: u32, sig: i32) {
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory is shared.
-    unsafe {
-        libc::kill(-(pgid as libc::pid_t), sig);
-    }
-}
-
-/// True while any process of the group is alive.
-pub fn group_alive(pgid: u32) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence and permission.
-    unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
-}
-
-/// Why an agent argv cannot start, checked before any worktree is made: a bare program name
-/// not on the `PATH` agents get, or an absolute path that is not an executable file. Built-ins
-/// and paths relative to the worktree (which does not exist yet) pass.
-pub fn missing_program(argv: &[String], env_pass: &[String]) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let name = argv.first()?;
-    if name.starts_with(BUILTIN_PREFIX) {
-        return None;
-    }
-    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if name.contains('/') {
-        let p = Path::new(name);
-        return (p.is_absolute() && !executable(p))
-            .then(|| format!("the agent program {name} is not an executable file"));
-    }
-    let env = scrubbed_env(env_pass, &[]);
-    let found = resolve_program(name, &env);
-    if found.is_absolute() && executable(&found) {
-        return None;
-    }
-    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.to_string_lossy().into_owned());
-    Some(format!(
-        "the agent program `{name}` is not on the PATH agents get ({}); install it or set the full path",
-        path.unwrap_or_else(|| "no PATH".into())
-    ))
-}
-
-/// The program to execute: a bare name is looked up in the `PATH` the child gets.
-///
-/// Why here: given a bare name and a changed `PATH`, the standard library must search the
-/// child's `PATH` itself and falls back from `posix_spawn` to `fork`, which is far slower for a
-/// busy multi-threaded dispatcher. A name that is not found is passed on unchanged, so the
-/// spawn reports it as usual.
-fn resolve_program(name: &str, env: &[(OsString, OsString)]) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    if name.contains('/') {
-        return PathBuf::from(name);
-    }
-    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
-    if let Some(path) = path {
-        for dir in std::env::split_paths(&path) {
-            if dir.as_os_str().is_empty() || !dir.is_absolute() {
-                continue; // relative PATH entries would depend on the agent's cwd
-            }
-            let candidate = dir.join(name);
-            if let Ok(meta) = std::fs::metadata(&candidate) {
-                if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                    return candidate;
-                }
-            }
-        }
-    }
-    PathBuf::from(name)
-}
-
-/// The command that runs `argv` (program looked up in the child's `PATH`), through the
-/// supervisor when given.
-fn program_command(argv: &[String], env: &[(OsString, OsString)], supervisor: Option<&Supervisor>) -> Command {
-    let program = resolve_program(&argv[0], env);
-    match supervisor {
-        Some(s) => {
-            let (exe, args) = s.wrap(&program, &argv[0], &argv[1..]);
-            let mut cmd = Command::new(exe);
-            cmd.args(args);
-            cmd
-        }
-        None => {
-            let mut cmd = Command::new(program);
-            std::os::unix::process::CommandExt::arg0(&mut cmd, &argv[0]);
-            cmd.args(&argv[1..]);
-            cmd
-        }
-    }
-}
-
-/// Puts the child in a process group of its own (so the whole group can be ended).
-///
-/// Deliberately no `pre_exec` hook: any hook makes the standard library fork the whole
-/// dispatcher instead of using `posix_spawn`, and forking a busy multi-threaded process cost
-/// more than all other launch steps together (benches/dispatch.py). What must happen in the
-/// child (death signal, sandbox) is done by the [`supervise`] child after its own exec.
-fn configure_child(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-}
-
 /// `GIT_AUTHOR_*`/`GIT_COMMITTER_*` names and emails the way git would resolve them, with
 /// git-hybrid's fallback identity, so the built-in patch agent can commit on a fresh machine.
 pub fn identity_env(worktree: &Path) -> Vec<(String, OsString)> {
@@ -619,60 +392,6 @@ pub fn identity_env(worktree: &Path) -> Vec<(String, OsString)> {
         }
     }
     out
-}
-
-/// Ends what is left of an interrupted run (found through its `meta.json`). Returns true when
-/// something was killed. On Linux only processes whose environment names this run directory
-/// are considered the run's, so a recycled pid is never signalled.
-pub fn kill_orphan(run_dir: &Path) -> bool {
-    let Some(meta) = RunMeta::read(run_dir) else { return false };
-    let Some(pgid) = meta.pid else { return false };
-    if meta.ended.is_some() || !group_alive(pgid) || !group_is_run(pgid, run_dir) {
-        return false;
-    }
-    kill_group(pgid, libc::SIGTERM);
-    let until = Instant::now() + KILL_GRACE;
-    while group_alive(pgid) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if group_alive(pgid) {
-        kill_group(pgid, libc::SIGKILL);
-        let until = Instant::now() + Duration::from_secs(1);
-        while group_alive(pgid) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    true
-}
-
-#[cfg(target_os = "linux")]
-fn group_is_run(pgid: u32, run_dir: &Path) -> bool {
-    let mut marker = b"HYBRID_RUN_DIR=".to_vec();
-    marker.extend_from_slice(run_dir.as_os_str().as_encoded_bytes());
-    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Fields after the ")" that closes the command name: state ppid pgrp ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        let pgrp = rest.split_whitespace().nth(2).and_then(|s| s.parse::<u32>().ok());
-        if pgrp != Some(pgid) {
-            continue;
-        }
-        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-            if env.split(|&b| b == 0).any(|kv| kv == marker.as_slice()) {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-#[cfg(not(target_os = "linux"))]
-fn group_is_run(_pgid: u32, _run_dir: &Path) -> bool {
-    // Without /proc the group id is trusted: it was recorded when the run started.
-    true
 }
 
 #[cfg(test)]

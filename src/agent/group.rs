@@ -1,0 +1,154 @@
+//! Process groups: every agent run and verify command runs in a group of its own, which is
+//! waited for with a timeout and a stop flag and then ended as a whole (SIGTERM, SIGKILL after
+//! [`KILL_GRACE`]); what an interrupted run left running is found again from its `meta.json`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{RunMeta, KILL_GRACE};
+
+/// What waiting for a process group's leader gave.
+pub(super) struct Waited {
+    pub(super) status: Option<std::process::ExitStatus>,
+    pub(super) timed_out: bool,
+    pub(super) interrupted: bool,
+}
+
+/// Waits for a group leader until it exits, the deadline passes or `stop` is set (then the
+/// group is ended: SIGTERM, SIGKILL after [`KILL_GRACE`]).
+pub(super) fn wait_group(mut child: std::process::Child, timeout: Duration, t0: Instant, stop: &AtomicBool) -> Waited {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let deadline = t0 + timeout;
+    let mut w = Waited { status: None, timed_out: false, interrupted: false };
+    w.status = loop {
+        let now = Instant::now();
+        if stop.load(Ordering::SeqCst) {
+            w.interrupted = true;
+            break end_group(pid, &rx);
+        }
+        if now >= deadline {
+            w.timed_out = true;
+            break end_group(pid, &rx);
+        }
+        let tick = (deadline - now).min(Duration::from_millis(100));
+        match rx.recv_timeout(tick) {
+            Ok(s) => break s.ok(),
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+        }
+    };
+    let _ = waiter.join();
+    w
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period; returns the exit status if reaped.
+pub(super) fn end_group(
+    pid: u32,
+    rx: &mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
+) -> Option<std::process::ExitStatus> {
+    kill_group(pid, libc::SIGTERM);
+    match rx.recv_timeout(KILL_GRACE) {
+        Ok(s) => s.ok(),
+        Err(_) => {
+            kill_group(pid, libc::SIGKILL);
+            rx.recv().ok().and_then(|s| s.ok())
+        }
+    }
+}
+
+pub(super) fn exit_signal(s: &std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    s.signal()
+}
+
+/// Sends a signal to a process group (errors such as "no such group" are ignored).
+pub fn kill_group(pgid: u32, sig: i32) {
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is shared.
+    unsafe {
+        libc::kill(-(pgid as libc::pid_t), sig);
+    }
+}
+
+/// True while any process of the group is alive.
+pub fn group_alive(pgid: u32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
+}
+
+/// Puts the child in a process group of its own (so the whole group can be ended).
+///
+/// Deliberately no `pre_exec` hook: any hook makes the standard library fork the whole
+/// dispatcher instead of using `posix_spawn`, and forking a busy multi-threaded process cost
+/// more than all other launch steps together (benches/dispatch.py). What must happen in the
+/// child (death signal, sandbox) is done by the [`supervise`] child after its own exec.
+pub(super) fn configure_child(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+}
+
+/// Ends what is left of an interrupted run (found through its `meta.json`). Returns true when
+/// something was killed. On Linux only processes whose environment names this run directory
+/// are considered the run's, so a recycled pid is never signalled.
+pub fn kill_orphan(run_dir: &Path) -> bool {
+    let Some(meta) = RunMeta::read(run_dir) else { return false };
+    let Some(pgid) = meta.pid else { return false };
+    if meta.ended.is_some() || !group_alive(pgid) || !group_is_run(pgid, run_dir) {
+        return false;
+    }
+    kill_group(pgid, libc::SIGTERM);
+    let until = Instant::now() + KILL_GRACE;
+    while group_alive(pgid) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if group_alive(pgid) {
+        kill_group(pgid, libc::SIGKILL);
+        let until = Instant::now() + Duration::from_secs(1);
+        while group_alive(pgid) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    true
+}
+
+#[cfg(target_os = "linux")]
+fn group_is_run(pgid: u32, run_dir: &Path) -> bool {
+    let mut marker = b"HYBRID_RUN_DIR=".to_vec();
+    marker.extend_from_slice(run_dir.as_os_str().as_encoded_bytes());
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the ")" that closes the command name: state ppid pgrp ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let pgrp = rest.split_whitespace().nth(2).and_then(|s| s.parse::<u32>().ok());
+        if pgrp != Some(pgid) {
+            continue;
+        }
+        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+            if env.split(|&b| b == 0).any(|kv| kv == marker.as_slice()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(not(target_os = "linux"))]
+fn group_is_run(_pgid: u32, _run_dir: &Path) -> bool {
+    // Without /proc the group id is trusted: it was recorded when the run started.
+    true
+}
