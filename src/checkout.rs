@@ -218,13 +218,13 @@ pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
     let (old, new) = (old.to_string(), new.to_string());
     loop {
         wait_index_unlocked_until(co, deadline)?;
-        let mut out = git_in(co, &["read-tree", "-m", "-u", &old, &new])?;
+        let mut out = crate::git::output(&co.dir, ["read-tree", "-m", "-u", &old, &new])?;
         if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not uptodate") {
             // read-tree trusts the index's stat data and, unlike `git checkout`, does not refresh it
             // first (a copied or touched checkout looks modified). Refresh exactly as `git status`
             // does (stat data only; exit status 1 just means "something is modified") and retry once.
-            git_in(co, &["update-index", "-q", "--refresh"])?;
-            out = git_in(co, &["read-tree", "-m", "-u", &old, &new])?;
+            crate::git::output(&co.dir, ["update-index", "-q", "--refresh"])?;
+            out = crate::git::output(&co.dir, ["read-tree", "-m", "-u", &old, &new])?;
         }
         if out.status.success() {
             return Ok(());
@@ -249,12 +249,6 @@ pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
         }
         .into());
     }
-}
-
-fn git_in(co: &Checkout, args: &[&str]) -> Result<std::process::Output> {
-    // Hardened: scrubbed environment, no hooks, no fsmonitor, no repository-planted filter
-    // drivers (see crate::git); git-hybrid locates repositories itself, so no GIT_DIR either.
-    crate::git::output(&co.dir, args)
 }
 
 /// How one checkout of the target will be moved: in process ([`fast`], checked and its index

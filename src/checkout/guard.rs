@@ -33,7 +33,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use git2::Tree;
 
-use super::{git_in, wait_index_unlocked, Checkout, Scope};
+use super::{wait_index_unlocked, Checkout, Scope};
 use crate::error::HybridError;
 
 const MODE_GITLINK: i32 = 0o160000;
@@ -257,7 +257,7 @@ fn status(co: &Checkout, paths: Option<&BTreeSet<String>>, ignored: bool) -> Res
         args.push("--");
         args.extend(specs.iter().map(String::as_str));
     }
-    let out = git_in(co, &args)?;
+    let out = crate::git::output(&co.dir, &args)?;
     if !out.status.success() {
         anyhow::bail!(
             "cannot read the status of {}: {}",
@@ -303,7 +303,7 @@ fn parse_status(stdout: &[u8]) -> Result<Vec<StatusRecord>> {
 
 /// The index's unmerged paths, through git (which reads every index git writes).
 fn unmerged_paths(co: &Checkout) -> Result<Vec<String>> {
-    let out = git_in(co, &["ls-files", "--unmerged", "-z"])?;
+    let out = crate::git::output(&co.dir, ["ls-files", "--unmerged", "-z"])?;
     if !out.status.success() {
         anyhow::bail!("cannot read the index of {}: {}", co.dir.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
