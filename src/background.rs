@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use crate::repo::Project;
 
 /// Spawns `git-hybrid -C <root> --color never <args>` in the background (see the contract).
+#[allow(unsafe_code)]
 pub fn spawn(project: &Project, what: &str, args: &[OsString], log: &Path) -> Result<Child> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

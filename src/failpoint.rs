@@ -97,6 +97,7 @@ mod imp {
         dir.join(format!("{}.{suffix}", name.replace("::", "-")))
     }
 
+    #[allow(unsafe_code)]
     pub fn hit(name: &str) {
         let Some(point) = points().get(name) else { return };
         let n = point.hits.fetch_add(1, Ordering::SeqCst) + 1;

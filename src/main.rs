@@ -4,6 +4,7 @@ mod cli;
 
 use clap::Parser;
 
+#[allow(unsafe_code)]
 fn main() {
     // Behave like other command-line tools when stdout is closed early (`git hybrid status | head`):
     // die quietly from SIGPIPE instead of panicking on a failed write.

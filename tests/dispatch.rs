@@ -500,6 +500,7 @@ fn log_file(r: &TestRepo) -> std::fs::File {
 }
 
 /// True while `pid` is a live process (a zombie waiting to be reaped counts as dead).
+#[allow(unsafe_code)]
 fn pid_running(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
@@ -632,6 +633,7 @@ fn plan_file_option_is_used() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn sigint_stops_the_agents_and_the_next_dispatch_resumes() {
     let r = repo_with_one_holding_task();
     let mut first = r.hybrid_cmd(&r.root, &["dispatch"]).stdout(Stdio::piped()).stderr(log_file(&r)).spawn().unwrap();

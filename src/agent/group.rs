@@ -69,6 +69,7 @@ pub(super) fn exit_signal(s: &std::process::ExitStatus) -> Option<i32> {
 }
 
 /// Sends a signal to a process group (errors such as "no such group" are ignored).
+#[allow(unsafe_code)]
 pub fn kill_group(pgid: u32, sig: i32) {
     if pgid <= 1 {
         return;
@@ -80,6 +81,7 @@ pub fn kill_group(pgid: u32, sig: i32) {
 }
 
 /// True while any process of the group is alive.
+#[allow(unsafe_code)]
 pub fn group_alive(pgid: u32) -> bool {
     if pgid <= 1 {
         return false;

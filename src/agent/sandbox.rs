@@ -44,6 +44,7 @@ const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/
 
 /// The Landlock ABI version the kernel supports, `None` when it does not (or not Linux).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub fn probe() -> Option<i32> {
     // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) returns the ABI version.
     // SAFETY: with a null attribute and this flag the call reads and writes no memory.

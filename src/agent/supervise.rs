@@ -57,6 +57,7 @@ impl Supervisor {
 /// The dispatcher's pid, for the signal handler.
 static PARENT: AtomicI32 = AtomicI32::new(0);
 
+#[allow(unsafe_code)]
 extern "C" fn on_signal(_sig: libc::c_int) {
     // Only async-signal-safe calls here.
     // SAFETY: getppid and kill are async-signal-safe and take no pointers.
@@ -73,6 +74,7 @@ fn fail(code: i32, msg: &str) -> ! {
 }
 
 /// Runs the supervisor (`args` are the arguments after the program name); never returns.
+#[allow(unsafe_code)]
 pub fn main(args: &[OsString]) -> ! {
     let mut it = args.iter();
     if it.next().map(|a| a != SUBCOMMAND).unwrap_or(true) {
@@ -132,6 +134,7 @@ pub fn main(args: &[OsString]) -> ! {
 /// dispatcher being non-dumpable, it cannot read the dispatcher's memory or
 /// `/proc/<pid>/environ`. Failures are ignored (an unprivileged user has nothing to drop).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn drop_ptrace() {
     const CAP_SYS_PTRACE: u32 = 19;
     const VERSION_3: u32 = 0x2008_0522;
@@ -166,6 +169,7 @@ fn drop_ptrace() {
 #[cfg(not(target_os = "linux"))]
 fn drop_ptrace() {}
 
+#[allow(unsafe_code)]
 fn install_handlers() {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: a plain C handler that only calls async-signal-safe functions.
@@ -181,6 +185,7 @@ fn install_handlers() {
 
 /// Asks for SIGTERM when the parent dies, then closes the race with a parent already gone.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn watch_parent(parent: i32) {
     // SAFETY: prctl with integer arguments only.
     unsafe {
@@ -192,6 +197,7 @@ fn watch_parent(parent: i32) {
 }
 
 #[cfg(not(target_os = "linux"))]
+#[allow(unsafe_code)]
 fn watch_parent(parent: i32) {
     // No death signal: poll for the parent in a thread.
     std::thread::spawn(move || loop {

@@ -72,14 +72,17 @@ pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
 }
 
+#[allow(unsafe_code)]
 extern "C" fn on_stop_signal(_sig: libc::c_int) {
     if STOP.swap(true, Ordering::SeqCst) {
         // Second signal: leave now; the next dispatch ends the agents left behind.
+        // SAFETY: _exit is async-signal-safe and takes no pointers.
         unsafe { libc::_exit(130) };
     }
 }
 
 /// SIGINT/SIGTERM stop the dispatch cleanly; a second one exits at once.
+#[allow(unsafe_code)]
 pub fn install_stop_handlers() {
     // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
     unsafe {
@@ -335,6 +338,7 @@ fn retire_attempts_of_landed_tasks(ledger: &Ledger, plan: &Plan) -> Result<()> {
 /// Makes the dispatcher's own memory and `/proc/<pid>/environ` unreadable to other processes of
 /// the same user (agents among them) on Linux.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn harden_self() {
     // SAFETY: prctl with integer arguments only.
     unsafe {

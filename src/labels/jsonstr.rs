@@ -24,6 +24,7 @@ use super::diffparse::{LineSource, Span};
 /// The index of the first byte at or after `i` that a string scanner must look at: `"`, `\`,
 /// a control character (< 0x20) or a non-ASCII byte; `b.len()` when there is none.
 #[inline]
+#[allow(unsafe_code)]
 pub fn next_special(b: &[u8], mut i: usize) -> usize {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
