@@ -1,12 +1,14 @@
 //! git-hybrid: the git layer for running many AI coding agents on one repository.
 //!
 //! The library is clap-free; the `git-hybrid` binary (`src/main.rs`, `src/cli/`) only parses
-//! arguments, calls into these modules and prints. One module per domain concept:
+//! arguments, calls into these modules and prints. One module per domain concept (docs/DESIGN.md
+//! "Module map" draws their layers; `tests/module_graph.rs` keeps them free of import cycles):
 //!
 //! | module | concept |
 //! |--------|---------|
 //! | [`repo`] | finding the repository, target branch, worktree root |
 //! | [`config`] | `hybrid.toml` |
+//! | [`names`] | every branch, ref and file name git-hybrid gives (the one place they are formatted) |
 //! | [`task_id`] | the task id rule |
 //! | [`ledger`] | durable per-attempt task records |
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
@@ -20,6 +22,7 @@
 //! | [`gate`] | what every squash must pass before it lands (claims, protected paths, secrets, paths) |
 //! | [`safe_path`] | the one path validator (git's rules, `gix-validate`) |
 //! | [`treediff`] | changed paths between two trees, skipping equal subtrees |
+//! | [`index_tree`] | the tree of a git index, written from the raw index (pre-commit) |
 //! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
 //! | [`status`] | the status report |
 //! | [`archive`] | hiding finished tasks from `status` and `list` (kept in the ledger) |
@@ -38,7 +41,7 @@
 //! | [`export`], [`redact`] | opt-in training-record export, export-time redaction |
 //! | [`mcp`] | `git hybrid mcp`: the MCP server (tools, resources, the background task runner) |
 //! | [`background`] | starting git-hybrid detached (`dispatch --detach`, the MCP task runner) |
-//! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess |
+//! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess and ancestry |
 //! | [`gitdate`] | the dates git accepts in `GIT_AUTHOR_DATE` / `GIT_COMMITTER_DATE` |
 //! | [`failpoint`] | named steps where the crash tests stop a process (test builds only) |
 
