@@ -386,7 +386,7 @@ impl Moving<'_> {
 }
 
 fn move_note(project: &Project, refname: &str) -> PathBuf {
-    project.state_dir().join("moves").join(format!("{}.json", refname.replace('/', "%")))
+    crate::names::move_note(&project.state_dir(), refname)
 }
 
 /// Finishes the fast moves of `refname`'s checkouts that a killed run left (see [`Moving`]):

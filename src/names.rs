@@ -136,6 +136,12 @@ pub fn index_lock_note(state: &Path, who: &str, target: &str) -> PathBuf {
     locks_dir(state).join(format!("index-{who}-{}.note", file_part(target)))
 }
 
+/// `<state>/moves/<refname>.json`: the note of a checkout move under way on a branch's
+/// checkouts (a landing's or a catch-up's).
+pub fn move_note(state: &Path, refname: &str) -> PathBuf {
+    state.join("moves").join(format!("{}.json", file_part(refname)))
+}
+
 /// `<state>/landing/<target>.json`: the note of a landing under way (or killed).
 pub fn landing_note(state: &Path, target: &str) -> PathBuf {
     state.join("landing").join(format!("{}.json", file_part(target)))
