@@ -25,7 +25,7 @@ pub const FILES: &[&str] = &[
 
 /// The attempt's latest run folder and its number (see the module contract).
 pub fn latest_run(state_dir: &Path, rec: &TaskRecord) -> Option<(u32, PathBuf)> {
-    let attempt_dir = state_dir.join("runs").join(&rec.id).join(rec.attempt.to_string());
+    let attempt_dir = crate::names::attempt_dir(state_dir, &rec.id, rec.attempt);
     let mut best: Option<(u32, PathBuf)> = None;
     for e in std::fs::read_dir(&attempt_dir).ok()?.flatten() {
         let Some(n) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
