@@ -426,6 +426,10 @@ fn a_lander_killed_right_after_its_push_is_recorded_by_the_next_run() {
     assert_eq!(rep["merge_sha"], squash.as_str(), "recorded, not landed twice: {rep}");
     assert_eq!(server_log(&repo, &server).len(), 2);
     assert_eq!(repo.hybrid_json(&["status", "t1"])["tasks"][0]["state"], "landed");
+    // The local target and the checkout caught up with the published landing.
+    assert_eq!(repo.rev("main"), squash);
+    assert_eq!(repo.read("a.txt"), "t1\n");
+    assert_eq!(repo.porcelain(&repo.root), "");
 }
 
 #[test]

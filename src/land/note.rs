@@ -117,6 +117,8 @@ pub(super) fn recover_train(
         return Ok(());
     };
     let tip = repo.refname_to_id(target_ref)?;
+    let local_behind =
+        tip == start && remote_tip.is_some_and(|r| crate::git::graph::contains(repo, r, end).unwrap_or(false));
     let landed = crate::git::graph::contains(repo, tip, end).unwrap_or(false)
         || remote_tip.is_some_and(|r| crate::git::graph::contains(repo, r, end).unwrap_or(false));
     let mut complete = true;
@@ -158,10 +160,48 @@ pub(super) fn recover_train(
             mark_done(project, &rec, TaskState::Landed, Some(commit.id()), base, landed_tip, target)?;
         }
     }
+    if local_behind {
+        // Killed between the push and the local move: the train is on the remote, this clone's
+        // target still at its start. Move it (and its checkouts) now, as the landing would have.
+        if let Err(e) = move_local_target(project, target_ref, start, end) {
+            eprintln!("git-hybrid: warning: {target} here stays behind the remote's: {e:#}");
+        }
+    }
     if complete {
         TrainNote::remove(project, target);
     }
     Ok(())
+}
+
+/// Moves the local target ref `target_ref` from `start` to `end` (a train already published)
+/// with every checkout of it, the way a landing moves them (`crate::checkout`). Refuses, moving
+/// nothing, when a local change in a checkout is in the way.
+fn move_local_target(project: &Project, target_ref: &str, start: Oid, end: Oid) -> Result<()> {
+    use crate::checkout;
+    let repo = &project.repo;
+    let lock = checkout::RefLock::acquire(project, target_ref)?;
+    if lock.current != Some(start) {
+        return Ok(()); // moved meanwhile: nothing to finish here
+    }
+    if let Some(why) = checkout::in_progress(project, target_ref)? {
+        anyhow::bail!("{why}");
+    }
+    let (old_tree, new_tree) = (repo.find_commit(start)?.tree()?, repo.find_commit(end)?.tree()?);
+    let changed = checkout::changed_paths(repo, &old_tree, &new_tree)?;
+    let mut moves = Vec::new();
+    for co in checkout::checkouts_of(project, target_ref)? {
+        match checkout::prepare_move(project, &co, target_ref, &old_tree, &new_tree, &changed)? {
+            Ok(m) => moves.push(m),
+            Err(paths) => anyhow::bail!("local changes in {} are in the way: {}", co.dir.display(), paths.join(", ")),
+        }
+    }
+    let mut moving = checkout::stage_moves(project, target_ref, moves, start, end)?;
+    let message = "git-hybrid merge: catch up with the published landing";
+    if let Err(e) = moving.switch().and_then(|()| lock.commit(repo, end, message)) {
+        moving.undo();
+        return Err(e);
+    }
+    moving.finish()
 }
 
 /// `(task, attempt, tip)` from a squash commit's trailers ([`crate::trailers`]).
