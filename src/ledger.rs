@@ -56,6 +56,9 @@ pub enum TaskState {
     Candidate,
     /// Removed with `clean --force` before landing.
     Abandoned,
+    /// Its agent was stopped with `git hybrid stop`; the worktree is kept and the next
+    /// `dispatch` resumes it.
+    Stopped,
 }
 
 impl TaskState {
@@ -71,6 +74,7 @@ impl TaskState {
             TaskState::Empty => "empty",
             TaskState::Candidate => "candidate",
             TaskState::Abandoned => "abandoned",
+            TaskState::Stopped => "stopped",
         }
     }
 

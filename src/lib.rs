@@ -25,6 +25,7 @@
 //! | [`index_tree`] | the tree of a git index, written from the raw index (pre-commit) |
 //! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
 //! | [`status`] | the status report |
+//! | [`stop`] | stopping running agents on request, keeping their work (`stop`) |
 //! | [`archive`] | hiding finished tasks from `status` and `list` (kept in the ledger) |
 //! | [`plan`] | the dispatch plan (`[[task]]`) and its validation |
 //! | [`schedule`] | which task attempts may start now (pure) |
@@ -80,6 +81,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod seed;
 pub mod status;
+pub mod stop;
 pub mod sync;
 pub mod task_id;
 pub mod taskdiff;

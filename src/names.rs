@@ -162,6 +162,18 @@ pub fn attempt_dir(state: &Path, id: &str, attempt: u32) -> PathBuf {
     runs_dir(state).join(id).join(attempt.to_string())
 }
 
+/// `<state>/runs/<id>/<attempt>/stop`: `git hybrid stop` asks the dispatcher to record the
+/// attempt as `stopped` (the next dispatch removes it and resumes the attempt).
+pub fn stop_request(state: &Path, id: &str, attempt: u32) -> PathBuf {
+    attempt_dir(state, id, attempt).join("stop")
+}
+
+/// `<state>/runs/<id>/<attempt>/setup.done`: the `[worktree] setup` command succeeded in the
+/// attempt's worktree (`dispatch` runs it before the first agent run that finds this missing).
+pub fn setup_done(state: &Path, id: &str, attempt: u32) -> PathBuf {
+    attempt_dir(state, id, attempt).join("setup.done")
+}
+
 /// `<state>/dispatch.pid`: the dispatcher's lock and pid file.
 pub fn dispatch_pid(state: &Path) -> PathBuf {
     state.join("dispatch.pid")

@@ -4,8 +4,9 @@
 //! Contract: [`latest_run`] is the ledger's `run_dir` when the trust rules accept it (inside
 //! `<git-common-dir>/hybrid/runs/<id>/<attempt>/`), else the highest-numbered run folder there;
 //! `None` when the attempt never ran. [`FILES`] are the files shown, in order: the agent's
-//! `progress.md` and `blocked.md` notes, then its `stdout.log` and `stderr.log`, then the
-//! `verify.log` of the verify command. [`tail`] reads the last lines of one of them, lossily
+//! `progress.md` and `blocked.md` notes, the `setup.log` of the `[worktree] setup` command (first
+//! run of a worktree), its `stdout.log` and `stderr.log`, then the `verify.log` of the verify
+//! command. [`tail`] reads the last lines of one of them, lossily
 //! decoded. [`Follower`] remembers how much of each file was shown and returns what was
 //! appended since (a file that shrank is shown again from its start). Reads only.
 
@@ -18,6 +19,7 @@ use crate::ledger::TaskRecord;
 pub const FILES: &[&str] = &[
     crate::agent::PROGRESS_FILE,
     crate::agent::BLOCKED_FILE,
+    "setup.log",
     crate::agent::STDOUT_FILE,
     crate::agent::STDERR_FILE,
     "verify.log",

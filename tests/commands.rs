@@ -388,8 +388,120 @@ fn filling_a_large_worktree_shows_progress_only_on_a_terminal() {
     assert_ok(&out, &["start"]);
     assert!(!stderr(&out).contains("filling"), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), r.task_dir("big2").to_str().unwrap());
+    // dispatch: one bar over the worktrees it fills, on a terminal only.
+    r.write("hybrid.toml", "[[task]]\nid = \"d1\"\nprompt = \"x\"\nagent = [\"builtin:script\", \"a.sh\"]\n");
+    r.write(
+        "a.sh",
+        "#!/bin/sh\ncat >/dev/null\necho x > \"$HYBRID_TASK_ID.txt\"\ngit add -A && git commit -q -m \"$HYBRID_TASK_ID\"\n",
+    );
+    r.commit_all("plan");
+    let files = r.git(&["ls-files"]).lines().count();
+    let text = on_a_tty(&r, "dispatch", &[]);
+    assert!(text.contains(&format!("{files}/{files} files written into new worktrees")), "{text:?}");
+    r.write("hybrid.toml", "[[task]]\nid = \"d2\"\nprompt = \"x\"\nagent = [\"builtin:script\", \"a.sh\"]\n");
+    r.commit_all("plan 2");
+    let out = r.hybrid(&["dispatch"]);
+    assert_ok(&out, &["dispatch d2"]);
+    assert_eq!(r.hybrid_json(&["status", "d2"])["tasks"][0]["state"], "landed");
+    assert!(!stderr(&out).contains("files written"), "{}", stderr(&out));
     // A small worktree gets no bar even on a terminal.
     let small = TestRepo::new();
     let text = on_a_tty(&small, "start s", &[]);
     assert!(!text.contains("filling"), "{text:?}");
+}
+
+#[test]
+fn stop_ends_a_running_agent_keeps_its_work_and_dispatch_resumes_it() {
+    let r = TestRepo::new();
+    let release = holding_plan(&r);
+    let log = std::fs::File::create(r.base().join("dispatch.err")).unwrap();
+    let mut dispatcher =
+        r.hybrid_cmd(&r.root, &["dispatch"]).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap();
+    let progress = r.root.join(".git/hybrid/runs/h/1/1/progress.md");
+    wait_until("the agent to note progress", || progress.exists());
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(r.root.join(".git/hybrid/runs/h/1/1/meta.json")).unwrap())
+            .unwrap();
+    let pgid = meta["pid"].as_i64().unwrap() as i32;
+    common::write_file(&r.task_dir("h").join("wip.txt"), "work in progress\n");
+
+    let out = r.hybrid(&["stop", "h"]);
+    assert_ok(&out, &["stop"]);
+    assert!(stdout(&out).contains("h@1: stopped (agent ended"), "{}", stdout(&out));
+    // The dispatcher ends: the attempt did not land; nothing else was retried.
+    let status = dispatcher.wait().unwrap();
+    assert!(!status.success());
+    // `kill -0 -PGID` probes the agent's process group: gone.
+    let probe = Command::new("kill").args(["-0", "--", &format!("-{pgid}")]).output().unwrap();
+    assert!(!probe.status.success(), "the agent's process group is still alive");
+    let st = r.hybrid_json(&["status", "h"]);
+    assert_eq!(st["tasks"][0]["state"], "stopped", "{st}");
+    assert!(r.task_dir("h").join("wip.txt").exists(), "the worktree was not kept");
+    assert!(!r.root.join(".git/hybrid/runs/h/1/2").exists(), "stop was retried");
+
+    // Stopping again, an unknown task, no task: said, and nothing changes.
+    assert!(r.hybrid_ok(&["stop", "h"]).contains("h@1: not running (stopped)"));
+    assert!(r.hybrid_ok(&["stop", "--all"]).contains("no agent is running"));
+    assert_code(&r.hybrid(&["stop", "nope"]), 2);
+    assert_code(&r.hybrid(&["stop"]), 2);
+    let doc = r.hybrid_json(&["stop", "--all"]);
+    assert_eq!(doc["stopped"], serde_json::json!([]));
+
+    // The next dispatch resumes it (with the preamble) and lands it, the uncommitted work too.
+    std::fs::write(&release, "").unwrap();
+    let out = r.hybrid(&["dispatch"]);
+    assert_ok(&out, &["dispatch (resume)"]);
+    assert_eq!(r.hybrid_json(&["status", "h"])["tasks"][0]["state"], "landed");
+    assert_eq!(r.git(&["show", "main:wip.txt"]), "work in progress");
+    let prompt2 = std::fs::read_to_string(r.root.join(".git/hybrid/runs/h/1/2/prompt.md")).unwrap();
+    assert!(prompt2.contains("stopped by `git hybrid stop`"), "{prompt2}");
+    assert!(!r.root.join(".git/hybrid/runs/h/1/stop").exists());
+}
+
+#[test]
+fn dispatch_copies_files_and_runs_setup_before_the_agent_hardened() {
+    let r = TestRepo::new();
+    r.write(".gitignore", ".env\nsetup-saw.txt\n");
+    r.write(
+        "agent.sh",
+        "#!/bin/sh\ncat >/dev/null\n[ -f setup-saw.txt ] || { echo 'setup did not run' >&2; exit 1; }\n\
+         echo work > work.txt\ngit add work.txt && git commit -q -m work\n",
+    );
+    let plan = |setup: &str| {
+        format!(
+            "[worktree]\ncopy = [\".env\"]\nsetup = {setup:?}\n\
+             [[task]]\nid = \"t1\"\nprompt = \"x\"\nagent = [\"builtin:script\", \"agent.sh\"]\n"
+        )
+    };
+    r.write("hybrid.toml", &plan("exit 7"));
+    r.commit_all("plan");
+    r.write(".env", "TOKEN=local\n");
+
+    // A failing setup: the attempt fails before any agent runs, its output in the run folder.
+    let mut cmd = r.hybrid_cmd(&r.root, &["dispatch"]);
+    cmd.env("SECRET_X", "do-not-leak");
+    let out = cmd.output().unwrap();
+    assert_code(&out, 1);
+    let run1 = r.root.join(".git/hybrid/runs/t1/1/1");
+    assert!(run1.join("setup.log").exists());
+    assert!(!run1.join("stdout.log").exists(), "the agent ran after a failed setup");
+    let st = r.hybrid_json(&["status", "t1"]);
+    assert!(st["tasks"][0]["failure"].as_str().unwrap().contains("setup command"), "{st}");
+    assert_eq!(std::fs::read_to_string(r.task_dir("t1").join(".env")).unwrap(), "TOKEN=local\n");
+
+    // A working setup (the next dispatch runs it again): it sees the copied file, not the
+    // dispatcher's environment, and runs before the agent.
+    r.write("hybrid.toml", &plan("echo preparing; cat .env; echo \"secret=[$SECRET_X]\"; touch setup-saw.txt"));
+    r.commit_all("setup fixed");
+    let mut cmd = r.hybrid_cmd(&r.root, &["dispatch"]);
+    cmd.env("SECRET_X", "do-not-leak");
+    let out = cmd.output().unwrap();
+    assert_ok(&out, &["dispatch"]);
+    let log = std::fs::read_to_string(r.root.join(".git/hybrid/runs/t1/1/2/setup.log")).unwrap();
+    assert!(log.contains("preparing\nTOKEN=local\nsecret=[]"), "{log}");
+    assert!(!log.contains("do-not-leak"), "{log}");
+    assert_eq!(r.hybrid_json(&["status", "t1"])["tasks"][0]["state"], "landed");
+    assert!(r.root.join(".git/hybrid/runs/t1/1/setup.done").exists());
+    // `logs` shows the setup output.
+    assert!(r.hybrid_ok(&["logs", "t1"]).contains("--- setup.log ---\npreparing"));
 }

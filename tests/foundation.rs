@@ -98,6 +98,7 @@ fn help_lists_exactly_the_commands() {
         "path",
         "diff",
         "logs",
+        "stop",
         "clean",
         "archive",
         "demo",
@@ -147,7 +148,7 @@ fn bash_completion_serves_git_hybrid_through_git() {
         return; // no bash on this machine
     };
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "[start status]");
+    assert_eq!(stdout(&out).trim(), "[start status stop]");
 }
 
 #[test]

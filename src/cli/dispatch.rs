@@ -120,6 +120,9 @@ impl Printer {
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
+            // Files written into new worktrees, once a fill is large (see `fill_progress`).
+            let _ = FILL_MULTI.set(multi.clone());
+            git_hybrid::populate::set_progress_hook(fill_progress);
             Bars { multi, overall, units: HashMap::new() }
         });
         Printer { bars }
@@ -133,6 +136,9 @@ impl Printer {
     }
 
     pub fn finish(&mut self) {
+        if let Some(bar) = FILL_BAR.lock().ok().and_then(|mut b| b.take()) {
+            bar.finish();
+        }
         if let Some(b) = &self.bars {
             for bar in b.units.values() {
                 bar.finish_and_clear();
@@ -182,6 +188,32 @@ impl Bars {
             }
         }
     }
+}
+
+/// Files of new worktrees below which no bar is shown.
+const FILL_PROGRESS_MIN: usize = 1000;
+
+static FILL_MULTI: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+static FILL_BAR: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// One bar for every worktree this dispatch fills (files written / files to write, summed),
+/// shown once the fills reach [`FILL_PROGRESS_MIN`] files; on a terminal only.
+fn fill_progress(done: usize, total: usize) {
+    if total < FILL_PROGRESS_MIN {
+        return;
+    }
+    let (Some(multi), Ok(mut slot)) = (FILL_MULTI.get(), FILL_BAR.lock()) else { return };
+    let bar = slot.get_or_insert_with(|| {
+        let bar = multi.add(ProgressBar::new(total as u64));
+        bar.set_style(
+            ProgressStyle::with_template("     [{bar:30}] {pos}/{len} files written into new worktrees")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    bar.set_length(total as u64);
+    bar.set_position(done as u64);
 }
 
 fn label(task: &str, attempt: u32) -> String {

@@ -29,6 +29,7 @@ pub mod pager;
 pub mod shell_init;
 pub mod start;
 pub mod status;
+pub mod stop;
 pub mod sync;
 pub mod verify;
 
@@ -100,6 +101,8 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Show (or follow) the latest run of a task: notes, stdout, stderr, verify output.
     Logs(logs::LogsArgs),
+    /// Stop running agents, keeping their worktrees; `dispatch` resumes them.
+    Stop(stop::StopArgs),
     /// Remove task worktrees and branches that hold no unlanded work.
     Clean(clean::CleanArgs),
     /// Hide finished tasks from `status` and `list` (kept in the ledger; `status --all`).
@@ -136,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Path(a) => list::handle_path(a, &g),
         Command::Diff(a) => diff::handle_diff(a, &g),
         Command::Logs(a) => logs::handle_logs(a, &g),
+        Command::Stop(a) => stop::handle_stop(a, &g),
         Command::Clean(a) => clean::handle_clean(a, &g),
         Command::Archive(a) => archive::handle_archive(a, &g),
         Command::Demo(a) => demo::handle_demo(a, &g),

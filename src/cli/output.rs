@@ -82,6 +82,7 @@ pub fn state_color(state: &str) -> &'static str {
         "landed" => "32",
         "empty" | "candidate" => "36",
         "failed" | "conflict" => "31",
+        "stopped" => "35",
         "running" | "starting" => "33",
         _ => "0",
     }

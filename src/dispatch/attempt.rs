@@ -114,6 +114,9 @@ fn attempt_inner(
     let mut timing = Timing { picked_ns: Some(picked_ns), ..Timing::default() };
     let attempt_dir = crate::names::attempt_dir(&project.state_dir(), id, attempt);
     let mut previous_failure = left_behind(&ledger, id, attempt, &attempt_dir)?;
+    // This dispatch resumes an attempt `git hybrid stop` stopped in an earlier one.
+    let stop_request = crate::names::stop_request(&project.state_dir(), id, attempt);
+    let _ = std::fs::remove_file(&stop_request);
 
     let _claim = match &ctx.remote {
         None => None,
@@ -145,6 +148,11 @@ fn attempt_inner(
         claims: Some(task.claims.clone()),
     };
     let started = worktree::start(&project, &opts)?;
+    if let Some(wt) = started.record.worktree.as_deref().filter(|w| started.created && w.is_dir()) {
+        // A new worktree gets the copies and, before its first agent run, the setup command.
+        let _ = std::fs::remove_file(crate::names::setup_done(&project.state_dir(), id, attempt));
+        copy_into(&project, wt, phase);
+    }
     timing.worktree_ready_ns = Some(agent::now_ns());
     let mut rec = started.record;
     if rec.state.is_done() {
@@ -179,6 +187,9 @@ fn attempt_inner(
         if STOP.load(Ordering::SeqCst) {
             return not_landed(TaskState::Failed, "the dispatcher was stopped");
         }
+        if stop_request.exists() {
+            return a.end_stopped("stopped by `git hybrid stop` before its next run".into());
+        }
         if other_attempt_landed(&a.ledger, id, attempt)? {
             return become_candidate(&a.ledger, id, attempt);
         }
@@ -206,6 +217,9 @@ impl Attempt<'_> {
         let (project, ledger, task, id, attempt, wt, ctx) =
             (&self.project, &self.ledger, self.task, self.id, self.attempt, &self.wt, self.ctx);
         let (run, run_dir) = self.prepare_run(previous_failure)?;
+        if let Some(end) = self.setup(run, &run_dir)? {
+            return Ok(end);
+        }
         timing.prepared_ns = Some(agent::now_ns());
         (self.phase)("agent", format!("run {run}"));
         let launch = Launch {
@@ -256,6 +270,9 @@ impl Attempt<'_> {
         }
         let checkpointed = checkpoint(wt, &format!("hybrid: checkpoint after run {run} of {id}"));
 
+        if crate::names::stop_request(&project.state_dir(), id, attempt).exists() {
+            return Ok(RunEnd::End(self.end_stopped(format!("stopped by `git hybrid stop` during run {run}"))?));
+        }
         if exit.meta.interrupted || STOP.load(Ordering::SeqCst) {
             return self.end_failed(format!("the dispatcher was stopped during run {run}"));
         }
@@ -341,6 +358,49 @@ impl Attempt<'_> {
         Ok(RunEnd::Passed)
     }
 
+    /// The `[worktree] setup` command, once per worktree before its first agent run (until it
+    /// succeeds: `setup.done`), run like verify: scrubbed environment, sandboxed under the
+    /// supervisor, in its own process group, with a timeout (`setup_timeout`, default 10
+    /// minutes), output in the run folder's `setup.log`. A failure ends the attempt `failed`
+    /// (the next dispatch runs it again).
+    fn setup(&self, run: u32, run_dir: &Path) -> Result<Option<RunEnd>> {
+        let (project, id, attempt, wt, ctx) = (&self.project, self.id, self.attempt, &self.wt, self.ctx);
+        let conf = &project.config.config.worktree;
+        let Some(cmd) = &conf.setup else { return Ok(None) };
+        let done = crate::names::setup_done(&project.state_dir(), id, attempt);
+        if done.exists() {
+            return Ok(None);
+        }
+        (self.phase)("setup", String::new());
+        let timeout = conf
+            .setup_timeout
+            .as_ref()
+            .and_then(|t| t.to_duration().ok())
+            .unwrap_or(std::time::Duration::from_secs(600));
+        let log = run_dir.join("setup.log");
+        let mut vars = agent::hybrid_vars(id, attempt, run, run_dir, wt);
+        vars.retain(|(k, _)| k != "HYBRID_PROGRESS" && k != "HYBRID_BLOCKED");
+        let env = agent::scrubbed_env(&ctx.plan.env_pass, &vars);
+        let supervisor = ctx.supervisor(project, wt, run_dir);
+        let watch = ctx.guard.begin();
+        let v = agent::run_command(&cmd.argv(), wt, env, &log, timeout, &STOP, Some(&supervisor));
+        let tampered = ctx.guard.end(watch, run_dir, target_hybrid_toml(project).as_deref());
+        if let Some(why) = tamper_note(&tampered, "the setup command", run_dir) {
+            return self.end_failed(why).map(Some);
+        }
+        let v = v?;
+        if !v.success() {
+            let why = if v.interrupted {
+                "the dispatcher was stopped during the [worktree] setup command".to_string()
+            } else {
+                with_tail(v.describe("the [worktree] setup command", timeout), &log)
+            };
+            return self.end_failed(why).map(Some);
+        }
+        std::fs::write(&done, format!("{}\n", crate::fsutil::now_rfc3339())).context("cannot write setup.done")?;
+        Ok(None)
+    }
+
     /// Records a failed run (`failed`, its reason) and lets the next run retry.
     fn retry(&self, run: u32, retrying: bool, why: String) -> Result<RunEnd> {
         mark_failed(&self.ledger, self.id, self.attempt, &why)?;
@@ -352,6 +412,16 @@ impl Attempt<'_> {
     fn end_failed(&self, why: String) -> Result<RunEnd> {
         mark_failed(&self.ledger, self.id, self.attempt, &why)?;
         Ok(RunEnd::End(not_landed(TaskState::Failed, why)?))
+    }
+
+    /// Records the attempt `stopped` with `why` and ends it: `git hybrid stop` asked, and the
+    /// next dispatch resumes it.
+    fn end_stopped(&self, why: String) -> Result<AttemptEnd> {
+        self.ledger.update(self.id, self.attempt, |r| {
+            r.state = TaskState::Stopped;
+            r.failure = Some(why.clone());
+        })?;
+        not_landed(TaskState::Stopped, why)
     }
 
     /// Lands the verified attempt; one attempt per task at a time decides.
@@ -378,7 +448,11 @@ impl Attempt<'_> {
                     if other.attempt != attempt
                         && matches!(
                             other.state,
-                            TaskState::Failed | TaskState::Passed | TaskState::Conflict | TaskState::Ready
+                            TaskState::Failed
+                                | TaskState::Stopped
+                                | TaskState::Passed
+                                | TaskState::Conflict
+                                | TaskState::Ready
                         )
                     {
                         ledger.update(id, other.attempt, |r| r.state = TaskState::Candidate)?;
@@ -451,6 +525,21 @@ fn record_conflict(ledger: &Ledger, id: &str, attempt: u32, step: &str, paths: &
         r.failure = Some(why.clone());
     })?;
     not_landed(TaskState::Conflict, why)
+}
+
+/// `[worktree] copy` into a worktree just made; what was copied or skipped goes to the
+/// dispatch log as a `copy` phase.
+fn copy_into(project: &Project, wt: &Path, phase: &dyn Fn(&str, String)) {
+    let entries = &project.config.config.worktree.copy;
+    if entries.is_empty() {
+        return;
+    }
+    let report = crate::seed::copy_files(&project.root, wt, entries);
+    let mut detail = format!("{} file(s) copied", report.copied.len());
+    for (path, why) in &report.skipped {
+        detail.push_str(&format!("; {path} not copied: {why}"));
+    }
+    phase("copy", detail);
 }
 
 fn mark_failed(ledger: &Ledger, id: &str, attempt: u32, why: &str) -> Result<()> {

@@ -321,7 +321,12 @@ fn retire_attempts_of_landed_tasks(ledger: &Ledger, plan: &Plan) -> Result<()> {
         for r in recs {
             if matches!(
                 r.state,
-                TaskState::Running | TaskState::Ready | TaskState::Failed | TaskState::Passed | TaskState::Conflict
+                TaskState::Running
+                    | TaskState::Ready
+                    | TaskState::Failed
+                    | TaskState::Stopped
+                    | TaskState::Passed
+                    | TaskState::Conflict
             ) {
                 if r.state == TaskState::Running {
                     if let Some(dir) = ledger.run_dir(&r) {

@@ -49,7 +49,7 @@ pub(super) fn left_behind(ledger: &Ledger, id: &str, attempt: u32, attempt_dir: 
                     if killed { "; its leftover processes were stopped" } else { "" }
                 ),
             });
-        } else if matches!(rec.state, TaskState::Failed | TaskState::Conflict) {
+        } else if matches!(rec.state, TaskState::Failed | TaskState::Conflict | TaskState::Stopped) {
             previous_failure = rec.failure.clone();
         }
     }
