@@ -71,35 +71,24 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
     // No floor: git-hybrid never landed on this target here (a fresh clone, say), so there is
     // no record to have lost; `git hybrid fetch` brings in the published ones.
     let Ok(floor) = repo.refname_to_id(&crate::names::floor_ref(&target)) else { return Ok(report) };
-    let floor = Some(floor);
     let ledger = project.ledger();
-    let mut seen = BTreeSet::new();
     let mut landed_ids = BTreeSet::new();
     let mut from_git_alone = false;
-    let mut cur = repo.find_commit(tip).ok();
-    while let Some(c) = cur {
-        if Some(c.id()) == floor {
-            break;
-        }
-        if report.scanned == MAX_SCAN {
-            report.unrecoverable.push(format!(
-                "only the last {MAX_SCAN} commits of {target} were searched for landings ({} is {})",
-                crate::names::floor_ref(&target),
-                if floor.is_some() { "not among them" } else { "absent" }
-            ));
-            break;
-        }
-        report.scanned += 1;
-        cur = c.parent(0).ok();
-        let Some(t) = crate::trailers::of_commit(&c) else { continue };
-        let Some(attempt) = t.attempt_number() else { continue };
-        if crate::task_id::validate(&t.task).is_err() || !seen.insert((t.task.clone(), attempt)) {
-            continue; // the newest landing of a task attempt is the one its record names
-        }
-        landed_ids.insert(t.task.clone());
-        if ledger.path(&t.task, attempt).exists() {
+    let walk = landings(repo, tip, floor);
+    report.scanned = walk.scanned;
+    if walk.capped {
+        report.unrecoverable.push(format!(
+            "only the last {MAX_SCAN} commits of {target} were searched for landings ({} is not among them)",
+            crate::names::floor_ref(&target),
+        ));
+    }
+    for (id, task, attempt) in walk.landings {
+        landed_ids.insert(task.clone());
+        if ledger.path(&task, attempt).exists() {
             continue;
         }
+        let Ok(c) = repo.find_commit(id) else { continue };
+        let Some(t) = crate::trailers::of_commit(&c) else { continue };
         let Some(_lock) = ledger.try_lock_task(&t.task)? else { continue };
         if ledger.path(&t.task, attempt).exists() {
             continue;
@@ -149,6 +138,61 @@ pub fn rebuild(project: &Project) -> Result<RebuildReport> {
     Ok(report)
 }
 
+/// The landings found on a target's first-parent history (see [`landings`]).
+#[derive(Clone, Default)]
+struct Walk {
+    /// (squash commit, task, attempt), newest first, one per task attempt (the newest landing
+    /// of an attempt is the one its record names).
+    landings: Vec<(Oid, String, u32)>,
+    scanned: usize,
+    /// Stopped at [`MAX_SCAN`] before reaching the floor.
+    capped: bool,
+}
+
+/// The landings between `tip` and `floor` (module contract). Commits never change, so the walk
+/// is remembered per process: a later call (the MCP server answers `status` many times) walks
+/// only the commits added on top of the tip it saw last.
+fn landings(repo: &git2::Repository, tip: Oid, floor: Oid) -> Walk {
+    use std::sync::Mutex;
+    type Memo = (std::path::PathBuf, Oid, Oid, Walk);
+    static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
+    let key = repo.path().to_path_buf();
+    let known = MEMO.lock().ok().and_then(|m| m.clone()).filter(|(k, f, _, _)| *k == key && *f == floor);
+    let mut walk = Walk::default();
+    let mut seen = BTreeSet::new();
+    let mut cur = repo.find_commit(tip).ok();
+    while let Some(c) = cur {
+        if c.id() == floor {
+            break;
+        }
+        if let Some((_, _, _, old)) = known.as_ref().filter(|(_, _, t, _)| *t == c.id()) {
+            walk.scanned += old.scanned;
+            walk.capped = old.capped;
+            for l in &old.landings {
+                if seen.insert((l.1.clone(), l.2)) {
+                    walk.landings.push(l.clone());
+                }
+            }
+            break;
+        }
+        if walk.scanned == MAX_SCAN {
+            walk.capped = true;
+            break;
+        }
+        walk.scanned += 1;
+        cur = c.parent(0).ok();
+        let Some(t) = crate::trailers::of_commit(&c) else { continue };
+        let Some(attempt) = t.attempt_number() else { continue };
+        if crate::task_id::validate(&t.task).is_ok() && seen.insert((t.task.clone(), attempt)) {
+            walk.landings.push((c.id(), t.task.clone(), attempt));
+        }
+    }
+    if let Ok(mut m) = MEMO.lock() {
+        *m = Some((key, floor, tip, walk.clone()));
+    }
+    walk
+}
+
 /// Points `refs/hybrid/tips/<id>[@N]` at the landed tip again, if that commit is here and the
 /// ref is missing.
 fn restore_tip_ref(project: &Project, id: &str, attempt: u32, tip: Option<Oid>) {
@@ -186,4 +230,45 @@ fn orphans(project: &Project, landed: &BTreeSet<String>, report: &mut RebuildRep
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::git;
+
+    fn land(dir: &std::path::Path, task: &str) -> Oid {
+        let msg = format!("land {task}\n\nHybrid-Task: {task}\nHybrid-Attempt: 1\n");
+        git(dir, &["commit", "-q", "--allow-empty", "-m", &msg]);
+        Oid::from_str(git(dir, &["rev-parse", "HEAD"]).trim()).unwrap()
+    }
+
+    #[test]
+    fn the_walk_is_remembered_and_only_new_commits_are_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        git(dir, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        let floor = Oid::from_str(git(dir, &["rev-parse", "HEAD"]).trim()).unwrap();
+        let a = land(dir, "a");
+        land(dir, "b");
+        let repo = git2::Repository::open(dir).unwrap();
+        let tip = repo.refname_to_id("refs/heads/main").unwrap();
+        let first = landings(&repo, tip, floor);
+        assert_eq!(first.scanned, 2);
+        assert_eq!(first.landings.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        // One more landing, and a second landing of `a` (the newest one is the one that counts).
+        land(dir, "c");
+        let a2 = land(dir, "a");
+        let tip = repo.refname_to_id("refs/heads/main").unwrap();
+        let second = landings(&repo, tip, floor);
+        assert_eq!(second.scanned, 4, "two new commits read, two remembered");
+        let got: Vec<(&str, Oid)> = second.landings.iter().map(|l| (l.1.as_str(), l.0)).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], ("a", a2));
+        assert!(!got.iter().any(|(_, id)| *id == a), "the older landing of a is shadowed");
+        // Another floor (another repository state) is walked afresh.
+        let third = landings(&repo, tip, a);
+        assert_eq!(third.scanned, 3);
+    }
 }
