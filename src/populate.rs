@@ -36,7 +36,9 @@ pub fn set_progress_hook(hook: fn(usize, usize)) {
     let _ = PROGRESS_HOOK.set(hook);
 }
 
-fn progress(written: usize, added: usize) {
+/// Reports to the progress watcher: `written` more files written, `added` more to write (also
+/// for fills that do not take the fast path: libgit2's checkout reports through here).
+pub fn progress(written: usize, added: usize) {
     use std::sync::atomic::Ordering::Relaxed;
     if let Some(hook) = PROGRESS_HOOK.get() {
         let total = FILES_TOTAL.fetch_add(added, Relaxed) + added;

@@ -388,6 +388,12 @@ fn filling_a_large_worktree_shows_progress_only_on_a_terminal() {
     assert_ok(&out, &["start"]);
     assert!(!stderr(&out).contains("filling"), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), r.task_dir("big2").to_str().unwrap());
+    // With attributes (git/git has a .gitattributes) libgit2 checks out, with the same bar.
+    r.write(".gitattributes", "*.txt text\n");
+    r.commit_all("attributes");
+    let files = r.git(&["ls-files"]).lines().count();
+    let text = on_a_tty(&r, "start big3", &[]);
+    assert!(text.contains(&format!("{files}/{files} files")), "{text:?}");
     // dispatch: one bar over the worktrees it fills, on a terminal only.
     r.write("hybrid.toml", "[[task]]\nid = \"d1\"\nprompt = \"x\"\nagent = [\"builtin:script\", \"a.sh\"]\n");
     r.write(

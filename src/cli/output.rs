@@ -135,6 +135,8 @@ pub fn fill_progress_done() {
     if let Ok(mut bar) = FILL_BAR.lock() {
         if let Some(b) = bar.take() {
             b.finish();
+            // indicatif leaves the cursor after the bar: what follows starts on its own line.
+            eprintln!();
         }
     }
 }

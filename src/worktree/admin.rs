@@ -129,6 +129,18 @@ fn fill(project: &Project, wt: &Repository, path: &Path, filters: bool) -> Resul
     if !filters {
         co.disable_filters(true);
     }
+    // The progress of a large fill on a terminal (`populate::progress`), as the fast path has.
+    let mut shown = None;
+    co.progress(move |_, done, total| {
+        let before = *shown.get_or_insert_with(|| {
+            crate::populate::progress(0, total);
+            0
+        });
+        if done > before {
+            crate::populate::progress(done - before, 0);
+            shown = Some(done);
+        }
+    });
     wt.checkout_head(Some(&mut co))?;
     Ok(())
 }
