@@ -89,6 +89,22 @@ fn diff_follows_gits_pager_and_colour_conventions() {
     assert!(text.contains("+mine") && !text.contains("PAGED:"), "{text}");
     let text = on_a_tty(&r, "diff --no-pager t1", &pager);
     assert!(text.contains("+mine") && !text.contains("PAGED:"), "{text}");
+    // git's own `--no-pager` reaches us (git sets GIT_PAGER=cat for the command it runs).
+    let bindir = std::path::Path::new(env!("CARGO_BIN_EXE_git-hybrid")).parent().unwrap().display().to_string();
+    let path = format!("{bindir}:{}", std::env::var("PATH").unwrap());
+    let mut git = Command::new("script");
+    git.args(["-qec", "git --no-pager hybrid diff t1", "/dev/null"]).current_dir(&r.root);
+    r.env(&mut git);
+    git.env("PATH", &path).env("GIT_PAGER", "sed s/^/PAGED:/");
+    let text = stdout(&git.output().unwrap());
+    assert!(text.contains("+mine") && !text.contains("PAGED:"), "{text}");
+    // `git -p hybrid diff`: git pages; we do not page again, and colour `auto` is on.
+    let mut git = Command::new("script");
+    git.args(["-qec", "git -p hybrid diff t1", "/dev/null"]).current_dir(&r.root);
+    r.env(&mut git);
+    git.env("PATH", &path).env("GIT_PAGER", "sed s/^/PAGED:/").env_remove("NO_COLOR");
+    let text = stdout(&git.output().unwrap());
+    assert!(text.contains("PAGED:\x1b[32m") && !text.contains("PAGED:PAGED:"), "{text:?}");
     // PAGER when GIT_PAGER is unset; `cat` is no pager.
     assert!(on_a_tty(&r, "diff t1", &[("PAGER", "sed s/^/P2:/")]).contains("P2:+mine"));
     // core.pager from the repository's own config (agents can write it) never runs.

@@ -5,7 +5,9 @@
 //! else `PAGER`, else `less`, run through `sh -c` as git runs it, with `LESS=FRX` and `LV=-c`
 //! unless set. `core.pager` in the repository's own config is not read: agents can write that
 //! file, and it would name a program to run. An empty pager or `cat` means none; `--no-pager`
-//! turns it off.
+//! turns it off, and so does git's own `git --no-pager hybrid ...` (git sets `GIT_PAGER=cat`
+//! for the command it runs). When git pages for us (`git -p hybrid ...`, `GIT_PAGER_IN_USE`),
+//! colour `auto` is on, as for git's own commands.
 
 use std::io::{IsTerminal, Write};
 use std::process::{Command, Stdio};
@@ -26,10 +28,17 @@ pub fn diff_color(g: &GlobalArgs, repo: &git2::Repository) -> bool {
             match get("color.diff").or_else(|| get("color.ui")).map(|v| v.to_ascii_lowercase()).as_deref() {
                 Some("always") => true,
                 Some("never" | "false" | "off" | "no" | "0") => false,
-                _ => std::io::stdout().is_terminal(),
+                // `git -p hybrid diff`: git pages our output itself and says so.
+                _ => std::io::stdout().is_terminal() || pager_in_use(),
             }
         }
     }
+}
+
+/// True when git started a pager for this command (`git -p hybrid ...`, `pager.hybrid`).
+fn pager_in_use() -> bool {
+    std::env::var("GIT_PAGER_IN_USE")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
 }
 
 /// The pager command line to use, if any (see the module contract).
