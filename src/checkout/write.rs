@@ -180,22 +180,24 @@ pub fn recover(
             continue;
         }
         let want = Some((entry.id, entry.mode));
-        let file = match fs::symlink_metadata(co.dir.join(path)) {
-            Ok(m) if m.is_dir() => None,
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
+        let (file, folder) = match fs::symlink_metadata(co.dir.join(path)) {
+            Ok(m) if m.is_dir() => (None, true),
+            Ok(m) => (Some(m), false),
+            Err(e) if e.kind() == ErrorKind::NotFound => (None, false),
             Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", co.dir.join(path).display())),
         };
         let sides = [blob_entry(start, path).flatten(), blob_entry(end, path).flatten()];
         let is = |w: Option<(Oid, u32)>| file_matches(co, path, file.as_ref(), w, None, (i64::MAX, 0));
-        let fresh = if file.as_ref().is_some_and(|m| !m.is_dir()) && is(want)? {
+        let fresh = if let Some(m) = file.as_ref().filter(|_| is(want).unwrap_or(false)) {
             // Already right: just its stat data.
-            let m = file.as_ref().expect("checked");
             Some(stat_entry(m, entry.id, entry.mode))
-        } else if file.is_none() || sides.iter().any(|s| *s != want && s.is_some() && is(*s).unwrap_or(false)) {
+        } else if (file.is_none() && !folder)
+            || sides.iter().any(|s| *s != want && s.is_some() && is(*s).unwrap_or(false))
+        {
+            // Missing, or the other side's bytes (ours): the entry's content.
             put(co, repo, path, want)?
         } else {
-            // The user's own bytes: keep them, let git see them.
+            // The user's own bytes (or a folder they made there): keep them, let git see them.
             let mut e = entry.clone();
             e.flags &= !FLAG_VALID;
             e.mtime = (0, 0); // forces git to look at the content

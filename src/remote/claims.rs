@@ -305,6 +305,7 @@ pub fn claim_or_wait(
                     // Keep the claim: the other side yields or turns `running` (then we yield).
                     tell(&c);
                     let mut current = blob;
+                    let mut refreshed = std::time::Instant::now();
                     loop {
                         if stop() {
                             remote.release_claim(project, id, current)?;
@@ -312,13 +313,14 @@ pub fn claim_or_wait(
                         }
                         super::poll_sleep();
                         match file_claims::check(project, remote, id, scope)? {
-                            Verdict::Wait(_) => {
-                                // Keep it alive while waiting.
+                            Verdict::Wait(_) if refreshed.elapsed() >= CLAIM_TTL / 3 => {
+                                // Keep it alive while waiting, as a running claim is renewed.
                                 match remote.claim_refresh(project, id, current, scope)? {
-                                    Some(next) => current = next,
+                                    Some(next) => (current, refreshed) = (next, std::time::Instant::now()),
                                     None => break,
                                 }
                             }
+                            Verdict::Wait(_) => {}
                             Verdict::Clear | Verdict::Yield(_) => break,
                         }
                     }
