@@ -8,7 +8,6 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use anyhow::{Context, Result};
-use git2::Oid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -275,45 +274,20 @@ pub fn task_diff(project: &Project, a: TaskDiffArgs) -> Result<Value> {
     let rec = record(project, &a.task, attempt)?;
     let max = a.max_bytes.unwrap_or(DEFAULT_MAX_BYTES).clamp(1, MAX_MAX_BYTES) as usize;
     let repo = &project.repo;
-    let target_ref = format!("refs/heads/{}", rec.target);
-    let target_tip = repo.refname_to_id(&target_ref).with_context(|| format!("cannot read {target_ref}"))?;
-    let tip = match repo.refname_to_id(&format!("refs/heads/{}", rec.branch)) {
-        Ok(t) => t,
-        Err(_) => match rec.tip.as_deref().and_then(|t| Oid::from_str(t).ok()) {
-            Some(t) => t,
-            None => return Err(bad(format!("task {} has no branch any more (state {})", rec.id, rec.state.as_str()))),
-        },
-    };
-    let base_commit = repo.find_commit(target_tip)?;
-    let bases = crate::sync::merge_bases(repo, tip, target_tip)?;
-    let merged = crate::sync::merged_tree(repo, tip, target_tip, &bases)?;
+    // The change as it would land: the one computation `git hybrid diff` shows too.
+    let d = crate::taskdiff::compute(project, &rec)?;
     let mut out = json!({ "task": rec.id, "attempt": attempt, "state": rec.state.as_str(), "target": rec.target,
-        "target_tip": target_tip.to_string(), "tip": tip.to_string() });
-    let tree = match merged {
-        Ok(tree) => repo.find_tree(tree)?,
-        Err(paths) => {
-            out["conflicts"] = json!(paths);
-            out["files"] = json!([]);
-            out["patch"] = json!("");
-            return Ok(out);
-        }
+        "target_tip": d.target_tip, "tip": d.tip });
+    let Some(new) = d.new else {
+        out["conflicts"] = json!(d.conflicts);
+        out["files"] = json!([]);
+        out["patch"] = json!("");
+        return Ok(out);
     };
-    let old = base_commit.tree()?;
+    let files = crate::taskdiff::files(repo, d.old, new)?;
+    let (old, tree) = (repo.find_tree(d.old)?, repo.find_tree(new)?);
     let mut diff = repo.diff_tree_to_tree(Some(&old), Some(&tree), None)?;
     diff.find_similar(None)?;
-    let mut files = Vec::new();
-    let (mut ins, mut del) = (0usize, 0usize);
-    for i in 0..diff.deltas().len() {
-        if let Ok(Some(p)) = git2::Patch::from_diff(&diff, i) {
-            let d = p.delta();
-            let path = d.new_file().path().or(d.old_file().path()).map(|p| p.display().to_string()).unwrap_or_default();
-            let (_, a_, d_) = p.line_stats().unwrap_or((0, 0, 0));
-            ins += a_;
-            del += d_;
-            files.push(json!({ "path": path, "status": format!("{:?}", d.status()).to_lowercase(),
-                "insertions": a_, "deletions": d_ }));
-        }
-    }
     let mut patch = Vec::new();
     diff.print(git2::DiffFormat::Patch, |_, _, line| {
         let origin = line.origin();
@@ -327,9 +301,9 @@ pub fn task_diff(project: &Project, a: TaskDiffArgs) -> Result<Value> {
     let truncated = total > max;
     patch.truncate(max);
     out["conflicts"] = json!([]);
-    out["files"] = json!(files);
-    out["insertions"] = json!(ins);
-    out["deletions"] = json!(del);
+    out["insertions"] = json!(files.iter().map(|f| f.insertions).sum::<usize>());
+    out["deletions"] = json!(files.iter().map(|f| f.deletions).sum::<usize>());
+    out["files"] = serde_json::to_value(&files)?;
     out["patch"] = json!(String::from_utf8_lossy(&patch));
     out["patch_bytes"] = json!(total);
     out["truncated"] = json!(truncated);
