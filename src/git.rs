@@ -39,6 +39,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod graph;
 pub mod network;
+pub mod refnames;
 
 /// Runs `git <args>` in `dir`; fails with git's stderr when it exits non-zero.
 pub fn run<I, S>(dir: &Path, args: I) -> Result<String>

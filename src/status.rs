@@ -127,9 +127,9 @@ fn row(project: &Project, record: TaskRecord) -> StatusRow {
     };
     let last_commit = project
         .repo
-        .revparse_single(&format!("refs/heads/{}", record.branch))
+        .refname_to_id(&format!("refs/heads/{}", record.branch))
         .ok()
-        .and_then(|o| o.peel_to_commit().ok())
+        .and_then(|id| project.repo.find_commit(id).ok())
         // A branch with no commits of its own shows none (not the target's last commit).
         .filter(|c| !no_own_commits(project, &record, c.id()))
         .and_then(|c| c.summary().map(str::to_string))

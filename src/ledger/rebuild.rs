@@ -217,8 +217,9 @@ fn orphans(project: &Project, landed: &BTreeSet<String>, report: &mut RebuildRep
             }
         }
     }
-    for r in project.repo.references_glob(&format!("{}*", crate::names::TIP_REFS))?.flatten() {
-        let Some(name) = r.name().and_then(|n| n.strip_prefix(crate::names::TIP_REFS)) else { continue };
+    // Names only: reading every tip ref (one per landed task) was most of a `status` call.
+    for full in crate::git::refnames::names_under(&project.common_dir, crate::names::TIP_REFS) {
+        let Some(name) = full.strip_prefix(crate::names::TIP_REFS) else { continue };
         let id = name.split('@').next().unwrap_or(name).to_string();
         if crate::task_id::validate(&id).is_ok() && !known(&id) {
             ids.insert((id, "a landed tip ref"));
