@@ -15,7 +15,6 @@
 //! a kept task's catch-up; this costs a walk and an `lstat` per file.
 
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 
 use git2::Oid;
 
@@ -38,15 +37,7 @@ pub fn clean_anywhere(co: &Checkout, index: &RawIndex, index_mtime: (i64, i64), 
         let path = index.path_at(i);
         let Ok(rel) = std::str::from_utf8(path) else { return false };
         let Ok(m) = std::fs::symlink_metadata(co.dir.join(rel)) else { return false };
-        let racy = (e.mtime.0 as i64, e.mtime.1 as i64) >= index_mtime;
-        let same = !racy
-            && e.size == m.size() as u32
-            && e.mtime == (m.mtime() as u32, m.mtime_nsec() as u32)
-            && e.ctime == (m.ctime() as u32, m.ctime_nsec() as u32)
-            && e.ino == m.ino() as u32
-            && e.uid == m.uid()
-            && e.gid == m.gid();
-        if !same {
+        if !e.stat_matches(&m, index_mtime) {
             return false;
         }
         tracked.insert(path);

@@ -216,18 +216,8 @@ pub(super) fn file_matches(
         return Ok(false);
     }
     // git's stat shortcut: the entry's stat data matches and the entry is not racily clean.
-    if let Some(e) = ie.filter(|e| e.id == id && e.mode == mode) {
-        let racy = (e.mtime.0 as i64, e.mtime.1 as i64) >= index_mtime;
-        if !racy
-            && e.size == m.size() as u32
-            && e.mtime == (m.mtime() as u32, m.mtime_nsec() as u32)
-            && e.ctime == (m.ctime() as u32, m.ctime_nsec() as u32)
-            && e.ino == m.ino() as u32
-            && e.uid == m.uid()
-            && e.gid == m.gid()
-        {
-            return Ok(true);
-        }
+    if ie.is_some_and(|e| e.id == id && e.mode == mode && e.stat_matches(m, index_mtime)) {
+        return Ok(true);
     }
     let path = co.dir.join(rel);
     let actual = if is_link {

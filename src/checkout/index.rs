@@ -43,6 +43,38 @@ impl Entry {
     pub fn stage(&self) -> u16 {
         (self.flags >> 12) & 3
     }
+
+    /// An entry for `id` (`mode`) with the stat data of the file `m`, no flags.
+    pub fn from_stat(m: &std::fs::Metadata, id: Oid, mode: u32) -> Entry {
+        use std::os::unix::fs::MetadataExt;
+        Entry {
+            ctime: (m.ctime() as u32, m.ctime_nsec() as u32),
+            mtime: (m.mtime() as u32, m.mtime_nsec() as u32),
+            dev: m.dev() as u32,
+            ino: m.ino() as u32,
+            mode,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size() as u32,
+            id,
+            flags: 0,
+            flags_extended: 0,
+        }
+    }
+
+    /// git's stat shortcut: the file `m` has this entry's stat data and the entry is not racily
+    /// clean (its mtime is before `index_mtime`, the index file's own).
+    pub fn stat_matches(&self, m: &std::fs::Metadata, index_mtime: (i64, i64)) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let racy = (self.mtime.0 as i64, self.mtime.1 as i64) >= index_mtime;
+        !racy
+            && self.size == m.size() as u32
+            && self.mtime == (m.mtime() as u32, m.mtime_nsec() as u32)
+            && self.ctime == (m.ctime() as u32, m.ctime_nsec() as u32)
+            && self.ino == m.ino() as u32
+            && self.uid == m.uid()
+            && self.gid == m.gid()
+    }
 }
 
 struct Slot {

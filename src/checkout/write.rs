@@ -26,7 +26,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -190,7 +190,7 @@ pub fn recover(
         let is = |w: Option<(Oid, u32)>| file_matches(co, path, file.as_ref(), w, None, (i64::MAX, 0));
         let fresh = if let Some(m) = file.as_ref().filter(|_| is(want).unwrap_or(false)) {
             // Already right: just its stat data.
-            Some(stat_entry(m, entry.id, entry.mode))
+            Some(Entry::from_stat(m, entry.id, entry.mode))
         } else if (file.is_none() && !folder)
             || sides.iter().any(|s| *s != want && s.is_some() && is(*s).unwrap_or(false))
         {
@@ -242,24 +242,7 @@ pub(super) fn put(co: &Checkout, repo: &Repository, rel: &str, entry: Option<(Oi
         write_file(&dst, blob.content(), mode)?;
     }
     let m = fs::symlink_metadata(&dst).with_context(|| format!("cannot inspect {}", dst.display()))?;
-    Ok(Some(stat_entry(&m, id, mode)))
-}
-
-/// An index entry for `id` with the stat data of the file `m`, no flags.
-fn stat_entry(m: &fs::Metadata, id: Oid, mode: u32) -> Entry {
-    Entry {
-        ctime: (m.ctime() as u32, m.ctime_nsec() as u32),
-        mtime: (m.mtime() as u32, m.mtime_nsec() as u32),
-        dev: m.dev() as u32,
-        ino: m.ino() as u32,
-        mode,
-        uid: m.uid(),
-        gid: m.gid(),
-        size: m.size() as u32,
-        id,
-        flags: 0,
-        flags_extended: 0,
-    }
+    Ok(Some(Entry::from_stat(&m, id, mode)))
 }
 
 /// Creates `path` with `content`: a symlink for links, else a file with git's permissions
