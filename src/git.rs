@@ -161,15 +161,23 @@ fn trusted_config_files() -> Vec<PathBuf> {
 /// True when the user's trusted (system/global) config defines a smudge or process filter
 /// driver: only then can a checkout need git itself rather than libgit2.
 pub fn trusted_filter_drivers() -> bool {
-    trusted_config_files().iter().any(|f| {
-        let Ok(cfg) = git2::Config::open(f) else { return false };
-        let Ok(mut entries) = cfg.entries(Some(r"^filter\..*\.(smudge|process)$")) else { return false };
-        let mut found = false;
+    trusted_entries(Some(r"^filter\..*\.(smudge|process)$")).iter().any(|(_, v)| !v.trim().is_empty())
+}
+
+/// Every `(name, value)` of the user's system and global config files (those whose names match
+/// the regex `pattern`, if given), in the order git reads them: system first, then global.
+fn trusted_entries(pattern: Option<&str>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in trusted_config_files() {
+        let Ok(cfg) = git2::Config::open(&f) else { continue };
+        let Ok(mut entries) = cfg.entries(pattern) else { continue };
         while let Some(Ok(e)) = entries.next() {
-            found |= e.value().is_some_and(|v| !v.trim().is_empty());
+            if let Some(name) = e.name() {
+                out.push((name.to_string(), e.value().unwrap_or("").to_string()));
+            }
         }
-        found
-    })
+    }
+    out
 }
 
 /// `key=value` overrides for every filter driver that the repository-local config of the
@@ -210,16 +218,8 @@ pub fn filter_overrides(dir: &Path) -> Vec<String> {
         }
     }
     // The trusted files as git itself finds them (libgit2 ignores GIT_CONFIG_GLOBAL/SYSTEM).
-    let mut trusted: BTreeMap<String, String> = BTreeMap::new();
-    for f in trusted_config_files() {
-        let Ok(cfg) = git2::Config::open(&f) else { continue };
-        let Ok(mut entries) = cfg.entries(Some(r"^filter\.")) else { continue };
-        while let Some(Ok(e)) = entries.next() {
-            if let Some(name) = e.name() {
-                trusted.insert(name.to_ascii_lowercase(), e.value().unwrap_or("").to_string());
-            }
-        }
-    }
+    let trusted: BTreeMap<String, String> =
+        trusted_entries(Some(r"^filter\.")).into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     // Each program key the untrusted config sets gets the trusted value, else empty (an empty
     // `process` also turns off the driver's smudge/clean: git reads a set `process` first).
     let mut out = Vec::new();

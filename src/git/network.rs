@@ -113,42 +113,15 @@ fn config_overrides() -> Vec<String> {
         format!("core.alternateRefsCommand={}", trusted_value("core.alternateRefsCommand").unwrap_or_default()),
         "credential.helper=".to_string(),
     ];
-    for (key, value) in trusted_entries(r"^credential\..*helper$") {
+    for (key, value) in super::trusted_entries(Some(r"^credential\..*helper$")) {
         out.push(format!("{key}={value}"));
-    }
-    out
-}
-
-/// Every `(key, value)` of the user's system/global config whose name matches `pattern`, in the
-/// order git reads them (system first).
-fn trusted_entries(pattern: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for f in super::trusted_config_files() {
-        let Ok(cfg) = git2::Config::open(&f) else { continue };
-        let Ok(mut entries) = cfg.entries(Some(pattern)) else { continue };
-        while let Some(Ok(e)) = entries.next() {
-            if let Some(name) = e.name() {
-                out.push((name.to_string(), e.value().unwrap_or("").to_string()));
-            }
-        }
     }
     out
 }
 
 /// The last value of `key` (case-insensitive) in the user's system/global config.
 fn trusted_value(key: &str) -> Option<String> {
-    let want = key.to_ascii_lowercase();
-    super::trusted_config_files().iter().rev().find_map(|f| {
-        let cfg = git2::Config::open(f).ok()?;
-        let mut entries = cfg.entries(None).ok()?;
-        let mut found = None;
-        while let Some(Ok(e)) = entries.next() {
-            if e.name().is_some_and(|n| n.eq_ignore_ascii_case(&want)) {
-                found = Some(e.value().unwrap_or("").to_string());
-            }
-        }
-        found
-    })
+    super::trusted_entries(None).into_iter().rev().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, v)| v)
 }
 
 /// `s` single-quoted for `sh`.
