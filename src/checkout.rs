@@ -286,8 +286,8 @@ pub fn prepare_move(
 }
 
 /// Prepared moves being carried out around the move of their branch's ref (the three phases of
-/// `checkout/write.rs`): [`stage_moves`], then [`Moving::switch`] right before the ref moves,
-/// [`Moving::finish`] right after, or [`Moving::undo`] if the ref could not move.
+/// `checkout/write.rs`): [`stage_moves`], then [`Moving::move_ref`] (the new indexes and the ref),
+/// then [`Moving::finish`].
 ///
 /// While a fast move is under way a note (`<state>/moves/<ref>.json`: the two commits) says so;
 /// [`recover`] finishes what a killed run left, from it. The caller holds the lock that
@@ -346,10 +346,22 @@ pub fn stage_moves<'p>(
 }
 
 impl Moving<'_> {
-    /// Phase 2: the new index of every fast move. The caller moves the ref right after, or
-    /// calls [`Moving::undo`].
-    pub fn switch(&mut self) -> Result<()> {
-        self.fast.iter_mut().try_for_each(|f| f.switch())
+    /// Phase 2 and the ref, back to back: the new index of every fast move, then `lock` moves
+    /// the ref to the new commit (compare-and-swap). If either fails, every checkout is put back
+    /// ([`Moving::undo`]) and the error returned; otherwise [`Moving::finish`] comes next.
+    pub fn move_ref(mut self, lock: RefLock<'_>, message: &str) -> Result<Self> {
+        let moved = self
+            .fast
+            .iter_mut()
+            .try_for_each(|f| f.switch())
+            .and_then(|()| lock.commit(&self.project.repo, self.new, message));
+        match moved {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.undo();
+                Err(e)
+            }
+        }
     }
 
     /// Phase 3, after the ref moved: the added files and the final index of every fast move.

@@ -394,17 +394,14 @@ fn run_train(
         // The checkouts move in three phases around the ref (src/checkout/write.rs), so that a
         // kill at any step but the instant between the two renames leaves the user's next
         // commit holding only their own change.
-        let mut moving = checkout::stage_moves(project, &target_ref, moves, local, end)?;
+        let moving = checkout::stage_moves(project, &target_ref, moves, local, end)?;
         crate::failpoint!("land::checkouts_staged");
         let message = match cars.iter().filter(|c| c.squash.is_some()).map(|c| c.rec.id.as_str()).collect::<Vec<_>>()[..]
         {
             [one] => format!("git-hybrid merge: land {one}"),
             ref many => format!("git-hybrid merge: land {} tasks ({})", many.len(), many.join(", ")),
         };
-        if let Err(e) = moving.switch().and_then(|()| target_lock.commit(repo, end, &message)) {
-            moving.undo();
-            return Err(e);
-        }
+        let moving = moving.move_ref(target_lock, &message)?;
         note.armed = false;
         crate::failpoint!("land::ref_moved");
         if let Err(e) = moving.finish() {

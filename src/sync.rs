@@ -365,12 +365,11 @@ pub(crate) fn move_task_branch(
         return Err(HybridError::LocalChanges { message: why, paths: Vec::new() }.into());
     }
     let checkouts = checkout::checkouts_of(project, branch_ref)?;
-    let mut moving = None;
+    let mut moves = Vec::with_capacity(checkouts.len());
     if !checkouts.is_empty() {
         let old_tree = repo.find_commit(old)?.tree()?;
         let new_tree = repo.find_commit(new)?.tree()?;
         let changed = checkout::changed_paths(repo, &old_tree, &new_tree)?;
-        let mut moves = Vec::with_capacity(checkouts.len());
         let dirty = |co: &checkout::Checkout, paths: Vec<String>| -> anyhow::Error {
             HybridError::LocalChanges {
                 message: format!(
@@ -404,24 +403,12 @@ pub(crate) fn move_task_branch(
                 Err(paths) => return Err(dirty(co, paths)),
             }
         }
-        moving = Some(checkout::stage_moves(project, branch_ref, moves, old, new)?);
     }
+    let moving = checkout::stage_moves(project, branch_ref, moves, old, new)?;
     crate::failpoint!("sync::checkouts_moved");
-    let switched = match &mut moving {
-        Some(m) => m.switch(),
-        None => Ok(()),
-    };
-    if let Err(e) = switched.and_then(|()| lock.commit(repo, new, message)) {
-        if let Some(m) = moving {
-            m.undo();
-        }
-        return Err(e);
-    }
+    let moving = moving.move_ref(lock, message)?;
     crate::failpoint!("sync::ref_moved");
-    if let Some(m) = moving {
-        m.finish()?;
-    }
-    Ok(())
+    moving.finish()
 }
 
 /// Marks a task `conflict` with its paths.

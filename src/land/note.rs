@@ -195,13 +195,9 @@ fn move_local_target(project: &Project, target_ref: &str, start: Oid, end: Oid) 
             Err(paths) => anyhow::bail!("local changes in {} are in the way: {}", co.dir.display(), paths.join(", ")),
         }
     }
-    let mut moving = checkout::stage_moves(project, target_ref, moves, start, end)?;
-    let message = "git-hybrid merge: catch up with the published landing";
-    if let Err(e) = moving.switch().and_then(|()| lock.commit(repo, end, message)) {
-        moving.undo();
-        return Err(e);
-    }
-    moving.finish()
+    checkout::stage_moves(project, target_ref, moves, start, end)?
+        .move_ref(lock, "git-hybrid merge: catch up with the published landing")?
+        .finish()
 }
 
 /// `(task, attempt, tip)` from a squash commit's trailers ([`crate::trailers`]).
