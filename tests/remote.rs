@@ -52,14 +52,6 @@ fn published(kind: Kind) -> (TestRepo, GitServer) {
     (repo, server)
 }
 
-/// Starts `id` in `repo` and commits `file` in its worktree.
-fn task_with_commit(repo: &TestRepo, id: &str, file: &str) {
-    repo.hybrid_ok(&["start", id]);
-    let dir = repo.task_dir(id);
-    common::write_file(&dir.join(file), &format!("{id}\n"));
-    repo.commit_all_in(&dir, &format!("{id}: add {file}"));
-}
-
 /// `git log --format=%H %P` of the server's main, newest first.
 fn server_log(repo: &TestRepo, server: &GitServer) -> Vec<(String, Vec<String>)> {
     repo.git_in(&server.bare, &["log", "--format=%H %P", "main"])
@@ -75,7 +67,7 @@ fn server_log(repo: &TestRepo, server: &GitServer) -> Vec<(String, Vec<String>)>
 fn merge_lands_on_the_remote_with_its_record_over_both_transports() {
     for kind in [Kind::Daemon, Kind::Http] {
         let (repo, server) = published(kind);
-        task_with_commit(&repo, "t1", "a.txt");
+        repo.task_with_commit("t1", "a.txt");
         // Someone else pushes meanwhile: the landing builds on what is really on the remote.
         let other = repo.clone_from(&server, "other");
         other.write("o.txt", "o\n");
@@ -105,8 +97,8 @@ fn two_clones_landing_at_the_same_moment_both_land_linearly() {
     for kind in [Kind::Daemon, Kind::Http] {
         let (a, server) = published(kind);
         let b = a.clone_from(&server, "b");
-        task_with_commit(&a, "ta", "a.txt");
-        task_with_commit(&b, "tb", "b.txt");
+        a.task_with_commit("ta", "a.txt");
+        b.task_with_commit("tb", "b.txt");
         let mut ca = a.hybrid_cmd(&a.root, &["--json", "merge", "ta"]);
         let mut cb = b.hybrid_cmd(&b.root, &["--json", "merge", "tb"]);
         for c in [&mut ca, &mut cb] {
@@ -135,7 +127,7 @@ fn a_lease_race_with_a_user_push_from_a_third_clone_is_retried_on_the_new_tip() 
         let user = repo.clone_from(&server, "user");
         user.write("u.txt", "user\n");
         let theirs = user.commit_all("user work");
-        task_with_commit(&repo, "t1", "a.txt");
+        repo.task_with_commit("t1", "a.txt");
         // The user's push lands on the server while the landing's own push is in flight (after
         // the landing read the remote's tip): the first push loses the race, the retry wins.
         let marker = repo.base().join("race-once");
@@ -161,7 +153,7 @@ fn a_lease_race_with_a_user_push_from_a_third_clone_is_retried_on_the_new_tip() 
 #[test]
 fn a_rejecting_pre_receive_hook_fails_the_landing_and_changes_nothing_here() {
     let (repo, server) = published(Kind::Daemon);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     server.set_pre_receive("echo 'main is protected: open a pull request' >&2; exit 1");
     let before = repo.refs_snapshot();
     let remote_before = server.rev(&repo, "main");
@@ -184,7 +176,7 @@ fn a_rejecting_pre_receive_hook_fails_the_landing_and_changes_nothing_here() {
 #[test]
 fn an_unreachable_remote_is_a_clear_error_and_local_lands_here_only() {
     let (repo, server) = published(Kind::Daemon);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     let dead = format!("git://127.0.0.1:{}/origin.git", common::server::free_port());
     repo.git(&["remote", "set-url", "origin", &dead]);
     let before = repo.refs_snapshot();
@@ -200,7 +192,7 @@ fn an_unreachable_remote_is_a_clear_error_and_local_lands_here_only() {
 #[test]
 fn a_local_target_ahead_of_the_remote_is_refused() {
     let (repo, server) = published(Kind::Daemon);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     repo.write("mine.txt", "unpushed\n");
     repo.commit_all("unpushed work");
     let before = repo.refs_snapshot();
@@ -214,7 +206,7 @@ fn a_local_target_ahead_of_the_remote_is_refused() {
 #[test]
 fn sync_merges_what_is_on_the_remote() {
     let (repo, server) = published(Kind::Http);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     let other = repo.clone_from(&server, "other");
     other.write("o.txt", "o\n");
     let theirs = other.commit_all("other work");
@@ -228,10 +220,10 @@ fn sync_merges_what_is_on_the_remote() {
 fn a_fresh_clone_fetches_every_landing_record_and_verifies_and_labels_them() {
     let (a, server) = published(Kind::Daemon);
     let b = a.clone_from(&server, "b");
-    task_with_commit(&a, "ta", "a.txt");
-    task_with_commit(&a, "ta2", "a2.txt");
+    a.task_with_commit("ta", "a.txt");
+    a.task_with_commit("ta2", "a2.txt");
     a.hybrid_ok(&["merge", "ta", "ta2"]);
-    task_with_commit(&b, "tb", "b.txt");
+    b.task_with_commit("tb", "b.txt");
     b.hybrid_ok(&["merge", "tb"]);
 
     // A fresh clone knows nothing until `git hybrid fetch` brings the published ledger in.
@@ -283,7 +275,7 @@ fn a_lander_killed_during_its_push_leaves_squash_and_record_together_or_neither(
     for kind in [Kind::Daemon, Kind::Http] {
         for server_accepts in [true, false] {
             let (repo, server) = published(kind);
-            task_with_commit(&repo, "t1", "a.txt");
+            repo.task_with_commit("t1", "a.txt");
             // The push stops in the server's pre-receive hook until the test says how it ends;
             // the lander is killed while it waits there, so its push is in flight.
             let gate = repo.base().join("gate");
@@ -336,6 +328,23 @@ fn a_lander_killed_during_its_push_leaves_squash_and_record_together_or_neither(
 }
 
 /// `agent.sh <file>`: writes the task id into `file` and commits.
+/// Runs `git hybrid --json dispatch <args>` on two clones at the same time; both must succeed.
+fn dispatch_on_both(runs: [(&TestRepo, &[&str]); 2]) {
+    let children: Vec<_> = runs
+        .iter()
+        .map(|(r, args)| {
+            let mut all = vec!["--json", "dispatch"];
+            all.extend_from_slice(args);
+            let mut c = r.hybrid_cmd(&r.root, &all);
+            c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for (child, (r, _)) in children.into_iter().zip(runs) {
+        common::assert_ok(&child.wait_with_output().unwrap(), &["dispatch on", &r.root.display().to_string()]);
+    }
+}
+
 const AGENT: &str = "#!/bin/sh\nmkdir -p \"$(dirname \"$1\")\"\necho \"$HYBRID_TASK_ID\" > \"$1\"\n\
                      git add -A && git commit -q -m \"$HYBRID_TASK_ID: write $1\"\n";
 
@@ -355,15 +364,7 @@ fn two_dispatchers_on_two_clones_share_a_plan_each_task_runs_once_and_lands_once
     a.git(&["push", "-q", "origin", "main"]);
     let b = a.clone_from(&server, "b");
 
-    let spawn = |r: &TestRepo| {
-        let mut c = r.hybrid_cmd(&r.root, &["--json", "dispatch", "-j", "3"]);
-        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let (da, db) = (spawn(&a), spawn(&b));
-    let (oa, ob) = (da.wait_with_output().unwrap(), db.wait_with_output().unwrap());
-    common::assert_ok(&oa, &["dispatch on a"]);
-    common::assert_ok(&ob, &["dispatch on b"]);
+    dispatch_on_both([(&a, &["-j", "3"]), (&b, &["-j", "3"])]);
 
     let log = server_log(&a, &server);
     assert!(log.iter().all(|(_, parents)| parents.len() <= 1), "linear: {log:?}");
@@ -417,7 +418,7 @@ fn an_expired_claim_is_taken_over_and_released_after_the_landing() {
 #[test]
 fn a_lander_killed_right_after_its_push_is_recorded_by_the_next_run() {
     let (repo, server) = published(Kind::Daemon);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     repo.kill_at(&["merge", "t1"], "land::published");
     let squash = server.rev(&repo, "main").unwrap();
     assert_ne!(squash, repo.rev("main"), "published, not moved here yet");
@@ -437,7 +438,7 @@ fn a_user_push_between_fetch_and_push_loses_the_lease_and_the_landing_retries() 
     for kind in [Kind::Daemon, Kind::Http] {
         let (repo, server) = published(kind);
         let user = repo.clone_from(&server, "user");
-        task_with_commit(&repo, "t1", "a.txt");
+        repo.task_with_commit("t1", "a.txt");
         // The landing has fetched and built its squash; the user pushes before it publishes.
         let paused = repo.pause_at(&["--json", "merge", "t1"], "land::note_written@1");
         user.write("u.txt", "user\n");
@@ -461,7 +462,7 @@ fn a_user_push_between_fetch_and_push_loses_the_lease_and_the_landing_retries() 
 #[test]
 fn the_ci_job_verifies_pushed_landings_against_the_published_ledger() {
     let (repo, server) = published(Kind::Daemon);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     repo.hybrid_ok(&["merge", "t1"]);
     let ci_fetch = [
         "fetch",
@@ -525,17 +526,11 @@ fn two_dispatchers_never_run_overlapping_tasks_at_the_same_time() {
         }
         std::fs::write(r.base().join(name), plan).unwrap();
     }
-    let spawn = |r: &TestRepo| {
-        let name = if r.root == a.root { "plan-a.toml" } else { "plan-b.toml" };
-        let plan = r.base().join(name);
-        let mut c = r.hybrid_cmd(&r.root, &["--json", "dispatch", "-j", "2", "--plan", plan.to_str().unwrap()]);
-        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let (da, db) = (spawn(&a), spawn(&b));
-    let (oa, ob) = (da.wait_with_output().unwrap(), db.wait_with_output().unwrap());
-    common::assert_ok(&oa, &["dispatch on a"]);
-    common::assert_ok(&ob, &["dispatch on b"]);
+    let (plan_a, plan_b) = (a.base().join("plan-a.toml"), b.base().join("plan-b.toml"));
+    dispatch_on_both([
+        (&a, &["-j", "2", "--plan", plan_a.to_str().unwrap()]),
+        (&b, &["-j", "2", "--plan", plan_b.to_str().unwrap()]),
+    ]);
 
     let runs = std::fs::read_to_string(&log).unwrap();
     let mut running: Option<&str> = None;

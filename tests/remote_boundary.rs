@@ -74,19 +74,12 @@ fn ssh_remote(repo: &TestRepo) -> PathBuf {
     ssh
 }
 
-fn task_with_commit(repo: &TestRepo, id: &str, file: &str) {
-    repo.hybrid_ok(&["start", id]);
-    let dir = repo.task_dir(id);
-    common::write_file(&dir.join(file), &format!("{id}\n"));
-    repo.commit_all_in(&dir, &format!("{id}: add {file}"));
-}
-
 #[test]
 fn a_landing_over_ssh_gets_the_users_ssh_environment_and_runs_nothing_the_repository_names() {
     let repo = TestRepo::new();
     let ssh = ssh_remote(&repo);
     let markers = plant_programs(&repo);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
 
     let out = repo
         .hybrid_cmd(&repo.root, &["--json", "merge", "t1"])
@@ -121,7 +114,7 @@ fn without_git_ssh_command_the_users_global_ssh_command_is_used_not_the_reposito
     let markers = plant_programs(&repo);
     // The user's own config (GIT_CONFIG_GLOBAL) names the ssh program.
     std::fs::write(&repo.empty_config, format!("[core]\n\tsshCommand = {}\n", ssh.display())).unwrap();
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     let out = repo.hybrid(&["merge", "t1"]);
     common::assert_ok(&out, &["merge with the global core.sshCommand"]);
     assert_eq!(ran(&markers), Vec::<String>::new(), "the repository's core.sshCommand ran");
@@ -136,7 +129,7 @@ fn a_local_remote_runs_gits_own_upload_and_receive_pack_not_the_planted_ones() {
     repo.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
     repo.git(&["push", "-q", "-u", "origin", "main"]);
     let markers = plant_programs(&repo);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     let rep = repo.hybrid_json(&["merge", "t1"]);
     assert_eq!(repo.git_in(&bare, &["rev-parse", "main"]), rep["merge_sha"].as_str().unwrap());
     assert_eq!(ran(&markers), Vec::<String>::new(), "a planted upload-pack/receive-pack ran on this machine");
@@ -153,7 +146,7 @@ fn over_authenticated_http_only_the_users_credential_helper_is_asked() {
     let helper = repo.base().join("bin").join("token-helper");
     script(&helper, "test \"$1\" = get || exit 0\necho username=alice\necho \"password=$GITLAB_TOKEN\"");
     std::fs::write(&repo.empty_config, format!("[credential]\n\thelper = {}\n", helper.display())).unwrap();
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
 
     let out = repo.hybrid_cmd(&repo.root, &["--json", "merge", "t1"]).env("GITLAB_TOKEN", "pa55").output().unwrap();
     common::assert_ok(&out, &["merge over authenticated HTTP"]);
@@ -168,7 +161,7 @@ fn over_git_protocol_a_planted_proxy_command_does_not_run() {
     let server = GitServer::start(&repo, Kind::Daemon);
     repo.publish_to(&server);
     let markers = plant_programs(&repo);
-    task_with_commit(&repo, "t1", "a.txt");
+    repo.task_with_commit("t1", "a.txt");
     let rep = repo.hybrid_json(&["merge", "t1"]);
     assert_eq!(server.rev(&repo, "main").as_deref(), rep["merge_sha"].as_str());
     assert_eq!(ran(&markers), Vec::<String>::new(), "the repository's core.gitProxy ran");

@@ -126,6 +126,14 @@ impl TestRepo {
         self.git_in(dir, &["rev-parse", "HEAD"])
     }
 
+    /// `start`s task `id` and commits `file` (holding `<id>\n`) in its worktree.
+    pub fn task_with_commit(&self, id: &str, file: &str) {
+        self.hybrid_ok(&["start", id]);
+        let dir = self.task_dir(id);
+        write_file(&dir.join(file), &format!("{id}\n"));
+        self.commit_all_in(&dir, &format!("{id}: add {file}"));
+    }
+
     /// Resolves a revision.
     pub fn rev(&self, rev: &str) -> String {
         self.git(&["rev-parse", rev])
