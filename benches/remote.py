@@ -104,6 +104,17 @@ def add_task_work(d, c, k, a, env):
     open(shared, "w").writelines(lines)
 
 
+def all_clones_at_once(worker, clones):
+    """Runs `worker(c, clone)` for every clone, all at once; returns the wall seconds."""
+    threads = [threading.Thread(target=worker, args=(c, d)) for c, d in enumerate(clones)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def hybrid_landings(binary, clones, a, env, train=False):
     """Starts the tasks (untimed), then lands them all clones at once; returns wall seconds.
     `train`: each clone lands all its tasks with one `git hybrid merge t1 t2 ...` (one push)."""
@@ -123,13 +134,7 @@ def hybrid_landings(binary, clones, a, env, train=False):
             if out.returncode != 0:
                 errors.append(f"{' '.join(ids)}: {out.stderr.strip()}")
 
-    threads = [threading.Thread(target=worker, args=(c, d)) for c, d in enumerate(clones)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = all_clones_at_once(worker, clones)
     if errors:
         sys.exit("git-hybrid landings failed:\n" + "\n".join(errors))
     return wall
@@ -158,13 +163,7 @@ def cli_landings(clones, a, env):
                 with lock:
                     retries[0] += 1
 
-    threads = [threading.Thread(target=worker, args=(c, d)) for c, d in enumerate(clones)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0, retries[0]
+    return all_clones_at_once(worker, clones), retries[0]
 
 
 def check_remote(bare, a, env, hybrid):
