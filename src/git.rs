@@ -134,6 +134,15 @@ pub fn command(dir: &Path) -> Command {
     cmd
 }
 
+/// `$XDG_CONFIG_HOME/git/<name>`, else `$HOME/.config/git/<name>`: where git looks for the user's
+/// `config`, `attributes` and `ignore` files when nothing names them.
+pub fn xdg_git_file(name: &str) -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let base =
+        var("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")));
+    base.map(|b| b.join("git").join(name))
+}
+
 /// The user's system and global config files, lowest priority first, as git finds them.
 fn trusted_config_files() -> Vec<PathBuf> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
@@ -148,10 +157,7 @@ fn trusted_config_files() -> Vec<PathBuf> {
     match var("GIT_CONFIG_GLOBAL") {
         Some(f) => out.push(PathBuf::from(f)),
         None => {
-            match var("XDG_CONFIG_HOME") {
-                Some(x) => out.push(PathBuf::from(x).join("git/config")),
-                None => out.extend(var("HOME").map(|h| PathBuf::from(h).join(".config/git/config"))),
-            }
+            out.extend(xdg_git_file("config"));
             out.extend(var("HOME").map(|h| PathBuf::from(h).join(".gitconfig")));
         }
     }

@@ -198,11 +198,7 @@ fn global_files(project: &Project) -> Vec<PathBuf> {
         }
     }
     if out.is_empty() {
-        let xdg = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-        out.extend(xdg.map(|x| x.join("git").join("attributes")));
+        out.extend(crate::git::xdg_git_file("attributes"));
     }
     out
 }

@@ -163,11 +163,7 @@ fn attributes_found(project: &Project, wt: &Repository) -> Result<bool> {
     }
     let global = match cfg.get_path("core.attributesFile") {
         Ok(p) => Some(p),
-        Err(_) => std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-            .map(|d| d.join("git").join("attributes")),
+        Err(_) => crate::git::xdg_git_file("attributes"),
     };
     if global.is_some_and(|g| g.exists()) {
         return Ok(true);
