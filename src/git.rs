@@ -1,4 +1,16 @@
-//! A thin, hardened wrapper around the `git` command line.
+//! The git-I/O layer: a thin, hardened wrapper around the `git` command line (this file), and
+//! under `src/git/` every piece of git's on-disk formats and lock protocols git-hybrid reads or
+//! writes itself. Domain modules go through these and never touch git's bytes:
+//! - [`graph`]: ancestry (`contains`); [`refnames`]: ref names from the ref store's files;
+//! - [`index`]: the raw index reader/writer; [`index_tree`]: the tree of an index;
+//! - [`pack`]: a train's new objects as one pack; [`populate`]: the parallel fill of a new worktree;
+//! - [`lockfile`]: git's `<ref>.lock` held for a compare-and-swap, with the crash notes that make
+//!   a dead holder's lock removable;
+//! - [`network`]: the `git` children that reach a remote.
+//!
+//! The layer imports only foundation modules (`error`, `failpoint`, `gitdate`, `names`,
+//! `safe_path`), never a domain module (`tests/module_graph.rs` checks it): what a step needs
+//! from the domain (a repository, a path) is passed in.
 //!
 //! Why a subprocess at all: git2 does the reads and the in-memory merges, but a few steps must
 //! behave exactly like git on a working tree: moving a checked-out branch's index and files
@@ -38,7 +50,12 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{bail, Context, Result};
 
 pub mod graph;
+pub mod index;
+pub mod index_tree;
+pub mod lockfile;
 pub mod network;
+pub mod pack;
+pub mod populate;
 pub mod refnames;
 
 /// Runs `git <args>` in `dir`; fails with git's stderr when it exits non-zero.

@@ -34,7 +34,7 @@
 //! entry). A task that conflicts with what is ahead of it reports `conflict` and drops out; one
 //! whose paths have local changes in a checkout is refused and the rest are chained again
 //! without it. A train of [`PACK_MIN_TASKS`] or more writes its new objects as one pack
-//! ([`crate::pack`]). [`land_task`] is a train of one.
+//! ([`crate::git::pack`]). [`land_task`] is a train of one.
 //!
 //! Crash safety: before the target moves, the landing writes a note
 //! (`hybrid/landing/<target>.json`: the tip it started from and its last squash) and removes it
@@ -55,8 +55,9 @@ use anyhow::{Context, Result};
 use git2::Oid;
 use serde::Serialize;
 
-use crate::checkout::{self, RefLock};
+use crate::checkout;
 use crate::error::HybridError;
+use crate::git::lockfile::RefLock;
 use crate::ledger::{TaskRecord, TaskState};
 use crate::lock::FileLock;
 use crate::repo::Project;
@@ -340,7 +341,7 @@ fn run_train(
             break cars; // nothing to commit: every task is empty
         }
 
-        let target_lock = RefLock::acquire(project, &target_ref)?;
+        let target_lock = RefLock::acquire(&project.repo, &project.common_dir, &target_ref)?;
         crate::failpoint!("land::ref_locked");
         if target_lock.current != Some(local) {
             pending = cars.into_iter().map(|c| (c.slot, c.rec)).collect();
@@ -466,8 +467,8 @@ pub const PACK_MIN_TASKS: usize = 16;
 fn write_pack(repo: &git2::Repository, disk: &git2::Repository, mempack: &git2::Mempack, cars: &[Car]) -> Result<()> {
     let commits: Vec<Oid> = cars.iter().flat_map(|c| c.caught_up.into_iter().chain(c.squash)).collect();
     let disk_odb = disk.odb()?;
-    let objects = crate::pack::new_objects(repo, &disk_odb, &commits)?;
-    crate::pack::write_pack(repo, &disk_odb, &objects)?;
+    let objects = crate::git::pack::new_objects(repo, &disk_odb, &commits)?;
+    crate::git::pack::write_pack(repo, &disk_odb, &objects)?;
     mempack.reset().context("cannot reset the in-memory object store")?;
     Ok(())
 }

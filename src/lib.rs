@@ -12,7 +12,6 @@
 //! | [`task_id`] | the task id rule |
 //! | [`ledger`] | durable per-attempt task records |
 //! | [`worktree`] | per-task worktrees and branches (`start`, `clean`) |
-//! | [`populate`] | filling a new task worktree (files + index) in parallel |
 //! | [`seed`] | what a new worktree gets besides its checkout (`[worktree] copy`) |
 //! | [`sync`] | merging the target into a task branch |
 //! | [`tasklist`] | the live tasks with their worktree, branch, ahead/behind, dirty (`list`) |
@@ -22,8 +21,7 @@
 //! | [`gate`] | what every squash must pass before it lands (claims, protected paths, secrets, paths) |
 //! | [`safe_path`] | the one path validator (git's rules, `gix-validate`) |
 //! | [`treediff`] | changed paths between two trees, skipping equal subtrees |
-//! | [`index_tree`] | the tree of a git index, written from the raw index (pre-commit) |
-//! | [`checkout`] | moving a checked-out branch coherently; git-style ref locks |
+//! | [`checkout`] | moving a checked-out branch coherently (index and files, around the ref) |
 //! | [`status`] | the status report |
 //! | [`stop`] | stopping running agents on request, keeping their work (`stop`) |
 //! | [`archive`] | hiding finished tasks from `status` and `list` (kept in the ledger) |
@@ -42,7 +40,8 @@
 //! | [`export`], [`redact`] | opt-in training-record export, export-time redaction |
 //! | [`mcp`] | `git hybrid mcp`: the MCP server (tools, resources, the background task runner) |
 //! | [`background`] | starting git-hybrid detached (`dispatch --detach`, the MCP task runner) |
-//! | [`lock`], [`fsutil`], [`git`] | crash-safe locks, atomic files, the `git` subprocess and ancestry |
+//! | [`git`] | the git-I/O layer: the `git` subprocess, ancestry, git's formats (index, pack, ref locks, worktree fill) |
+//! | [`lock`], [`fsutil`] | crash-safe locks, atomic files |
 //! | [`gitdate`] | the dates git accepts in `GIT_AUTHOR_DATE` / `GIT_COMMITTER_DATE` |
 //! | [`failpoint`] | named steps where the crash tests stop a process (test builds only) |
 
@@ -62,16 +61,13 @@ pub mod gate;
 pub mod git;
 pub mod gitdate;
 pub mod hooks;
-pub mod index_tree;
 pub mod labels;
 pub mod land;
 pub mod ledger;
 pub mod lock;
 pub mod mcp;
 pub mod names;
-pub mod pack;
 pub mod plan;
-pub mod populate;
 pub mod redact;
 pub mod remote;
 pub mod repo;

@@ -11,7 +11,7 @@
 //! ordinary files of Unix projects.
 //!
 //! Used by the landing gate ([`crate::gate`]: every new path of a squash), by
-//! [`crate::populate`] (the fast fill of a new worktree), by the pre-commit hook's raw index
+//! [`crate::git::populate`] (the fast fill of a new worktree), by the pre-commit hook's raw index
 //! reader and by the fast checkout (both fall back to libgit2/git for paths this refuses).
 
 use bstr::ByteSlice;

@@ -24,8 +24,9 @@ use anyhow::{Context, Result};
 use git2::{MergeOptions, Oid};
 use serde::Serialize;
 
-use crate::checkout::{self, RefLock, Scope};
+use crate::checkout::{self, Scope};
 use crate::error::HybridError;
+use crate::git::lockfile::RefLock;
 use crate::ledger::{TaskRecord, TaskState};
 use crate::repo::Project;
 use crate::{git, names, task_id};
@@ -351,7 +352,7 @@ pub(crate) fn move_task_branch(
     message: &str,
 ) -> Result<()> {
     let repo = &project.repo;
-    let lock = RefLock::acquire(project, branch_ref)?;
+    let lock = RefLock::acquire(&project.repo, &project.common_dir, branch_ref)?;
     crate::failpoint!("sync::ref_locked");
     checkout::recover(project, branch_ref)?;
     if lock.current != Some(old) {

@@ -1,7 +1,8 @@
 //! The library's top-level modules import each other without a cycle (docs/DESIGN.md, "Module
 //! map"). Reads the sources: every `crate::<module>` path and `use crate::{...}` group in
 //! `src/<module>.rs` and `src/<module>/**` (unit tests left out) is an edge `<module> ->
-//! <other>`. `cargo test --test module_graph -- --nocapture` prints the edges.
+//! <other>`. `cargo test --test module_graph -- --nocapture` prints the edges. The foundation
+//! layer (the git-I/O layer among it) imports no domain module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -117,6 +118,36 @@ fn top_level_modules_import_each_other_without_a_cycle() {
     assert!(g.len() > 20 && g["land"].contains("ledger"), "the source scan found too little: {g:?}");
     let cycles: Vec<String> = g.keys().filter_map(|m| cycle_from(&g, m)).map(|c| c.join(" -> ")).collect();
     assert!(cycles.is_empty(), "import cycles between top-level modules:\n{}", cycles.join("\n"));
+}
+
+/// The foundation layer (docs/DESIGN.md, "Module map"): modules with no domain knowledge. They
+/// import only each other, so the git-I/O layer (`git`) never reaches up into a domain module.
+const FOUNDATION: &[&str] = &[
+    "error",
+    "failpoint",
+    "fsutil",
+    "git",
+    "gitdate",
+    "lock",
+    "names",
+    "redact",
+    "safe_path",
+    "secrets",
+    "task_id",
+    "test_support",
+    "trailers",
+    "treediff",
+];
+
+#[test]
+fn the_foundation_imports_no_domain_module() {
+    let g = graph();
+    let mut upward = Vec::new();
+    for m in FOUNDATION {
+        let edges = g.get(*m).unwrap_or_else(|| panic!("no module {m} (update FOUNDATION)"));
+        upward.extend(edges.iter().filter(|t| !FOUNDATION.contains(&t.as_str())).map(|t| format!("{m} -> {t}")));
+    }
+    assert!(upward.is_empty(), "foundation modules importing domain modules:\n{}", upward.join("\n"));
 }
 
 /// The scanner itself: plain paths, `use` groups with nested groups, comments and unit tests.

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use globset::GlobBuilder;
 
-use super::index::RawIndex;
 use super::Checkout;
+use crate::git::index::RawIndex;
 use crate::repo::Project;
 
 /// Attributes whose value makes git convert a blob when it writes the file.

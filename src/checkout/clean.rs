@@ -18,9 +18,8 @@ use std::collections::HashSet;
 
 use git2::Oid;
 
-use super::fast::FLAG_VALID;
-use super::index::RawIndex;
 use super::Checkout;
+use crate::git::index::{RawIndex, FLAG_VALID};
 
 /// See the module contract. `head_tree` is the tree of the commit the checkout's branch is at.
 pub fn clean_anywhere(co: &Checkout, index: &RawIndex, index_mtime: (i64, i64), head_tree: Oid) -> bool {

@@ -43,7 +43,7 @@
 //! deletion) — what a landing killed while writing files leaves; nothing of the user's can be
 //! lost by rewriting identical bytes.
 //!
-//! The index is read and written by [`super::index`] (git's format, versions 2 and 3; anything
+//! The index is read and written by [`crate::git::index`] (git's format, versions 2 and 3; anything
 //! else falls back), which keeps every untouched entry byte-for-byte and invalidates the cache
 //! tree on the changed paths as git does.
 //!
@@ -68,20 +68,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use git2::{ObjectType, Oid, Repository, Tree};
 
-use super::index::{Entry, RawIndex};
-use super::{put_note, wait_index_unlocked, Checkout};
+use super::{wait_index_unlocked, Checkout};
+use crate::git::index::{
+    Entry, RawIndex, FLAG_EXT_INTENT_TO_ADD, FLAG_EXT_SKIP_WORKTREE, FLAG_VALID, MODE_EXEC, MODE_FILE, MODE_LINK,
+};
+use crate::git::lockfile::{identity, put_note};
 use crate::repo::Project;
 
 /// Environment variable that disables the fast path (tests and the benchmark compare both).
 pub const DISABLE_ENV: &str = "HYBRID_NO_FAST_CHECKOUT";
-
-pub(super) const MODE_LINK: u32 = 0o120000;
-pub(super) const MODE_EXEC: u32 = 0o100755;
-const MODE_FILE: u32 = 0o100644;
-/// Index entry flag bits (git's index format).
-pub(super) const FLAG_VALID: u16 = 0x8000;
-const FLAG_EXT_INTENT_TO_ADD: u16 = 0x2000;
-const FLAG_EXT_SKIP_WORKTREE: u16 = 0x4000;
 
 /// What [`plan`] decided.
 pub enum Plan {
@@ -411,7 +406,7 @@ impl IndexLock {
             .create_new(true)
             .open(&candidate)
             .with_context(|| format!("cannot create {}", candidate.display()))?;
-        if let Some((dev, ino, s, ns, _)) = super::identity(&candidate) {
+        if let Some((dev, ino, s, ns, _)) = identity(&candidate) {
             put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
         }
         // A git command may take the lock between our wait and the link: wait for it again.
@@ -475,7 +470,7 @@ fn remove_stale(note: &Path, lock: &Path) {
         return;
     }
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
-    if let Some((dev, ino, s, ns, len)) = super::identity(lock) {
+    if let Some((dev, ino, s, ns, len)) = identity(lock) {
         if len == 0
             && num(1) == Some(dev as i64)
             && num(2) == Some(ino as i64)

@@ -32,9 +32,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use git2::{Oid, Repository, Tree};
 
-use super::fast::{blob_entry, file_matches, FastMove, IndexLock, FLAG_VALID, MODE_EXEC, MODE_LINK};
-use super::index::{Entry, RawIndex};
+use super::fast::{blob_entry, file_matches, FastMove, IndexLock};
 use super::Checkout;
+use crate::git::index::{Entry, RawIndex, FLAG_VALID, MODE_EXEC, MODE_LINK};
 use crate::repo::Project;
 
 impl FastMove {

@@ -122,7 +122,7 @@ impl Printer {
             );
             // Files written into new worktrees, once a fill is large (see `fill_progress`).
             let _ = FILL_MULTI.set(multi.clone());
-            git_hybrid::populate::set_progress_hook(fill_progress);
+            git_hybrid::git::populate::set_progress_hook(fill_progress);
             Bars { multi, overall, units: HashMap::new() }
         });
         Printer { bars }

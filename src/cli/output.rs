@@ -109,7 +109,7 @@ static FILL_BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::M
 /// (call before the work; [`fill_progress_done`] after it).
 pub fn fill_progress_on_terminal() {
     if std::io::stderr().is_terminal() {
-        git_hybrid::populate::set_progress_hook(fill_progress);
+        git_hybrid::git::populate::set_progress_hook(fill_progress);
     }
 }
 

@@ -32,7 +32,7 @@
 //!
 //! Files: `install.rs` (locating the hooks folder, install, uninstall, status, doctor),
 //! `precommit.rs` (the pre-commit checks and checkpoint), `postmerge.rs` (landings a merge
-//! brought in). The index is turned into a tree by [`crate::index_tree`], the diff against HEAD
+//! brought in). The index is turned into a tree by [`crate::git::index_tree`], the diff against HEAD
 //! comes from [`crate::treediff`].
 
 use std::path::{Path, PathBuf};

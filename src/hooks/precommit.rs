@@ -10,11 +10,12 @@ use serde::Serialize;
 
 use super::{head_branch, open_here};
 use crate::claims;
+use crate::git::index_tree;
 use crate::git::{self, Role};
 use crate::names;
 use crate::repo::Project;
 use crate::secrets::{self, Allowlist, ALLOW_MARKER};
-use crate::{index_tree, task_id, treediff};
+use crate::{task_id, treediff};
 
 /// A secret-looking addition found by pre-commit (the secret itself is never kept).
 #[derive(Debug, Clone, Serialize)]

@@ -179,7 +179,7 @@ pub(super) fn recover_train(
 fn move_local_target(project: &Project, target_ref: &str, start: Oid, end: Oid) -> Result<()> {
     use crate::checkout;
     let repo = &project.repo;
-    let lock = checkout::RefLock::acquire(project, target_ref)?;
+    let lock = crate::git::lockfile::RefLock::acquire(&project.repo, &project.common_dir, target_ref)?;
     if lock.current != Some(start) {
         return Ok(()); // moved meanwhile: nothing to finish here
     }

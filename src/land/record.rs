@@ -6,8 +6,8 @@ use git2::Oid;
 
 use super::cleanup::{cleanup, cleanup_worktree_only, move_branch_to};
 use super::{publish, LandOptions, LandReport};
-use crate::checkout::RefLock;
 use crate::error::HybridError;
+use crate::git::lockfile::RefLock;
 use crate::ledger::{TaskRecord, TaskState};
 use crate::repo::Project;
 use crate::{git, names};
@@ -17,7 +17,7 @@ use crate::{git, names};
 /// that run's and removed, never mistaken for another process's.
 pub(super) fn set_tip_ref(project: &Project, rec: &TaskRecord, tip: Oid) -> Result<()> {
     let name = names::tip_ref(&rec.id, rec.attempt);
-    let lock = RefLock::acquire(project, &name)?;
+    let lock = RefLock::acquire(&project.repo, &project.common_dir, &name)?;
     if lock.current == Some(tip) {
         return Ok(());
     }

@@ -31,7 +31,7 @@ pub(super) fn remove_stale_ref_lock(project: &Project, branch: &str) -> Result<(
 /// How, and why (measured by `benches/worktrees.py`; numbers and the steps that led here are
 /// in docs/benchmarks.md): the admin entry (`<common-dir>/worktrees/<name>`: `gitdir`,
 /// `commondir`, `HEAD`) is written by git-hybrid itself, then the files and the index are
-/// written in this process: by `populate::fill_empty_worktree` (one writer thread per core)
+/// written in this process: by `git::populate::fill_empty_worktree` (one writer thread per core)
 /// when no filter can apply, else by libgit2's checkout. Against `git worktree add` on a
 /// 5,000-file repository this measured 0.88-0.97x git's time on 2 cores; single-threaded it
 /// was slower than git on ext4, so the parallel writer is what meets the goal.
@@ -116,7 +116,7 @@ pub(super) fn add_worktree(project: &Project, name: &str, path: &Path, branch: &
 fn fill(project: &Project, wt: &Repository, path: &Path, filters: bool) -> Result<()> {
     if !filters {
         let tree = wt.head()?.peel_to_tree()?;
-        if crate::populate::fill_empty_worktree(wt, path, &project.common_dir, &tree)? {
+        if crate::git::populate::fill_empty_worktree(wt, path, &project.common_dir, &tree)? {
             return Ok(());
         }
     }
@@ -129,15 +129,15 @@ fn fill(project: &Project, wt: &Repository, path: &Path, filters: bool) -> Resul
     if !filters {
         co.disable_filters(true);
     }
-    // The progress of a large fill on a terminal (`populate::progress`), as the fast path has.
+    // The progress of a large fill on a terminal (`git::populate::progress`), as the fast path has.
     let mut shown = None;
     co.progress(move |_, done, total| {
         let before = *shown.get_or_insert_with(|| {
-            crate::populate::progress(0, total);
+            crate::git::populate::progress(0, total);
             0
         });
         if done > before {
-            crate::populate::progress(done - before, 0);
+            crate::git::populate::progress(done - before, 0);
             shown = Some(done);
         }
     });

@@ -269,10 +269,10 @@ fn remove_leftover(leftover: &Path) -> Result<()> {
 /// (the caller holds the task lock, which guards the branch), so a `<branch>.lock` that a
 /// killed git-hybrid left on it is recognised and removed, never one of another process.
 ///
-/// [`RefLock`]: crate::checkout::RefLock
+/// [`RefLock`]: crate::git::lockfile::RefLock
 pub fn delete_branch_cas(project: &Project, branch: &str, expected: Oid) -> Result<()> {
     let name = format!("refs/heads/{branch}");
-    let lock = crate::checkout::RefLock::acquire(project, &name)?;
+    let lock = crate::git::lockfile::RefLock::acquire(&project.repo, &project.common_dir, &name)?;
     crate::failpoint!("branch::delete_locked");
     if lock.current != Some(expected) {
         return Err(HybridError::Repo(format!("{branch} moved while cleaning; left it in place")).into());

@@ -1,5 +1,5 @@
 //! The tree of a git index, written the way libgit2's `git_index_write_tree` writes it, from the
-//! raw index bytes ([`crate::checkout::index::RawIndex`]).
+//! raw index bytes ([`super::index::RawIndex`]).
 //!
 //! Contract: [`write_tree`] returns the same tree id as libgit2 (and `git write-tree`) for the
 //! given index file. When the raw index parses and holds nothing unusual, the tree comes from the
@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use git2::{Index, Oid, Repository};
 
-use crate::checkout::index::{Node as CacheNode, RawIndex};
+use super::index::{Node as CacheNode, RawIndex};
 
 /// The tree of the index at `index_file` (`None`: the repository's own index).
 pub fn write_tree(repo: &Repository, index_file: Option<&Path>) -> Result<Oid> {

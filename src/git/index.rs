@@ -1,5 +1,5 @@
-//! Reading git's index file and writing it back with a few entries replaced, for
-//! [`super::fast`].
+//! Reading git's index file and writing it back with a few entries replaced (the checkout's
+//! fast move, `checkout/fast.rs`; the tree of an index, [`super::index_tree`]).
 //!
 //! Contract: [`RawIndex::parse`] accepts only what it fully understands — index versions 2 and
 //! 3 with a trailing SHA-1 — and says why otherwise (the caller falls back to git).
@@ -22,6 +22,16 @@ use std::ops::Range;
 use anyhow::Result;
 use git2::Oid;
 use sha1::{Digest, Sha1};
+
+/// Entry modes: a regular file, an executable file, a symlink.
+pub const MODE_FILE: u32 = 0o100644;
+pub const MODE_EXEC: u32 = 0o100755;
+pub const MODE_LINK: u32 = 0o120000;
+/// Entry flag bits: assume-unchanged (`CE_VALID`, in `flags`).
+pub const FLAG_VALID: u16 = 0x8000;
+/// Extended flag bits (`flags_extended`, index version 3): intent-to-add, skip-worktree.
+pub const FLAG_EXT_INTENT_TO_ADD: u16 = 0x2000;
+pub const FLAG_EXT_SKIP_WORKTREE: u16 = 0x4000;
 
 /// One index entry's fields (git's on-disk layout, host integers).
 #[derive(Debug, Clone, PartialEq, Eq)]
