@@ -35,10 +35,12 @@ pub fn spawn(project: &Project, what: &str, args: &[OsString], log: &Path) -> Re
     cmd.stdin(Stdio::null()).stdout(Stdio::from(file.try_clone()?)).stderr(Stdio::from(file));
     {
         use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe; it detaches the child from our session.
+        // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
+        // calls are allowed: setsid (a plain system call through rustix) is one; it detaches the
+        // child from our session. `pre_exec` itself is `unsafe` whatever the hook does.
         unsafe {
             cmd.pre_exec(|| {
-                libc::setsid();
+                let _ = rustix::process::setsid();
                 Ok(())
             });
         }

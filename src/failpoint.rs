@@ -97,7 +97,6 @@ mod imp {
         dir.join(format!("{}.{suffix}", name.replace("::", "-")))
     }
 
-    #[allow(unsafe_code)]
     pub fn hit(name: &str) {
         let Some(point) = points().get(name) else { return };
         let n = point.hits.fetch_add(1, Ordering::SeqCst) + 1;
@@ -105,12 +104,11 @@ mod imp {
             return;
         }
         match point.action {
-            // SAFETY: kill(2) on our own pid with a constant signal; no memory is involved.
-            Action::Kill => unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
+            Action::Kill => {
+                let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
                 // SIGKILL cannot be caught; the process never gets here.
                 std::process::abort();
-            },
+            }
             Action::Abort => std::process::abort(),
             Action::Exit(code) => std::process::exit(code),
             Action::Panic => panic!("failpoint {name}"),

@@ -168,16 +168,8 @@ fn copy_file(src: &Path, dest: &Path, mode: u32) -> io::Result<()> {
 }
 
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn reflink(from: &File, to: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: FICLONE takes the source descriptor as its argument; both files are open.
-    let rc = unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    rustix::fs::ioctl_ficlone(to, from).map_err(io::Error::from)
 }
 
 #[cfg(not(target_os = "linux"))]

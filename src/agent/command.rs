@@ -78,7 +78,7 @@ pub fn run_command(
     };
     let pid = child.id();
     let w = wait_group(child, timeout, t0, stop);
-    kill_group(pid, libc::SIGKILL);
+    kill_group(pid, rustix::process::Signal::KILL);
     Ok(CommandExit {
         exit_code: w.status.and_then(|s| s.code()),
         signal: w.status.as_ref().and_then(exit_signal),

@@ -365,7 +365,7 @@ pub fn launch(l: &Launch, stop: &AtomicBool) -> Result<RunExit> {
     meta.interrupted = waited.interrupted;
     let status = waited.status;
     // Whatever the agent left running in its group must not keep writing to the worktree.
-    kill_group(pid, libc::SIGKILL);
+    kill_group(pid, rustix::process::Signal::KILL);
     meta.ended = Some(now_rfc3339());
     meta.duration_ms = Some(t0.elapsed().as_millis() as u64);
     if let Some(s) = status {

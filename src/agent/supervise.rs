@@ -26,6 +26,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use rustix::process::{Pid, Signal};
+
 /// The hidden first argument that selects the supervisor.
 pub const SUBCOMMAND: &str = "__supervise";
 
@@ -57,15 +59,16 @@ impl Supervisor {
 /// The dispatcher's pid, for the signal handler.
 static PARENT: AtomicI32 = AtomicI32::new(0);
 
-#[allow(unsafe_code)]
 extern "C" fn on_signal(_sig: libc::c_int) {
-    // Only async-signal-safe calls here.
-    // SAFETY: getppid and kill are async-signal-safe and take no pointers.
-    unsafe {
-        if libc::getppid() != PARENT.load(Ordering::SeqCst) {
-            libc::kill(0, libc::SIGKILL);
-        }
+    // Only async-signal-safe calls here (rustix's are plain system calls).
+    if !parent_is(PARENT.load(Ordering::SeqCst)) {
+        let _ = rustix::process::kill_current_process_group(Signal::KILL);
     }
+}
+
+/// Whether our parent is still the process `parent` (the dispatcher).
+fn parent_is(parent: i32) -> bool {
+    Pid::as_raw(rustix::process::getppid()) == parent
 }
 
 fn fail(code: i32, msg: &str) -> ! {
@@ -120,7 +123,8 @@ pub fn main(args: &[OsString]) -> ! {
     };
     use std::os::unix::process::ExitStatusExt;
     if let Some(sig) = status.signal() {
-        // Die the same way, so the dispatcher records the same signal.
+        // Die the same way, so the dispatcher records the same signal. Through `libc`: resetting a
+        // signal's action is `unsafe` in every crate.
         // SAFETY: restoring the default action and signalling ourselves.
         unsafe {
             libc::signal(sig, libc::SIG_DFL);
@@ -134,41 +138,23 @@ pub fn main(args: &[OsString]) -> ! {
 /// dispatcher being non-dumpable, it cannot read the dispatcher's memory or
 /// `/proc/<pid>/environ`. Failures are ignored (an unprivileged user has nothing to drop).
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn drop_ptrace() {
-    const CAP_SYS_PTRACE: u32 = 19;
-    const VERSION_3: u32 = 0x2008_0522;
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    // SAFETY: prctl with integer arguments; capget/capset with a valid header and two data slots.
-    unsafe {
-        libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_PTRACE as libc::c_ulong, 0, 0, 0);
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
-        let mut h = Header { version: VERSION_3, pid: 0 };
-        let mut d = [Data::default(); 2];
-        if libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) == 0 {
-            let bit = !(1u32 << CAP_SYS_PTRACE);
-            d[0].effective &= bit;
-            d[0].permitted &= bit;
-            d[0].inheritable &= bit;
-            libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr());
-        }
+    use rustix::thread::{self, CapabilitySet};
+    let _ = thread::remove_capability_from_bounding_set(CapabilitySet::SYS_PTRACE);
+    let _ = thread::clear_ambient_capability_set();
+    if let Ok(mut sets) = thread::capabilities(None) {
+        sets.effective.remove(CapabilitySet::SYS_PTRACE);
+        sets.permitted.remove(CapabilitySet::SYS_PTRACE);
+        sets.inheritable.remove(CapabilitySet::SYS_PTRACE);
+        let _ = thread::set_capabilities(None, sets);
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 fn drop_ptrace() {}
 
+/// Installs [`on_signal`]. Through `libc`: installing a handler is `unsafe` in every crate
+/// (rustix offers none outside its `runtime` feature, signal-hook's is `unsafe` too).
 #[allow(unsafe_code)]
 fn install_handlers() {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
@@ -185,27 +171,19 @@ fn install_handlers() {
 
 /// Asks for SIGTERM when the parent dies, then closes the race with a parent already gone.
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn watch_parent(parent: i32) {
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0);
-        if libc::getppid() != parent {
-            libc::kill(0, libc::SIGKILL);
-        }
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::TERM));
+    if !parent_is(parent) {
+        let _ = rustix::process::kill_current_process_group(Signal::KILL);
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-#[allow(unsafe_code)]
 fn watch_parent(parent: i32) {
     // No death signal: poll for the parent in a thread.
     std::thread::spawn(move || loop {
-        // SAFETY: getppid and kill take no pointers.
-        unsafe {
-            if libc::getppid() != parent {
-                libc::kill(0, libc::SIGKILL);
-            }
+        if !parent_is(parent) {
+            let _ = rustix::process::kill_current_process_group(Signal::KILL);
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     });

@@ -80,14 +80,10 @@ pub fn page(text: &[u8], no_pager: bool) -> anyhow::Result<()> {
 }
 
 /// The terminal's width when stdout is one (for `--stat`).
-#[allow(unsafe_code)]
 pub fn term_columns() -> Option<u16> {
-    if !std::io::stdout().is_terminal() {
+    let out = std::io::stdout();
+    if !out.is_terminal() {
         return None;
     }
-    // SAFETY: winsize is plain integers, for which all-zero is a valid value.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes one winsize into the struct passed, which lives on this stack.
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    (ok && ws.ws_col > 0).then_some(ws.ws_col)
+    rustix::termios::tcgetwinsize(&out).ok().map(|ws| ws.ws_col).filter(|c| *c > 0)
 }

@@ -81,7 +81,10 @@ extern "C" fn on_stop_signal(_sig: libc::c_int) {
     }
 }
 
-/// SIGINT/SIGTERM stop the dispatch cleanly; a second one exits at once.
+/// SIGINT/SIGTERM stop the dispatch cleanly; a second one exits at once. Through `libc`:
+/// installing a handler is `unsafe` in every crate (rustix offers none outside its `runtime`
+/// feature), and `_exit` in the handler has no safe equivalent (`std::process::exit` is not
+/// async-signal-safe).
 #[allow(unsafe_code)]
 pub fn install_stop_handlers() {
     // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
@@ -343,12 +346,8 @@ fn retire_attempts_of_landed_tasks(ledger: &Ledger, plan: &Plan) -> Result<()> {
 /// Makes the dispatcher's own memory and `/proc/<pid>/environ` unreadable to other processes of
 /// the same user (agents among them) on Linux.
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn harden_self() {
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 }
 
 #[cfg(not(target_os = "linux"))]

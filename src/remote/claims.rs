@@ -81,16 +81,13 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-#[allow(unsafe_code)]
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    if ok && end > 0 {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_bytes();
+    if name.is_empty() {
         "unknown".into()
+    } else {
+        String::from_utf8_lossy(name).into_owned()
     }
 }
 
