@@ -32,7 +32,7 @@
 //! the user's next `git commit -a` would silently revert the change.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -40,6 +40,7 @@ use git2::{Oid, Repository, Tree};
 
 use crate::error::HybridError;
 use crate::git::lockfile::RefLock;
+use crate::git::worktrees;
 use crate::repo::Project;
 
 mod attributes;
@@ -64,35 +65,21 @@ pub struct Checkout {
 /// Every checkout whose `HEAD` is the branch `refname` (`refs/heads/...`).
 pub fn checkouts_of(project: &Project, refname: &str) -> Result<Vec<Checkout>> {
     let mut out = Vec::new();
-    if head_is(&project.common_dir.join("HEAD"), refname) {
+    if worktrees::head_ref(&project.common_dir).as_deref() == Some(refname) {
         out.push(Checkout { dir: project.root.clone(), git_dir: project.common_dir.clone() });
     }
-    let admin_root = project.common_dir.join("worktrees");
-    let entries = match std::fs::read_dir(&admin_root) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", admin_root.display())),
-    };
-    for entry in entries.flatten() {
-        let admin = entry.path();
-        if !head_is(&admin.join("HEAD"), refname) {
+    let linked = worktrees::linked(&project.common_dir)
+        .with_context(|| format!("cannot read {}", project.common_dir.join("worktrees").display()))?;
+    for entry in linked {
+        if worktrees::head_ref(&entry.admin).as_deref() != Some(refname) {
             continue;
         }
-        let Ok(gitdir) = std::fs::read_to_string(admin.join("gitdir")) else { continue };
-        let dotgit = PathBuf::from(gitdir.trim());
-        let Some(dir) = dotgit.parent() else { continue };
+        let Some(dir) = entry.dir() else { continue };
         if dir.exists() {
-            out.push(Checkout { dir: dir.to_path_buf(), git_dir: admin });
+            out.push(Checkout { dir: dir.to_path_buf(), git_dir: entry.admin.clone() });
         }
     }
     Ok(out)
-}
-
-fn head_is(head_file: &Path, refname: &str) -> bool {
-    std::fs::read_to_string(head_file)
-        .ok()
-        .and_then(|s| s.trim().strip_prefix("ref:").map(|r| r.trim() == refname))
-        .unwrap_or(false)
 }
 
 /// Paths that differ between two trees (both sides of renames, which are not paired).

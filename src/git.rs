@@ -2,6 +2,7 @@
 //! under `src/git/` every piece of git's on-disk formats and lock protocols git-hybrid reads or
 //! writes itself. Domain modules go through these and never touch git's bytes:
 //! - [`graph`]: ancestry (`contains`); [`refnames`]: ref names from the ref store's files;
+//!   [`worktrees`]: linked worktrees' admin entries and `HEAD` files;
 //! - [`index`]: the raw index reader/writer; [`index_tree`]: the tree of an index;
 //! - [`pack`]: a train's new objects as one pack; [`populate`]: the parallel fill of a new worktree;
 //! - [`lockfile`]: git's `<ref>.lock` held for a compare-and-swap, with the crash notes that make
@@ -57,6 +58,7 @@ pub mod network;
 pub mod pack;
 pub mod populate;
 pub mod refnames;
+pub mod worktrees;
 
 /// Runs `git <args>` in `dir`; fails with git's stderr when it exits non-zero.
 pub fn run<I, S>(dir: &Path, args: I) -> Result<String>

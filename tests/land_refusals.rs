@@ -258,6 +258,30 @@ fn with_conflicting_side() -> TestRepo {
     repo
 }
 
+/// Rewrites the admin entry of the linked worktree `<base>/<name>` the way git 2.48 and later
+/// write it with `worktree.useRelativePaths`: `gitdir` relative to the entry.
+fn relative_gitdir(repo: &TestRepo, name: &str) {
+    let admin = repo.root.join(".git/worktrees").join(name);
+    std::fs::write(admin.join("gitdir"), format!("../../../../{name}/.git\n")).unwrap();
+}
+
+/// A checkout of the target in a linked worktree whose `gitdir` is relative moves with the
+/// landing like any other (it was skipped, leaving that checkout behind its ref).
+#[test]
+fn a_target_checked_out_where_gitdir_is_relative_moves_with_the_landing() {
+    for fast in [true, false] {
+        let repo = TestRepo::new();
+        task_with(&repo, "t1", |d| write_file(&d.join("a.txt"), "a\n"));
+        repo.git(&["checkout", "-q", "-b", "elsewhere"]);
+        let wt = repo.base().join("wt");
+        repo.git(&["worktree", "add", "-q", wt.to_str().unwrap(), "main"]);
+        relative_gitdir(&repo, "wt");
+        assert_ok(&merge(&repo, &["t1"], fast), &["merge", "t1"]);
+        assert_eq!(std::fs::read_to_string(wt.join("a.txt")).ok().as_deref(), Some("a\n"), "fast={fast}");
+        assert_eq!(repo.porcelain(&wt), "", "fast={fast}");
+    }
+}
+
 #[test]
 fn an_operation_in_progress_on_the_target_refuses_the_landing() {
     type Setup = fn(&TestRepo) -> std::path::PathBuf;
@@ -277,6 +301,18 @@ fn an_operation_in_progress_on_the_target_refuses_the_landing() {
                 r.git(&["checkout", "-q", "-b", "elsewhere"]);
                 let wt = r.base().join("wt");
                 r.git(&["worktree", "add", "-q", wt.to_str().unwrap(), "main"]);
+                r.git_in(&wt, &["-c", "sequence.editor=sed -i s/^pick/edit/", "rebase", "-q", "-i", "HEAD~1"]);
+                wt
+            },
+            "main is being rebased in",
+        ),
+        (
+            "rebase in a linked worktree with a relative gitdir",
+            |r| {
+                r.git(&["checkout", "-q", "-b", "elsewhere"]);
+                let wt = r.base().join("wt");
+                r.git(&["worktree", "add", "-q", wt.to_str().unwrap(), "main"]);
+                relative_gitdir(r, "wt");
                 r.git_in(&wt, &["-c", "sequence.editor=sed -i s/^pick/edit/", "rebase", "-q", "-i", "HEAD~1"]);
                 wt
             },

@@ -34,15 +34,9 @@ pub fn in_progress(project: &Project, refname: &str) -> Result<Option<String>> {
 /// (checkout folder, its private git directory) of the main checkout and every linked worktree.
 fn admin_dirs(project: &Project) -> Vec<(PathBuf, PathBuf)> {
     let mut out = vec![(project.root.clone(), project.common_dir.clone())];
-    if let Ok(entries) = std::fs::read_dir(project.common_dir.join("worktrees")) {
-        for entry in entries.flatten() {
-            let admin = entry.path();
-            let dir = std::fs::read_to_string(admin.join("gitdir"))
-                .ok()
-                .and_then(|g| Path::new(g.trim()).parent().map(Path::to_path_buf))
-                .unwrap_or_else(|| admin.clone());
-            out.push((dir, admin));
-        }
+    for entry in crate::git::worktrees::linked(&project.common_dir).unwrap_or_default() {
+        let dir = entry.dir().map(Path::to_path_buf).unwrap_or_else(|| entry.admin.clone());
+        out.push((dir, entry.admin));
     }
     out
 }

@@ -37,6 +37,7 @@ use git2::{Oid, Repository};
 
 use super::{TaskRecord, TaskState};
 use crate::error::HybridError;
+use crate::git::worktrees;
 use crate::repo::{normalize, Project};
 
 /// Rule 1: the record at `path` (`ledger/<id>/<attempt>.json`) names that task and attempt.
@@ -272,19 +273,12 @@ pub fn task_worktree(project: &Project, rec: &TaskRecord) -> TaskWorktree {
 /// `branch_ref`: how `git worktree list --porcelain` pairs a worktree with its branch.
 fn admin_entry_of(project: &Project, dir: &Path, branch_ref: &str) -> Option<PathBuf> {
     let want = dir.join(".git");
-    let wanted_head = format!("ref: {branch_ref}");
-    let entries = std::fs::read_dir(project.common_dir.join("worktrees")).ok()?;
-    for e in entries.flatten() {
-        let admin = e.path();
-        let Ok(gitdir) = std::fs::read_to_string(admin.join("gitdir")) else { continue };
-        let target = PathBuf::from(gitdir.trim());
-        let target = if target.is_absolute() { target } else { admin.join(target) };
-        if normalize(&target) != want {
+    for entry in worktrees::linked(&project.common_dir).ok()? {
+        if entry.dot_git.as_deref().map(normalize).as_deref() != Some(want.as_path()) {
             continue;
         }
-        let head = std::fs::read_to_string(admin.join("HEAD")).unwrap_or_default();
-        if head.trim() == wanted_head {
-            return Some(admin);
+        if worktrees::head_ref(&entry.admin).as_deref() == Some(branch_ref) {
+            return Some(entry.admin);
         }
     }
     None

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use git2::Repository;
 
+use crate::git::worktrees;
 use crate::names;
 use crate::repo::Project;
 
@@ -183,19 +184,15 @@ fn attributes_found(project: &Project, wt: &Repository) -> Result<bool> {
 
 /// A checkout (main or linked) other than `path`'s that has `full_ref` as HEAD.
 pub(super) fn checked_out_elsewhere(project: &Project, full_ref: &str) -> Option<PathBuf> {
-    let wanted = format!("ref: {full_ref}");
-    let head_is = |head: &Path| std::fs::read_to_string(head).is_ok_and(|h| h.trim() == wanted);
-    if head_is(&project.common_dir.join("HEAD")) {
+    let head_is = |git_dir: &Path| worktrees::head_ref(git_dir).as_deref() == Some(full_ref);
+    if head_is(&project.common_dir) {
         return Some(project.root.clone());
     }
-    let entries = std::fs::read_dir(project.common_dir.join("worktrees")).ok()?;
-    for e in entries.flatten() {
-        let admin = e.path();
-        let Ok(gitdir) = std::fs::read_to_string(admin.join("gitdir")) else { continue };
-        let gitlink = admin.join(gitdir.trim()); // absolute, or relative to the entry
-                                                 // An entry whose folder is gone holds nothing checked out (git would prune it).
-        if head_is(&admin.join("HEAD")) && gitlink.exists() {
-            return Some(gitlink.parent().map(Path::to_path_buf).unwrap_or(gitlink));
+    for entry in worktrees::linked(&project.common_dir).ok()? {
+        let Some(gitlink) = &entry.dot_git else { continue };
+        // An entry whose folder is gone holds nothing checked out (git would prune it).
+        if head_is(&entry.admin) && gitlink.exists() {
+            return Some(entry.dir().map_or_else(|| gitlink.clone(), Path::to_path_buf));
         }
     }
     None
@@ -212,18 +209,12 @@ fn free_admin_name(project: &Project, name: &str) -> String {
 
 /// Admin entries (`<common-dir>/worktrees/*`) whose `gitdir` file points at `<path>/.git`.
 fn admin_entries_for(project: &Project, path: &Path) -> Vec<PathBuf> {
-    let dir = project.common_dir.join("worktrees");
     let want = crate::repo::normalize(&path.join(".git"));
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|admin| {
-            let Ok(text) = std::fs::read_to_string(admin.join("gitdir")) else { return false };
-            let target = Path::new(text.trim());
-            let target = if target.is_absolute() { target.to_path_buf() } else { admin.join(target) };
-            crate::repo::normalize(&target) == want
-        })
+    worktrees::linked(&project.common_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.dot_git.as_deref().is_some_and(|target| crate::repo::normalize(target) == want))
+        .map(|e| e.admin)
         .collect()
 }
 
