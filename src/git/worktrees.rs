@@ -8,8 +8,16 @@
 //! no symlink is crossed). [`head_ref`] is the ref a git directory's `HEAD` names, read the way
 //! git reads it (`ref:`, optional blanks, the name). Every module that pairs checkouts with
 //! branches reads the entries through here, so they agree on which checkouts exist.
+//!
+//! [`create`] writes a new linked worktree's entry the way `git worktree add` lays it out
+//! (`commondir`, `gitdir` absolute, `HEAD` naming the branch) but atomically: built in a
+//! temporary folder and renamed into place under a free name, so git, libgit2 and a `kill -9`
+//! only ever see a complete entry; then the working folder and its `.git` link. The files and the
+//! index are the caller's.
 
 use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result};
 
 /// One admin entry.
 #[derive(Debug, Clone)]
@@ -58,6 +66,54 @@ pub fn gitdir_target(admin: &Path) -> Option<PathBuf> {
 pub fn head_ref(git_dir: &Path) -> Option<String> {
     let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
     head.trim().strip_prefix("ref:").map(|r| r.trim().to_string())
+}
+
+/// Creates the admin entry of a new linked worktree at `path` (which must not exist) with
+/// `full_ref` checked out, then `path` and its `.git` link (module contract). `temp` is where the
+/// entry is built (a folder of git-hybrid's own; one left by a killed run is removed: the caller
+/// holds the lock that run held). The entry is named `name`, else the first free `<name>N`, so a
+/// user's own worktree entry of the same name is never reused. Returns the entry.
+pub fn create(common_dir: &Path, temp: &Path, name: &str, path: &Path, full_ref: &str) -> Result<PathBuf> {
+    if temp.exists() {
+        std::fs::remove_dir_all(temp).with_context(|| format!("cannot remove {}", temp.display()))?;
+    }
+    std::fs::create_dir_all(temp).with_context(|| format!("cannot create {}", temp.display()))?;
+    let gitlink = path.join(".git");
+    std::fs::write(temp.join("commondir"), "../..\n")?;
+    std::fs::write(temp.join("gitdir"), format!("{}\n", gitlink.display()))?;
+    std::fs::write(temp.join("HEAD"), format!("ref: {full_ref}\n"))?;
+    let admins = common_dir.join("worktrees");
+    std::fs::create_dir_all(&admins).with_context(|| format!("cannot create {}", admins.display()))?;
+    let mut admin_name = free_name(&admins, name);
+    let mut tries = 0;
+    let admin = loop {
+        let candidate = admins.join(&admin_name);
+        // rename(2) refuses a non-empty target, so a name taken meanwhile is never clobbered;
+        // check first anyway, because an empty directory would be replaced.
+        if !candidate.exists() && std::fs::rename(temp, &candidate).is_ok() {
+            break candidate;
+        }
+        tries += 1;
+        if tries > 100 {
+            anyhow::bail!("cannot find a free worktree entry name for {name} in {}", admins.display());
+        }
+        admin_name = format!("{name}{tries}");
+    };
+    crate::failpoint!("start::admin_entry_written");
+
+    std::fs::create_dir(path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::fs::write(&gitlink, format!("gitdir: {}\n", admin.display()))
+        .with_context(|| format!("cannot write {}", gitlink.display()))?;
+    crate::failpoint!("start::gitlink_written");
+    Ok(admin)
+}
+
+/// `<name>` if `admins` has no entry of that name, else the first free `<name>N` (N = 1, 2, ...).
+fn free_name(admins: &Path, name: &str) -> String {
+    if !admins.join(name).exists() {
+        return name.to_string();
+    }
+    (1u32..).map(|n| format!("{name}{n}")).find(|n| !admins.join(n).exists()).unwrap_or_else(|| name.to_string())
 }
 
 /// `base` joined with the relative `rel`, `.` dropped and `..` taking away a component.

@@ -1,6 +1,6 @@
 //! git's worktree admin entries (`<common-dir>/worktrees/<name>`) for task worktrees: made
-//! (with git2, or `git worktree add` where filter drivers apply), found by path, removed; and the
-//! new worktree's files written.
+//! (by [`crate::git::worktrees::create`], or `git worktree add` where filter drivers apply),
+//! found by path, removed; and the new worktree's files written.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -64,41 +64,9 @@ pub(super) fn add_worktree(project: &Project, name: &str, path: &Path, branch: &
         return Ok(());
     }
 
-    // 1. The admin entry, complete, renamed into place.
-    let tmp = names::worktree_admin_temp(&project.state_dir(), name);
-    if tmp.exists() {
-        // Left by a start of this task that died (the caller holds the task lock).
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let gitlink = path.join(".git");
-    std::fs::write(tmp.join("commondir"), "../..\n")?;
-    std::fs::write(tmp.join("gitdir"), format!("{}\n", gitlink.display()))?;
-    std::fs::write(tmp.join("HEAD"), format!("ref: {full}\n"))?;
-    let admins = project.common_dir.join("worktrees");
-    std::fs::create_dir_all(&admins).with_context(|| format!("cannot create {}", admins.display()))?;
-    let mut admin_name = free_admin_name(project, name);
-    let mut tries = 0;
-    let admin = loop {
-        let candidate = admins.join(&admin_name);
-        // rename(2) refuses a non-empty target, so a name taken meanwhile is never clobbered;
-        // check first anyway, because an empty directory would be replaced.
-        if !candidate.exists() && std::fs::rename(&tmp, &candidate).is_ok() {
-            break candidate;
-        }
-        tries += 1;
-        if tries > 100 {
-            anyhow::bail!("cannot find a free worktree entry name for {name} in {}", admins.display());
-        }
-        admin_name = format!("{name}{tries}");
-    };
-    crate::failpoint!("start::admin_entry_written");
-
-    // 2. The working folder and its `.git` link.
-    std::fs::create_dir(path).with_context(|| format!("cannot create {}", path.display()))?;
-    std::fs::write(&gitlink, format!("gitdir: {}\n", admin.display()))
-        .with_context(|| format!("cannot write {}", gitlink.display()))?;
-    crate::failpoint!("start::gitlink_written");
+    // 1-2. The admin entry (complete, renamed into place), the working folder and its `.git`.
+    let temp = names::worktree_admin_temp(&project.state_dir(), name);
+    worktrees::create(&project.common_dir, &temp, name, path, &full)?;
 
     // 3. Files and index. libgit2 re-hashes every blob it reads (SHA-1DC, ~10% of a start's
     // CPU); `git checkout` does not: zlib's checksum and the pack index already guard the
@@ -196,15 +164,6 @@ pub(super) fn checked_out_elsewhere(project: &Project, full_ref: &str) -> Option
         }
     }
     None
-}
-
-/// `<name>` if no admin entry has that name, else the first free `<name>N` (N = 1, 2, ...).
-fn free_admin_name(project: &Project, name: &str) -> String {
-    let dir = project.common_dir.join("worktrees");
-    if !dir.join(name).exists() {
-        return name.to_string();
-    }
-    (1u32..).map(|n| format!("{name}{n}")).find(|n| !dir.join(n).exists()).unwrap_or_else(|| name.to_string())
 }
 
 /// Admin entries (`<common-dir>/worktrees/*`) whose `gitdir` file points at `<path>/.git`.
