@@ -327,7 +327,8 @@ pub fn precheck(project: &Project, rec: &TaskRecord, opts: &GateOptions) -> Resu
     let target = repo
         .refname_to_id(&format!("refs/heads/{}", rec.target))
         .with_context(|| format!("cannot read {}", rec.target))?;
-    let base = repo.merge_base(tip, target).context("the task branch and the target have no common history")?;
+    let base = crate::git::generation::merge_base(repo, tip, target)?
+        .context("the task branch and the target have no common history")?;
     let (base, new) = (repo.find_commit(base)?.tree()?, repo.find_commit(tip)?.tree()?);
     let f = Gate::new(project, opts)?.check(rec, &base, &new, "")?;
     Ok(f.refusal(&format!("{} (attempt {})", rec.id, rec.attempt)))

@@ -50,6 +50,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+pub mod generation;
 pub mod graph;
 pub mod index;
 pub mod index_tree;

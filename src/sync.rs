@@ -199,11 +199,7 @@ pub(crate) fn merge_bases(repo: &git2::Repository, a: Oid, b: Oid) -> Result<Vec
     if let Some(hit) = MEMO.with(|m| m.borrow().get(&(a, b)).cloned()) {
         return Ok(hit);
     }
-    let bases = match repo.merge_bases(a, b) {
-        Ok(bases) => bases.iter().copied().collect(),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => Vec::new(),
-        Err(e) => return Err(e).context("cannot find the merge base"),
-    };
+    let bases = crate::git::generation::merge_bases(repo, a, b)?;
     MEMO.with(|m| m.borrow_mut().insert((a, b), bases.clone()));
     Ok(bases)
 }

@@ -1,4 +1,5 @@
-//! Ancestry questions about commits, answered from the object database (git2).
+//! Ancestry questions about commits, answered by the generation-bounded walk of
+//! [`super::generation`] (libgit2 where it cannot bound the walk).
 //!
 //! Contract: [`contains`] is the one "is this commit already in that history" check every
 //! module uses (sync, landing, trust rules, remote, status). A commit's id fixes its parents, so
@@ -23,7 +24,7 @@ pub fn contains(repo: &Repository, tip: Oid, target: Oid) -> Result<bool> {
     if let Some(hit) = MEMO.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(&(tip, target)).copied())) {
         return Ok(hit);
     }
-    let answer = repo.graph_descendant_of(tip, target)?;
+    let answer = super::generation::descends_from(repo, tip, target)?;
     if let Ok(mut m) = MEMO.lock() {
         let m = m.get_or_insert_with(HashMap::new);
         if m.len() >= MEMO_MAX {

@@ -108,7 +108,7 @@ pub fn candidate_base(repo: &Repository, rec: &TaskRecord, tip: Oid, squash_pare
         .filter(|b| repo.find_commit(*b).is_ok())
         .with_context(|| format!("the base {:?} of {}#{} is not a commit here", rec.base, rec.id, rec.attempt))?;
     if let Some(parent) = squash_parent {
-        if let Ok(mb) = repo.merge_base(tip, parent) {
+        if let Ok(Some(mb)) = crate::git::generation::merge_base(repo, tip, parent) {
             if crate::git::graph::contains(repo, mb, base).unwrap_or(false) {
                 return Ok(mb);
             }

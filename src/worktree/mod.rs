@@ -136,7 +136,9 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
             existing
                 .as_ref()
                 .map(|r| r.base.clone())
-                .unwrap_or_else(|| repo.merge_base(tip, base).unwrap_or(base).to_string())
+                .unwrap_or_else(|| {
+                    crate::git::generation::merge_base(repo, tip, base).ok().flatten().unwrap_or(base).to_string()
+                })
         }
         Err(_) => {
             remove_stale_ref_lock(project, &branch)?;
