@@ -91,6 +91,14 @@ pub fn descends_from(repo: &Repository, tip: Oid, ancestor: Oid) -> Result<bool>
     Ok(repo.graph_descendant_of(tip, ancestor)?)
 }
 
+/// The commits reachable from `tip` and from none of `hide`, parents before children (as a
+/// libgit2 revwalk sorted `TOPOLOGICAL | REVERSE` lists them), or None when the generation walk
+/// cannot answer (the caller then asks libgit2's revwalk). Without generation numbers, a
+/// revwalk that hides a commit dated after `tip`'s walks history down to `tip`'s date.
+pub fn only_in(repo: &Repository, tip: Oid, hide: &[Oid]) -> Option<Vec<Oid>> {
+    Walker::open(repo)?.only_in(tip, hide).ok()
+}
+
 struct Walker<'r> {
     repo: &'r Repository,
     graph: Rc<gix_commitgraph::Graph>,
@@ -116,7 +124,8 @@ impl<'r> Walker<'r> {
             g.borrow_mut()
                 .entry(objects.clone())
                 .or_insert_with(|| {
-                    let graph = gix_commitgraph::Graph::from_info_dir(&objects.join("info"), gix_hash::Kind::Sha1).ok()?;
+                    let graph =
+                        gix_commitgraph::Graph::from_info_dir(&objects.join("info"), gix_hash::Kind::Sha1).ok()?;
                     graph.generation_numbers_available().then(|| Rc::new(graph))
                 })
                 .clone()
@@ -229,6 +238,46 @@ impl<'r> Walker<'r> {
         Ok(result.into_iter().filter(|id| flags.get(id).is_some_and(|f| f & STALE == 0)).collect())
     }
 
+    /// [`only_in`]: paint `tip`'s side and the hidden side down in generation order; a commit
+    /// popped with only `tip`'s paint is reachable from no hidden commit (every path from one
+    /// to it runs through commits of higher generation, all popped before it).
+    fn only_in(&self, tip: Oid, hide: &[Oid]) -> std::result::Result<Vec<Oid>, Fallback> {
+        let mut budget = OUTSIDE_BUDGET;
+        let mut flags: HashMap<Oid, u8> = HashMap::new();
+        let mut queue = BinaryHeap::new();
+        for (id, flag) in hide.iter().map(|h| (*h, PARENT2)).chain([(tip, PARENT1)]) {
+            if flags.get(&id).is_some_and(|f| f & flag != 0) {
+                continue;
+            }
+            let n = self.node(id, &mut budget)?;
+            *flags.entry(id).or_insert(0) |= flag;
+            queue.push(Queued(n.generation, n.time, id));
+        }
+        let mut out = Vec::new();
+        let mut done: std::collections::HashSet<Oid> = std::collections::HashSet::new();
+        while queue.iter().any(|q| flags.get(&q.2).is_some_and(|f| f & PARENT2 == 0)) {
+            let Some(Queued(_, _, id)) = queue.pop() else { break };
+            if !done.insert(id) {
+                continue;
+            }
+            let paint = flags.get(&id).copied().unwrap_or(0) & (PARENT1 | PARENT2);
+            if paint == PARENT1 {
+                out.push(id);
+            }
+            for p in self.node(id, &mut budget)?.parents.iter() {
+                let pf = flags.get(p).copied().unwrap_or(0);
+                if pf & paint == paint {
+                    continue;
+                }
+                let pn = self.node(*p, &mut budget)?;
+                flags.insert(*p, pf | paint);
+                queue.push(Queued(pn.generation, pn.time, *p));
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// True when `ancestor` is reachable from `tip` through parents (`tip` itself excluded).
     fn reaches(&self, tip: Oid, ancestor: Oid) -> std::result::Result<bool, Fallback> {
         let mut budget = OUTSIDE_BUDGET;
@@ -311,6 +360,31 @@ mod tests {
                     repo.graph_descendant_of(x, y).unwrap(),
                     "{x} descends from {y}"
                 );
+            }
+        }
+        // The commits only on one side, in libgit2's TOPOLOGICAL | REVERSE order.
+        for &x in &all {
+            for hide in [vec![], vec![root], vec![b1], vec![a1, b2], vec![a3], vec![b3, a1]] {
+                let mut walk = repo.revwalk().unwrap();
+                walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE).unwrap();
+                walk.push(x).unwrap();
+                for h in &hide {
+                    walk.hide(*h).unwrap();
+                }
+                let theirs: Vec<Oid> = walk.map(|o| o.unwrap()).collect();
+                let ours = only_in(repo, x, &hide).expect("answered");
+                let (mut a, mut b) = (ours.clone(), theirs.clone());
+                a.sort();
+                b.sort();
+                assert_eq!(a, b, "commits of {x} hiding {hide:?}");
+                let pos = |id: &Oid| ours.iter().position(|o| o == id).unwrap();
+                for id in &ours {
+                    for p in repo.find_commit(*id).unwrap().parent_ids() {
+                        if ours.contains(&p) {
+                            assert!(pos(&p) < pos(id), "parents first");
+                        }
+                    }
+                }
             }
         }
         // The generation walk itself answered these (not libgit2).

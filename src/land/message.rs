@@ -30,18 +30,22 @@ pub(super) fn squash_message(
     merge_bases: &[Oid],
 ) -> Result<String> {
     let repo = &project.repo;
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
-    walk.push(task_tip)?;
-    if merge_bases.is_empty() {
-        walk.hide(base)?;
-    }
-    for b in merge_bases {
-        walk.hide(*b)?;
-    }
+    let hide = if merge_bases.is_empty() { std::slice::from_ref(&base) } else { merge_bases };
+    let commits = match crate::git::generation::only_in(repo, task_tip, hide) {
+        Some(commits) => commits,
+        None => {
+            let mut walk = repo.revwalk()?;
+            walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+            walk.push(task_tip)?;
+            for b in hide {
+                walk.hide(*b)?;
+            }
+            walk.collect::<std::result::Result<Vec<Oid>, git2::Error>>()?
+        }
+    };
     let mut subjects = Vec::new();
-    for oid in walk {
-        let c = repo.find_commit(oid?)?;
+    for oid in commits {
+        let c = repo.find_commit(oid)?;
         if c.parent_count() <= 1 {
             subjects.push(String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).trim().to_string());
         }

@@ -133,12 +133,9 @@ pub fn start(project: &Project, opts: &StartOptions) -> Result<StartOutcome> {
     let record_base = match repo.find_branch(&branch, BranchType::Local) {
         Ok(b) => {
             let tip = b.get().target().context("branch has no target")?;
-            existing
-                .as_ref()
-                .map(|r| r.base.clone())
-                .unwrap_or_else(|| {
-                    crate::git::generation::merge_base(repo, tip, base).ok().flatten().unwrap_or(base).to_string()
-                })
+            existing.as_ref().map(|r| r.base.clone()).unwrap_or_else(|| {
+                crate::git::generation::merge_base(repo, tip, base).ok().flatten().unwrap_or(base).to_string()
+            })
         }
         Err(_) => {
             remove_stale_ref_lock(project, &branch)?;
