@@ -285,17 +285,15 @@ pub(crate) fn tree_merge(
     let entry = |t: Option<&git2::Tree>, name: &[u8]| -> Entry {
         t.and_then(|t| t.get_name_bytes(name)).map(|e| (e.id(), e.filemode()))
     };
-    let mut names: Vec<Vec<u8>> = Vec::new();
-    for t in [Some(ours), Some(theirs), base].into_iter().flatten() {
-        names.extend(t.iter().map(|e| e.name_bytes().to_vec()));
-    }
-    names.sort();
-    names.dedup();
+    // Every name on any side once (entries borrowed from the trees, nothing copied).
+    let mut names: Vec<git2::TreeEntry<'_>> =
+        [Some(ours), Some(theirs), base].into_iter().flatten().flat_map(|t| t.iter()).collect();
+    names.sort_unstable_by(|a, b| a.name_bytes().cmp(b.name_bytes()));
+    names.dedup_by(|a, b| a.name_bytes() == b.name_bytes());
     let mut builder = repo.treebuilder(Some(ours))?;
     const TREE: i32 = 0o040000;
-    for name in names {
-        let (b, o, t): (Entry, Entry, Entry) =
-            (entry(base, &name), entry(Some(ours), &name), entry(Some(theirs), &name));
+    for name in names.iter().map(|e| e.name_bytes()) {
+        let (b, o, t): (Entry, Entry, Entry) = (entry(base, name), entry(Some(ours), name), entry(Some(theirs), name));
         let result = if o == t {
             if o.is_none() && b.is_some() {
                 return Ok(None); // deleted on both sides
@@ -324,7 +322,7 @@ pub(crate) fn tree_merge(
         if result == o {
             continue;
         }
-        let path = std::str::from_utf8(&name).ok();
+        let path = std::str::from_utf8(name).ok();
         match (result, path) {
             (Some((id, mode)), Some(p)) => {
                 builder.insert(p, id, mode)?;
