@@ -139,11 +139,13 @@ impl<'r> Walker<'r> {
         if let Some(n) = NODES.with(|m| m.borrow().get(&id).cloned()) {
             return Ok(n);
         }
-        if let Some(n) = self.from_graph(id) {
+        if let Some(n) = self.in_graph(id) {
             return Ok(n);
         }
         // Outside the graph: depth-first until every parent's generation is known.
-        let mut stack: Vec<(Oid, Option<(i64, Rc<[Oid]>)>)> = vec![(id, None)];
+        // (commit, its date and parents once read)
+        type Pending = (Oid, Option<(i64, Rc<[Oid]>)>);
+        let mut stack: Vec<Pending> = vec![(id, None)];
         let mut computed: HashMap<Oid, Node> = HashMap::new();
         while let Some((top, read)) = stack.pop() {
             if computed.contains_key(&top) {
@@ -164,7 +166,7 @@ impl<'r> Walker<'r> {
                     .get(p)
                     .cloned()
                     .or_else(|| NODES.with(|m| m.borrow().get(p).cloned()))
-                    .or_else(|| self.from_graph(*p));
+                    .or_else(|| self.in_graph(*p));
                 match known {
                     Some(n) => generation = generation.max(n.generation),
                     None => missing.push(*p),
@@ -189,7 +191,7 @@ impl<'r> Walker<'r> {
     }
 
     /// The facts about `id` when the commit-graph holds it.
-    fn from_graph(&self, id: Oid) -> Option<Node> {
+    fn in_graph(&self, id: Oid) -> Option<Node> {
         let oid = gix_hash::oid::try_from_bytes(id.as_bytes()).ok()?;
         let commit = self.graph.commit_by_id(oid)?;
         let generation = commit.generation();

@@ -6,15 +6,19 @@
 //! them (an in-memory object backend). [`write_pack`] stores them as one pack
 //! (`objects/pack/pack-<hash>.pack` and `.idx`) through libgit2's pack indexer, which re-hashes
 //! every object and writes the index; the objects are on disk when it returns, so refs may then
-//! point at them. Objects are stored whole (no deltas): a landing's new objects are a few small
-//! trees and commits per task, and searching for deltas would cost more than it saves.
+//! point at them. No delta search: a tree whose previous version at the same path is earlier
+//! in the same pack is stored as a delta against it (`OFS_DELTA`: the bytes before and after
+//! the entries it shares with that version copied from it, the others inserted), chains at most
+//! [`MAX_DEPTH`] long; everything else is stored whole. In a train, consecutive squashes rewrite
+//! the same big trees (the root, a crowded folder) one entry apart: whole, deflating them was
+//! most of the pack's cost and size.
 //!
 //! Why: a loose object is a temporary file created, linked and unlinked, one per object; on some
 //! file systems creating a file costs more than everything else a landing does. A train of tasks
 //! writes all its objects as one pack, the way `git fast-import` and `git receive-pack` keep what
 //! they are given.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use anyhow::{Context, Result};
@@ -22,16 +26,27 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 use git2::{ObjectType, Odb, Oid, Repository};
 use sha1::{Digest, Sha1};
 
+/// Longest delta chain written (git's own default limit is 50).
+pub const MAX_DEPTH: u32 = 16;
+
+/// One object to pack: its id and, for a tree, the previous version at the same path (the
+/// tree it replaces in its commit's first parent), a candidate base for a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewObject {
+    pub id: Oid,
+    pub previous: Option<Oid>,
+}
+
 /// The objects `commits` introduced that `disk` does not have, read through `repo` (which must
-/// see them), in an order the indexer accepts (any: no deltas).
-pub fn new_objects(repo: &Repository, disk: &Odb, commits: &[Oid]) -> Result<Vec<Oid>> {
+/// see them), each after the previous versions it may be a delta of.
+pub fn new_objects(repo: &Repository, disk: &Odb, commits: &[Oid]) -> Result<Vec<NewObject>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for &id in commits {
         if !seen.insert(id) || disk.exists(id) {
             continue;
         }
-        out.push(id);
+        out.push(NewObject { id, previous: None });
         let commit = repo.find_commit(id)?;
         let old = commit.parents().next().map(|p| p.tree_id());
         collect_tree(repo, disk, commit.tree_id(), old, &mut seen, &mut out)?;
@@ -47,12 +62,12 @@ fn collect_tree(
     tree: Oid,
     old: Option<Oid>,
     seen: &mut HashSet<Oid>,
-    out: &mut Vec<Oid>,
+    out: &mut Vec<NewObject>,
 ) -> Result<()> {
     if !seen.insert(tree) || disk.exists(tree) {
         return Ok(());
     }
-    out.push(tree);
+    out.push(NewObject { id: tree, previous: old });
     let t = repo.find_tree(tree)?;
     let old_tree = old.and_then(|o| repo.find_tree(o).ok());
     for e in t.iter() {
@@ -62,7 +77,9 @@ fn collect_tree(
         }
         match e.kind() {
             Some(ObjectType::Tree) => collect_tree(repo, disk, e.id(), before, seen, out)?,
-            Some(ObjectType::Blob) if seen.insert(e.id()) && !disk.exists(e.id()) => out.push(e.id()),
+            Some(ObjectType::Blob) if seen.insert(e.id()) && !disk.exists(e.id()) => {
+                out.push(NewObject { id: e.id(), previous: None })
+            }
             _ => {} // a submodule's commit is not in this repository
         }
     }
@@ -70,7 +87,7 @@ fn collect_tree(
 }
 
 /// Writes `objects` (read through `repo`) as one pack into `disk`'s object store. No-op for none.
-pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[Oid]) -> Result<()> {
+pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[NewObject]) -> Result<()> {
     if objects.is_empty() {
         return Ok(());
     }
@@ -81,8 +98,11 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[Oid]) -> Result<()> 
     pack.extend_from_slice(&u32::try_from(objects.len()).context("too many objects for one pack")?.to_be_bytes());
     // One compressor for all objects: setting one up zeroes a few hundred KB of tables.
     let mut z = Compress::new(Compression::fast(), true);
-    for &id in objects {
-        let obj = odb.read(id).with_context(|| format!("cannot read the new object {id}"))?;
+    // Trees written so far: where their entry starts, their bytes, their chain depth.
+    let mut written: HashMap<Oid, (usize, Vec<u8>, u32)> = HashMap::new();
+    let mut delta = Vec::new();
+    for o in objects {
+        let obj = odb.read(o.id).with_context(|| format!("cannot read the new object {}", o.id))?;
         let kind = match obj.kind() {
             ObjectType::Commit => 1u8,
             ObjectType::Tree => 2,
@@ -90,8 +110,25 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[Oid]) -> Result<()> 
             ObjectType::Tag => 4,
             other => anyhow::bail!("cannot pack an object of type {other:?}"),
         };
-        entry_header(&mut pack, kind, obj.data().len() as u64);
-        deflate_into(&mut z, obj.data(), &mut pack)?;
+        let offset = pack.len();
+        let base = o.previous.and_then(|p| written.get(&p)).filter(|b| b.2 < MAX_DEPTH);
+        let depth =
+            match base.and_then(|(at, bytes, depth)| Some((*at, *depth, tree_delta(bytes, obj.data(), &mut delta)?))) {
+                Some((at, depth, ())) => {
+                    entry_header(&mut pack, OFS_DELTA, delta.len() as u64);
+                    ofs_delta_offset(&mut pack, offset - at);
+                    deflate_into(&mut z, &delta, &mut pack)?;
+                    depth + 1
+                }
+                None => {
+                    entry_header(&mut pack, kind, obj.data().len() as u64);
+                    deflate_into(&mut z, obj.data(), &mut pack)?;
+                    0
+                }
+            };
+        if obj.kind() == ObjectType::Tree {
+            written.insert(o.id, (offset, obj.data().to_vec(), depth));
+        }
     }
     let checksum = Sha1::digest(&pack);
     pack.extend_from_slice(&checksum);
@@ -99,6 +136,121 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[Oid]) -> Result<()> 
     w.write_all(&pack).context("cannot write a pack")?;
     w.commit().context("cannot store the pack")?;
     Ok(())
+}
+
+/// The pack entry type of a delta against an earlier entry of the same pack.
+const OFS_DELTA: u8 = 6;
+
+/// Writes into `out` a git delta that turns tree `base` into tree `target`: every entry of
+/// `target` that `base` holds byte for byte is copied from it (neighbours in one copy), the others
+/// inserted. None when they share too little for a delta to pay, or either is not a valid tree.
+fn tree_delta(base: &[u8], target: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let mut at: HashMap<&[u8], usize> = HashMap::new();
+    let mut pos = 0;
+    while pos < base.len() {
+        let len = tree_entry_len(&base[pos..])?;
+        at.insert(&base[pos..pos + len], pos);
+        pos += len;
+    }
+    out.clear();
+    delta_size(out, base.len());
+    delta_size(out, target.len());
+    let (mut copy, mut insert, mut inserted) = ((0usize, 0usize), 0usize, 0usize);
+    let mut pos = 0;
+    while pos < target.len() {
+        let len = tree_entry_len(&target[pos..])?;
+        match at.get(&target[pos..pos + len]) {
+            Some(&from) => {
+                insert_op(out, &target[insert..pos]);
+                if copy.1 > 0 && copy.0 + copy.1 == from {
+                    copy.1 += len;
+                } else {
+                    copy_op(out, copy.0, copy.1);
+                    copy = (from, len);
+                }
+                insert = pos + len;
+            }
+            None => {
+                copy_op(out, copy.0, copy.1);
+                copy = (0, 0);
+                inserted += len;
+            }
+        }
+        pos += len;
+    }
+    copy_op(out, copy.0, copy.1);
+    insert_op(out, &target[insert..]);
+    (inserted * 2 <= target.len()).then_some(())
+}
+
+/// The length of the tree entry at the start of `bytes` (`<mode> <name>\0<20-byte id>`).
+fn tree_entry_len(bytes: &[u8]) -> Option<usize> {
+    let nul = bytes.iter().position(|&b| b == 0)?;
+    (bytes.len() >= nul + 21).then_some(nul + 21)
+}
+
+/// Insert instructions for `bytes` (at most 127 literal bytes each).
+fn insert_op(out: &mut Vec<u8>, bytes: &[u8]) {
+    for chunk in bytes.chunks(0x7f) {
+        out.push(chunk.len() as u8);
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// A delta header size: 7 bits per byte, least significant first.
+fn delta_size(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Copy instructions for `len` bytes of the base from `offset` (at most 64 KiB each, the size
+/// a copy instruction may name without its third size byte being needed).
+fn copy_op(out: &mut Vec<u8>, mut offset: usize, mut len: usize) {
+    while len > 0 {
+        let n = len.min(0x10000);
+        let size = if n == 0x10000 { 0 } else { n }; // size 0 means 0x10000
+        let mut op = 0x80u8;
+        let at = out.len();
+        out.push(0);
+        for i in 0..4 {
+            let b = ((offset >> (8 * i)) & 0xff) as u8;
+            if b != 0 {
+                op |= 1 << i;
+                out.push(b);
+            }
+        }
+        for i in 0..3 {
+            let b = ((size >> (8 * i)) & 0xff) as u8;
+            if b != 0 {
+                op |= 0x10 << i;
+                out.push(b);
+            }
+        }
+        out[at] = op;
+        offset += n;
+        len -= n;
+    }
+}
+
+/// The distance back to an `OFS_DELTA`'s base, as the pack format encodes it (7 bits per byte,
+/// most significant first, each continuation adding one).
+fn ofs_delta_offset(out: &mut Vec<u8>, distance: usize) {
+    let mut bytes = vec![(distance & 0x7f) as u8];
+    let mut rest = distance >> 7;
+    while rest > 0 {
+        rest -= 1;
+        bytes.push(0x80 | (rest & 0x7f) as u8);
+        rest >>= 7;
+    }
+    bytes.reverse();
+    out.extend_from_slice(&bytes);
 }
 
 /// Appends `data` zlib-compressed to `out` (one complete stream), reusing `z`.
@@ -179,5 +331,128 @@ mod tests {
         let out =
             std::process::Command::new("git").args(["fsck", "--strict"]).current_dir(dir.path()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn consecutive_versions_of_a_tree_are_stored_as_deltas() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::new("T", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let files: Vec<(String, String)> = (0..300).map(|i| (format!("d/f{i:03}"), format!("{i}\n"))).collect();
+        let mut idx = repo.index().unwrap();
+        for (p, d) in &files {
+            crate::test_support::add_file(&repo, &mut idx, p, d);
+        }
+        let t0 = repo.find_tree(idx.write_tree().unwrap()).unwrap();
+        let c0 = repo.commit(None, &sig, &sig, "zero", &t0, &[]).unwrap();
+        let disk = Repository::open(dir.path()).unwrap();
+        let odb = repo.odb().unwrap();
+        let mem = odb.add_new_mempack_backend(1000).unwrap();
+        // Five commits, each changing one file of the crowded folder `d` and adding a file.
+        let mut parent = repo.find_commit(c0).unwrap();
+        let mut commits = Vec::new();
+        for k in 0..5 {
+            crate::test_support::add_file(&repo, &mut idx, &format!("d/f{:03}", 50 * k), "changed\n");
+            crate::test_support::add_file(&repo, &mut idx, &format!("d/new{k}"), "new\n");
+            let t = repo.find_tree(idx.write_tree().unwrap()).unwrap();
+            let c = repo.commit(None, &sig, &sig, &format!("c{k}"), &t, &[&parent]).unwrap();
+            parent = repo.find_commit(c).unwrap();
+            commits.push(c);
+        }
+        let disk_odb = disk.odb().unwrap();
+        let objects = new_objects(&repo, &disk_odb, &commits).unwrap();
+        write_pack(&repo, &disk_odb, &objects).unwrap();
+        mem.reset().unwrap();
+        repo.reference("refs/heads/main", parent.id(), true, "t").unwrap();
+        let git = |args: &[&str]| crate::test_support::git(dir.path(), args);
+        git(&["fsck", "--strict", "--no-dangling"]);
+        let pack = std::fs::read_dir(dir.path().join(".git/objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "idx"))
+            .unwrap();
+        let verify = git(&["verify-pack", "-v", pack.to_str().unwrap()]);
+        // The `d` trees of commits 2..5 are deltas (depth and base at the end of the line); the
+        // one-entry root trees share nothing and stay whole.
+        let deltas = verify.lines().filter(|l| l.contains(" tree ") && l.split_whitespace().count() == 7).count();
+        assert_eq!(deltas, 4, "{verify}");
+        // Every tree reads back whole through a fresh handle.
+        let fresh = Repository::open(dir.path()).unwrap();
+        let tip = fresh.find_commit(parent.id()).unwrap().tree().unwrap();
+        assert_eq!(
+            tip.get_path(std::path::Path::new("d")).unwrap().to_object(&fresh).unwrap().as_tree().unwrap().len(),
+            305
+        );
+    }
+
+    #[test]
+    fn tree_delta_round_trips() {
+        let apply = |base: &[u8], d: &[u8]| -> Vec<u8> {
+            let mut i = 0;
+            let mut varint = || {
+                let (mut n, mut shift) = (0usize, 0);
+                loop {
+                    let b = d[i];
+                    i += 1;
+                    n |= ((b & 0x7f) as usize) << shift;
+                    shift += 7;
+                    if b & 0x80 == 0 {
+                        return n;
+                    }
+                }
+            };
+            assert_eq!(varint(), base.len());
+            let size = varint();
+            let mut out = Vec::new();
+            while i < d.len() {
+                let op = d[i];
+                i += 1;
+                if op & 0x80 != 0 {
+                    let (mut off, mut len) = (0usize, 0usize);
+                    for k in 0..4 {
+                        if op & (1 << k) != 0 {
+                            off |= (d[i] as usize) << (8 * k);
+                            i += 1;
+                        }
+                    }
+                    for k in 0..3 {
+                        if op & (0x10 << k) != 0 {
+                            len |= (d[i] as usize) << (8 * k);
+                            i += 1;
+                        }
+                    }
+                    let len = if len == 0 { 0x10000 } else { len };
+                    out.extend_from_slice(&base[off..off + len]);
+                } else {
+                    out.extend_from_slice(&d[i..i + op as usize]);
+                    i += op as usize;
+                }
+            }
+            assert_eq!(out.len(), size);
+            out
+        };
+        let entry = |name: &str, fill: u8| -> Vec<u8> {
+            let mut e = format!("100644 {name}\0").into_bytes();
+            e.extend_from_slice(&[fill; 20]);
+            e
+        };
+        let base: Vec<u8> = (0..5000).flat_map(|i| entry(&format!("f{i:05}"), 1)).collect();
+        let mut target = Vec::new();
+        for i in 0..5000 {
+            target.extend(entry(&format!("f{i:05}"), if i == 7 || i == 4000 { 2 } else { 1 }));
+            if i == 2500 {
+                target.extend(entry("f02500a", 3));
+            }
+        }
+        let mut d = Vec::new();
+        tree_delta(&base, &target, &mut d).unwrap();
+        assert_eq!(apply(&base, &d), target);
+        assert!(d.len() < 200, "{}", d.len());
+        let shorter: Vec<u8> =
+            (0..5000).filter(|i| i % 1000 != 0).flat_map(|i| entry(&format!("f{i:05}"), 1)).collect();
+        tree_delta(&base, &shorter, &mut d).unwrap();
+        assert_eq!(apply(&base, &d), shorter);
+        assert!(tree_delta(&entry("a", 1), &entry("a", 2), &mut d).is_none());
+        assert!(tree_delta(b"not a tree", &base, &mut d).is_none());
     }
 }
