@@ -465,7 +465,10 @@ pub const PACK_MIN_TASKS: usize = 16;
 /// Writes the objects the train's commits introduced (held in memory) as one pack, then
 /// empties the in-memory store. Called before anything refers to those objects.
 fn write_pack(repo: &git2::Repository, disk: &git2::Repository, mempack: &git2::Mempack, cars: &[Car]) -> Result<()> {
-    let commits: Vec<Oid> = cars.iter().flat_map(|c| c.caught_up.into_iter().chain(c.squash)).collect();
+    // Each squash before its catch-up merge: they share a tree, which is then packed as the
+    // squash's (its first parent is the squash before it, whose trees are earlier in the pack and
+    // so serve as delta bases); under the merge its first parent would be the task's tip.
+    let commits: Vec<Oid> = cars.iter().flat_map(|c| c.squash.into_iter().chain(c.caught_up)).collect();
     let disk_odb = disk.odb()?;
     let objects = crate::git::pack::new_objects(repo, &disk_odb, &commits)?;
     crate::git::pack::write_pack(repo, &disk_odb, &objects)?;

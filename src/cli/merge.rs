@@ -50,7 +50,10 @@ pub fn handle_merge(a: MergeArgs, g: &GlobalArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|t| git_hybrid::task_id::split_attempt(t, a.attempt))
         .collect::<Result<Vec<(String, u32)>, _>>()?;
-    let project = output::project(g)?;
+    // Never dropped: the process ends right after, and freeing libgit2's caches and unmapping its
+    // pack windows one by one cost a lone landing more than the exit does (no file or lock is
+    // held by the repository handle; every write was committed by then).
+    let project = std::mem::ManuallyDrop::new(output::project(g)?);
     let gate =
         GateOptions { allow_unclaimed: a.allow_unclaimed, allow_protected: a.allow_protected, verify: Vec::new() };
     let wait = Some(std::time::Duration::from_secs(a.wait));
