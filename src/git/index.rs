@@ -76,15 +76,43 @@ impl Entry {
     /// clean (its mtime is before `index_mtime`, the index file's own).
     pub fn stat_matches(&self, m: &std::fs::Metadata, index_mtime: (i64, i64)) -> bool {
         use std::os::unix::fs::MetadataExt;
+        self.stat_data_matches(
+            &StatData {
+                size: m.size(),
+                mtime: (m.mtime(), m.mtime_nsec()),
+                ctime: (m.ctime(), m.ctime_nsec()),
+                ino: m.ino(),
+                uid: m.uid(),
+                gid: m.gid(),
+            },
+            index_mtime,
+        )
+    }
+
+    /// [`Entry::stat_matches`] for stat data however it was read (e.g. `fstatat` on a folder's
+    /// descriptor).
+    pub fn stat_data_matches(&self, m: &StatData, index_mtime: (i64, i64)) -> bool {
         let racy = (self.mtime.0 as i64, self.mtime.1 as i64) >= index_mtime;
         !racy
-            && self.size == m.size() as u32
-            && self.mtime == (m.mtime() as u32, m.mtime_nsec() as u32)
-            && self.ctime == (m.ctime() as u32, m.ctime_nsec() as u32)
-            && self.ino == m.ino() as u32
-            && self.uid == m.uid()
-            && self.gid == m.gid()
+            && self.size == m.size as u32
+            && self.mtime == (m.mtime.0 as u32, m.mtime.1 as u32)
+            && self.ctime == (m.ctime.0 as u32, m.ctime.1 as u32)
+            && self.ino == m.ino as u32
+            && self.uid == m.uid
+            && self.gid == m.gid
     }
+}
+
+/// The part of a file's `lstat` an index entry records (git truncates each to 32 bits).
+#[derive(Debug, Clone, Copy)]
+pub struct StatData {
+    pub size: u64,
+    /// Seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 struct Slot {
