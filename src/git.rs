@@ -59,6 +59,7 @@ pub mod network;
 pub mod pack;
 pub mod populate;
 pub mod refnames;
+pub mod tree;
 pub mod worktrees;
 
 /// Runs `git <args>` in `dir`; fails with git's stderr when it exits non-zero.

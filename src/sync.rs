@@ -281,22 +281,15 @@ pub(crate) fn tree_merge(
     if base.map(|b| b.id()) == Some(ours.id()) {
         return Ok(Some(theirs.id()));
     }
-    type Entry = Option<(Oid, i32)>;
-    let entry = |t: Option<&git2::Tree>, name: &[u8]| -> Entry {
-        t.and_then(|t| t.get_name_bytes(name)).map(|e| (e.id(), e.filemode()))
-    };
-    // Every name on any side once (entries borrowed from the trees, nothing copied).
-    let mut names: Vec<git2::TreeEntry<'_>> =
-        [Some(ours), Some(theirs), base].into_iter().flatten().flat_map(|t| t.iter()).collect();
-    names.sort_unstable_by(|a, b| a.name_bytes().cmp(b.name_bytes()));
-    names.dedup_by(|a, b| a.name_bytes() == b.name_bytes());
-    let mut builder = repo.treebuilder(Some(ours))?;
-    const TREE: i32 = 0o040000;
-    for name in names.iter().map(|e| e.name_bytes()) {
-        let (b, o, t): (Entry, Entry, Entry) = (entry(base, name), entry(Some(ours), name), entry(Some(theirs), name));
+    use crate::git::tree::{self, Entries, MODE_TREE as TREE};
+    let (eb, eo, et) = (Entries::of(base), Entries::of(Some(ours)), Entries::of(Some(theirs)));
+    let mut out: Vec<(&[u8], Oid, i32)> = Vec::with_capacity(eo.len() + 4);
+    let (mut changed, mut decided) = (false, true);
+    tree::join([&eb, &eo, &et], |name, [b, o, t]| -> Result<bool> {
         let result = if o == t {
             if o.is_none() && b.is_some() {
-                return Ok(None); // deleted on both sides
+                decided = false; // deleted on both sides
+                return Ok(false);
             }
             o
         } else if o == b {
@@ -306,32 +299,39 @@ pub(crate) fn tree_merge(
         } else {
             match (b, o, t) {
                 (b, Some((oi, TREE)), Some((ti, TREE))) if b.is_none_or(|(_, m)| m == TREE) => {
-                    let bt = match b {
-                        Some((bi, _)) => Some(repo.find_tree(bi)?),
-                        None => None,
-                    };
-                    let merged = tree_merge(repo, bt.as_ref(), &repo.find_tree(oi)?, &repo.find_tree(ti)?)?;
-                    match merged {
+                    let bt = b.map(|(bi, _)| repo.find_tree(bi)).transpose()?;
+                    match tree_merge(repo, bt.as_ref(), &repo.find_tree(oi)?, &repo.find_tree(ti)?)? {
                         Some(id) => Some((id, TREE)),
-                        None => return Ok(None),
+                        None => {
+                            decided = false;
+                            return Ok(false);
+                        }
                     }
                 }
-                _ => return Ok(None),
+                _ => {
+                    decided = false;
+                    return Ok(false);
+                }
             }
         };
-        if result == o {
-            continue;
-        }
-        let path = std::str::from_utf8(name).ok();
-        match (result, path) {
-            (Some((id, mode)), Some(p)) => {
-                builder.insert(p, id, mode)?;
+        if result != o {
+            // A name libgit2's tree builder would refuse: leave the whole merge to libgit2.
+            if std::str::from_utf8(name).is_err() || matches!(name, b"" | b"." | b"..") || name.contains(&b'/') {
+                decided = false;
+                return Ok(false);
             }
-            (None, Some(p)) => builder.remove(p)?,
-            (_, None) => return Ok(None), // a non-UTF-8 name: leave it to libgit2
+            changed = true;
         }
+        out.extend(result.map(|(id, mode)| (name, id, mode)));
+        Ok(true)
+    })?;
+    if !decided {
+        return Ok(None);
     }
-    Ok(Some(builder.write()?))
+    if !changed {
+        return Ok(Some(ours.id()));
+    }
+    Ok(Some(tree::write(repo, &mut out)?))
 }
 
 /// Moves a task branch from `old` to `new`, carrying every checkout of it along. Every such

@@ -7,10 +7,10 @@
 //! folder (or the reverse) is listed as the file's removal (or addition) plus the folder's
 //! entries.
 
-use std::cmp::Ordering;
-
 use anyhow::Result;
-use git2::{ObjectType, Oid, Repository, Tree, TreeEntry};
+use git2::{Oid, Repository, Tree};
+
+use crate::git::tree::{self, Entries, MODE_TREE};
 
 /// One side of a changed entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,20 +54,6 @@ pub fn changes(repo: &Repository, a: Option<&Tree<'_>>, b: Option<&Tree<'_>>) ->
     Ok(out)
 }
 
-type Entry = (Oid, Option<ObjectType>, i32);
-
-/// A tree's entries (borrowed from the tree, nothing copied) sorted by name bytes; git stores
-/// them nearly in that order, so the sort is a pass over runs.
-fn entries<'t>(t: Option<&'t Tree<'_>>) -> Vec<TreeEntry<'t>> {
-    let mut v: Vec<TreeEntry<'t>> = t.map(|t| t.iter().collect()).unwrap_or_default();
-    v.sort_unstable_by(|a, b| a.name_bytes().cmp(b.name_bytes()));
-    v
-}
-
-fn fields(e: Option<&TreeEntry<'_>>) -> Option<Entry> {
-    e.map(|e| (e.id(), e.kind(), e.filemode()))
-}
-
 fn walk(
     repo: &Repository,
     a: Option<&Tree<'_>>,
@@ -75,28 +61,12 @@ fn walk(
     prefix: &mut Vec<u8>,
     out: &mut Vec<Change>,
 ) -> Result<()> {
-    let (ea, eb) = (entries(a), entries(b));
-    let is_tree = |e: Option<Entry>| e.is_some_and(|e| e.1 == Some(ObjectType::Tree));
-    let side = |e: Option<Entry>| e.filter(|e| e.1 != Some(ObjectType::Tree)).map(|e| Side { id: e.0, mode: e.2 });
-    let (mut i, mut j) = (0, 0);
-    while i < ea.len() || j < eb.len() {
-        // Join by name: each name once, in byte order, with its entry on each side.
-        let order = match (ea.get(i), eb.get(j)) {
-            (Some(x), Some(y)) => x.name_bytes().cmp(y.name_bytes()),
-            (Some(_), None) => Ordering::Less,
-            _ => Ordering::Greater,
-        };
-        let (ex, ey) = match order {
-            Ordering::Less => (ea.get(i), None),
-            Ordering::Greater => (None, eb.get(j)),
-            Ordering::Equal => (ea.get(i), eb.get(j)),
-        };
-        i += usize::from(order != Ordering::Greater);
-        j += usize::from(order != Ordering::Less);
-        let Some(name) = ex.or(ey).map(|e| e.name_bytes()) else { break };
-        let (x, y) = (fields(ex), fields(ey));
+    let (ea, eb) = (Entries::of(a), Entries::of(b));
+    let is_tree = |e: Option<(Oid, i32)>| e.is_some_and(|e| e.1 == MODE_TREE);
+    let side = |e: Option<(Oid, i32)>| e.filter(|e| e.1 != MODE_TREE).map(|(id, mode)| Side { id, mode });
+    tree::join([&ea, &eb], |name, [x, y]| -> Result<bool> {
         if x == y {
-            continue;
+            return Ok(true);
         }
         let len = prefix.len();
         prefix.extend_from_slice(name);
@@ -112,6 +82,7 @@ fn walk(
             out.push(Change { path: prefix.clone(), old: side(x), new: side(y) });
         }
         prefix.truncate(len);
-    }
+        Ok(true)
+    })?;
     Ok(())
 }
