@@ -292,3 +292,14 @@ pub fn signature(repo: &git2::Repository, role: Role) -> Result<git2::Signature<
     };
     Ok(sig)
 }
+
+/// Lets libgit2's object cache keep trees up to 1 MiB. Its default keeps only trees under 4 KiB,
+/// so a real repository's root tree and crowded folders (git/git's root is 20 KB, `t/` 60 KB)
+/// were read from the pack, inflated and parsed again at every lookup: in a train, the same base
+/// root once per task. Call once, first thing in `main`, before any thread is started.
+#[allow(unsafe_code)]
+pub fn cache_large_trees() {
+    // SAFETY: libgit2's limits are an unsynchronized global; the caller runs before any thread
+    // exists (main's first lines), so nothing reads it concurrently.
+    let _ = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20) };
+}

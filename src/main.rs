@@ -12,6 +12,8 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Before any thread exists too: libgit2's object cache limits are process globals.
+    git_hybrid::git::cache_large_trees();
     // The supervising child of an agent run (see git_hybrid::agent::supervise): before anything
     // else, so no thread exists when it applies the sandbox.
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
