@@ -52,7 +52,7 @@ thread_local! {
 }
 
 /// Remembered nodes at most; the memo starts over beyond it.
-const NODES_MAX: usize = 1_000_000;
+const NODES_MAX: usize = 200_000;
 
 /// The merge bases of `a` and `b` (none when they share no history), as libgit2 computes them.
 pub fn merge_bases(repo: &Repository, a: Oid, b: Oid) -> Result<Vec<Oid>> {
@@ -227,17 +227,30 @@ impl<'r> Walker<'r> {
                 }
                 paint |= STALE;
             }
-            for p in node.parents.iter() {
-                let pf = flags.get(p).copied().unwrap_or(0);
-                if pf & paint == paint {
-                    continue;
-                }
-                let pn = self.node(*p, &mut budget)?;
-                flags.insert(*p, pf | paint);
-                queue.push(Queued(pn.generation, pn.time, *p));
-            }
+            self.paint_parents(&node, paint, &mut flags, &mut queue, &mut budget)?;
         }
         Ok(result.into_iter().filter(|id| flags.get(id).is_some_and(|f| f & STALE == 0)).collect())
+    }
+
+    /// Adds `paint` to each parent of `node` that lacks some of it, and queues that parent.
+    fn paint_parents(
+        &self,
+        node: &Node,
+        paint: u8,
+        flags: &mut HashMap<Oid, u8>,
+        queue: &mut BinaryHeap<Queued>,
+        budget: &mut usize,
+    ) -> std::result::Result<(), Fallback> {
+        for p in node.parents.iter() {
+            let pf = flags.get(p).copied().unwrap_or(0);
+            if pf & paint == paint {
+                continue;
+            }
+            let pn = self.node(*p, budget)?;
+            flags.insert(*p, pf | paint);
+            queue.push(Queued(pn.generation, pn.time, *p));
+        }
+        Ok(())
     }
 
     /// [`only_in`]: paint `tip`'s side and the hidden side down in generation order; a commit
@@ -266,15 +279,8 @@ impl<'r> Walker<'r> {
             if paint == PARENT1 {
                 out.push(id);
             }
-            for p in self.node(id, &mut budget)?.parents.iter() {
-                let pf = flags.get(p).copied().unwrap_or(0);
-                if pf & paint == paint {
-                    continue;
-                }
-                let pn = self.node(*p, &mut budget)?;
-                flags.insert(*p, pf | paint);
-                queue.push(Queued(pn.generation, pn.time, *p));
-            }
+            let node = self.node(id, &mut budget)?;
+            self.paint_parents(&node, paint, &mut flags, &mut queue, &mut budget)?;
         }
         out.reverse();
         Ok(out)
