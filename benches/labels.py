@@ -251,7 +251,16 @@ def main():
     ap.add_argument('--jobs', default='1,2,4')
     ap.add_argument('--repeat', type=int, default=3)
     ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--write-pairs', metavar='PATH',
+                    help='only build the pairs file, write it to PATH and exit (input of examples/json_readers.rs)')
     args = ap.parse_args()
+    if args.write_pairs:
+        with tempfile.TemporaryDirectory(prefix='labels-bench-') as work:
+            with open(args.write_pairs, 'w') as f:
+                for p in build_pairs(args, work):
+                    f.write(json.dumps(p) + '\n')
+        print('%s: %d pairs, %.1f MB' % (args.write_pairs, args.pairs, os.path.getsize(args.write_pairs) / 1e6))
+        return
     if args.bin == os.path.join(ROOT, 'target', 'release', 'git-hybrid'):
         subprocess.run(['cargo', 'build', '--release', '--quiet'], cwd=ROOT, check=True)
 
