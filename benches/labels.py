@@ -251,6 +251,9 @@ def main():
     ap.add_argument('--jobs', default='1,2,4')
     ap.add_argument('--repeat', type=int, default=3)
     ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--before', metavar='BIN',
+                    help='another git-hybrid binary (e.g. a build of the previous commit) run at --jobs 1 in the '
+                         'same run, for a before/after ratio from the same machine state')
     ap.add_argument('--write-pairs', metavar='PATH',
                     help='only build the pairs file, write it to PATH and exit (input of examples/json_readers.rs)')
     args = ap.parse_args()
@@ -301,6 +304,15 @@ def main():
             results.append((jobs, wall, cpu))
             print('%-34s %8.3fs wall %8.3fs CPU  %6.1fx python wall  %6.1fx python CPU'
                   % ('git-hybrid label --jobs %d' % jobs, wall, cpu, py_wall / wall, py_cpu / cpu))
+        if args.before:
+            out = os.path.join(work, 'before.jsonl')
+            wall, cpu = best_of(args.repeat, [args.before, 'label', '--pairs', '-', '--jobs', '1'], pairs_path, out)
+            n, worst = compare(out, py_out)
+            if n != len(pairs) or worst > 1e-12:
+                print('MISMATCH: --before: %d of %d lines compared, max difference %g' % (n, len(pairs), worst))
+                sys.exit(1)
+            print('%-34s %8.3fs wall %8.3fs CPU  %6.1fx python wall  %6.1fx python CPU'
+                  % ('before: label --jobs 1', wall, cpu, py_wall / wall, py_cpu / cpu))
         base = results[0][1]
         print('scaling of --jobs (wall): ' + ', '.join('%d: %.2fx' % (j, base / w) for j, w, _ in results))
         print('all %d labels agree with Python difflib within 1e-12' % len(pairs))

@@ -20,6 +20,7 @@
 //! use (eight bytes at a time).
 
 use super::diffparse::{LineSource, Span};
+use super::jsonblock::Block;
 
 /// The index of the first byte at or after `i` that a string scanner must look at: `"`, `\`,
 /// a control character (< 0x20) or a non-ASCII byte; `b.len()` when there is none.
@@ -204,15 +205,17 @@ pub struct JsonStrSource<'a, 'd> {
     error: Option<String>,
     /// Decoded and canonicalized lines (shared by the sources of one record).
     decoded: &'d mut Vec<u8>,
+    /// The masks of `b[base..base + 64]` ([`super::jsonblock`]); `base` is `usize::MAX` before
+    /// the first block.
+    base: usize,
+    blk: Block,
 }
 
 /// A line: raw byte range and its escapes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawLine {
     start: u32,
     end: u32,
-    /// Escapes in the line.
-    escapes: u32,
     /// Escapes that are not in the canonical form (`\u`, `\/`).
     uncanonical: u32,
 }
@@ -221,7 +224,7 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
     /// The literal whose opening quote is at `b[at - 1]`; decoded text is appended to `decoded`.
     pub fn new(b: &'a [u8], at: usize, decoded: &'d mut Vec<u8>) -> JsonStrSource<'a, 'd> {
         assert!(b.len() < u32::MAX as usize, "JSON text larger than 4 GiB");
-        JsonStrSource { b, pos: at, end: None, error: None, decoded }
+        JsonStrSource { b, pos: at, end: None, error: None, decoded, base: usize::MAX, blk: Block::default() }
     }
 
     /// After every line was read: the index just past the closing quote, or why the literal is
@@ -232,6 +235,91 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
             (None, Some(end)) => Ok(end),
             (None, None) => Err("string not read to its end".into()),
         }
+    }
+
+    /// The next line by 64-byte masks ([`super::jsonblock`]), or `None` (nothing consumed) when
+    /// the line holds something only [`Self::scalar_line`] reads.
+    #[inline]
+    fn fast_line(&mut self) -> Option<RawLine> {
+        let start = self.pos;
+        if start < self.base || start - self.base >= 64 {
+            // A line never starts inside an escape.
+            self.base = start;
+            self.blk = Block::load(self.b, start, 0);
+        }
+        let mut from = start - self.base;
+        loop {
+            let window = u64::MAX << from;
+            let blk = &self.blk;
+            let stop = (blk.ends | blk.quote | blk.hard) & window;
+            if stop != 0 {
+                let bit = stop & stop.wrapping_neg();
+                if blk.hard & bit != 0 {
+                    return None;
+                }
+                let at = self.base + bit.trailing_zeros() as usize;
+                let mut end = if blk.ends & bit != 0 {
+                    self.pos = at + 1;
+                    at - 1
+                } else {
+                    self.end = Some(at + 1);
+                    at
+                };
+                // One trailing `\r` escape comes off (`\u000d` takes the other path).
+                let b = self.b;
+                if end >= start + 2 && b[end - 2..end] == *b"\\r" {
+                    let run = b[start..end - 1].iter().rev().take_while(|&&c| c == b'\\').count();
+                    if run % 2 == 1 {
+                        end -= 2;
+                    }
+                }
+                return Some(RawLine { start: start as u32, end: end as u32, uncanonical: 0 });
+            }
+            self.base += 64;
+            self.blk = Block::load(self.b, self.base, self.blk.carry);
+            from = 0;
+        }
+    }
+    /// The next line, a byte at a time (any literal: escapes of every kind, non-ASCII text,
+    /// flaws); `None` at a flaw.
+    fn scalar_line(&mut self) -> Option<RawLine> {
+        let b = self.b;
+        let start = self.pos;
+        let mut i = start;
+        let mut uncanonical = 0u32;
+        // The last escape: (start, end, code unit).
+        let mut last = (0, 0, 0);
+        let end = loop {
+            match step(b, i) {
+                Step::Bad(flaw, at) => {
+                    self.error = Some(flaw.message(at));
+                    return None;
+                }
+                Step::Quote(q) => {
+                    self.end = Some(q + 1);
+                    break q;
+                }
+                Step::Escape(at, v, len) => {
+                    if v == 0x0a {
+                        self.pos = at + len;
+                        break at;
+                    }
+                    if matches!(b[at + 1], b'u' | b'/') {
+                        uncanonical += 1;
+                    }
+                    last = (at, at + len, v);
+                    i = at + len;
+                }
+            }
+        };
+        let mut end = end;
+        if last.2 == 0x0d && last.1 == end {
+            end = last.0;
+            if b[last.0 + 1] == b'u' {
+                uncanonical -= 1;
+            }
+        }
+        Some(RawLine { start: start as u32, end: end as u32, uncanonical })
     }
 
     /// Appends the decoded text of `b[s..e]` (`canonical`: re-escaped canonically).
@@ -296,45 +384,7 @@ impl LineSource for JsonStrSource<'_, '_> {
         if self.end.is_some() || self.error.is_some() {
             return None;
         }
-        let b = self.b;
-        let start = self.pos;
-        let mut i = start;
-        let (mut escapes, mut uncanonical) = (0u32, 0u32);
-        // The last escape: (start, end, code unit).
-        let mut last = (0, 0, 0);
-        let end = loop {
-            match step(b, i) {
-                Step::Bad(flaw, at) => {
-                    self.error = Some(flaw.message(at));
-                    return None;
-                }
-                Step::Quote(q) => {
-                    self.end = Some(q + 1);
-                    break q;
-                }
-                Step::Escape(at, v, len) => {
-                    if v == 0x0a {
-                        self.pos = at + len;
-                        break at;
-                    }
-                    escapes += 1;
-                    if matches!(b[at + 1], b'u' | b'/') {
-                        uncanonical += 1;
-                    }
-                    last = (at, at + len, v);
-                    i = at + len;
-                }
-            }
-        };
-        let mut end = end;
-        if last.2 == 0x0d && last.1 == end {
-            end = last.0;
-            escapes -= 1;
-            if b[last.0 + 1] == b'u' {
-                uncanonical -= 1;
-            }
-        }
-        Some(RawLine { start: start as u32, end: end as u32, escapes, uncanonical })
+        self.fast_line().or_else(|| self.scalar_line())
     }
 
     #[inline]
@@ -353,7 +403,9 @@ impl LineSource for JsonStrSource<'_, '_> {
     }
 
     fn text(&mut self, l: RawLine) -> Span {
-        if l.escapes == 0 {
+        // Header lines only: whether the line holds an escape is looked up here, not counted
+        // for every line.
+        if memchr::memchr(b'\\', &self.b[l.start as usize..l.end as usize]).is_none() {
             return Span::Input(l.start, l.end);
         }
         self.decode(l.start as usize, l.end as usize, false)
@@ -367,6 +419,7 @@ impl LineSource for JsonStrSource<'_, '_> {
         self.decode(l.start as usize, l.end as usize, true)
     }
 
+    #[inline]
     fn resolve(&self, span: Span) -> &[u8] {
         match span {
             Span::Input(s, e) => self.b.get(s as usize..e as usize).unwrap_or(b""),
@@ -465,6 +518,68 @@ mod tests {
         let bad_utf8 = b"\"ab\xff\"";
         assert!(skip_string(bad_utf8, 1).is_err());
         assert_eq!(skip_string(b"\"a\\\"b\" tail", 1), Ok((6, true)));
+    }
+
+    #[test]
+    fn mask_and_byte_at_a_time_lines_agree() {
+        let pieces = [
+            "a",
+            "bc",
+            "\\n",
+            "\\r",
+            "\\t",
+            "\\\"",
+            "\\\\",
+            "\\u00e9",
+            "\\u000a",
+            "\\u000D",
+            "\\/",
+            "é",
+            "-",
+            "+",
+            " ",
+            "\\r\\n",
+            "x\\\\r",
+            "\\\\\\n",
+            "\\b",
+            "0123456789abcdefghijklmnopqrstuvwxyz",
+        ];
+        let flaws = ["\u{1}", "\\x", "\\u12", "\u{7f}\u{ff}"];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for round in 0..4000 {
+            let mut body = String::new();
+            for _ in 0..rnd(200) {
+                body.push_str(pieces[rnd(pieces.len())]);
+            }
+            if round % 5 == 0 {
+                body.push_str(flaws[rnd(flaws.len())]);
+                body.push_str(pieces[rnd(pieces.len())]);
+            }
+            let close = if round % 7 == 0 { "" } else { "\",\"x\":1}" };
+            let json = format!("{{\"c\":\"{body}{close}").into_bytes();
+            let (mut d1, mut d2) = (Vec::new(), Vec::new());
+            let mut fast = JsonStrSource::new(&json, 6, &mut d1);
+            let mut slow = JsonStrSource::new(&json, 6, &mut d2);
+            let mut a = Vec::new();
+            while let Some(l) = fast.next_line() {
+                a.push(l);
+            }
+            let mut b = Vec::new();
+            while slow.end.is_none() && slow.error.is_none() {
+                match slow.scalar_line() {
+                    Some(l) => b.push(l),
+                    None => break,
+                }
+            }
+            assert_eq!(a, b, "{}", String::from_utf8_lossy(&json));
+            assert_eq!(fast.finish(), slow.finish(), "{}", String::from_utf8_lossy(&json));
+        }
     }
 
     #[test]

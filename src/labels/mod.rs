@@ -12,7 +12,8 @@
 //! hash table that [`Work`] keeps across pairs (no allocation per pair once warm).
 //!
 //! Sub-modules: [`diffparse`] (the parsing rule), [`jsonstr`] (diff lines read straight from
-//! JSON string literals, validated in the same pass), [`jsonrec`] (one-pass reader of a
+//! JSON string literals, validated in the same pass), [`jsonblock`] (the 64-byte masks its
+//! line splitter reads), [`jsonrec`] (one-pass reader of a
 //! `{"id","candidate","final"}` line), [`difflib`] (the SequenceMatcher port), [`gitdiff`]
 //! (unified diffs from git objects), [`pairs`] (`label --pairs` JSONL streaming), [`landed`]
 //! (labelling the attempts of landed tasks in the ledger).
@@ -20,6 +21,7 @@
 pub mod difflib;
 pub mod diffparse;
 pub mod gitdiff;
+pub mod jsonblock;
 pub mod jsonrec;
 pub mod jsonstr;
 pub mod landed;
