@@ -144,14 +144,11 @@ pub fn parse<S: LineSource>(src: &mut S, mut f: impl FnMut(&S, Span, Span)) {
                     left_new = left_new.saturating_sub(1);
                     continue;
                 }
-                Some(b'-') => {
-                    left_old = left_old.saturating_sub(1);
-                    let k = src.key(line);
-                    f(src, path, k);
-                    continue;
-                }
-                Some(b'+') => {
-                    left_new = left_new.saturating_sub(1);
+                Some(c @ (b'-' | b'+')) => {
+                    // One path for both kinds (a branch the lines' order makes hard to predict).
+                    let minus = c == b'-';
+                    left_old = left_old.saturating_sub(u64::from(minus));
+                    left_new = left_new.saturating_sub(u64::from(!minus));
                     let k = src.key(line);
                     f(src, path, k);
                     continue;
