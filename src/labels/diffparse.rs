@@ -29,27 +29,55 @@
 /// Equal keys are exactly equal `<path>\t<line>` strings: a path never holds a tab.
 pub type Key<'a> = (&'a str, &'a str);
 
-/// Where a piece of text lives: in the source's input, or in its buffer of decoded lines.
+/// Where a piece of text lives: bytes `start..end` of the source's input, or of its buffer of
+/// decoded lines. Eight bytes (the top bit of `start` says which buffer), so that a span
+/// travels in a register: as a 12-byte enum it went through the stack on every changed line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Span {
-    /// `input[start..end]`.
-    Input(u32, u32),
-    /// `decoded[start..end]`.
-    Decoded(u32, u32),
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// Which buffer a span is in (see [`Span::range`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffer {
+    Input,
+    Decoded,
 }
 
 impl Span {
+    const DECODED: u32 = 1 << 31;
+    /// Texts and decoded buffers hold fewer bytes than this.
+    pub const LIMIT: usize = 1 << 31;
     /// The empty path (before any header).
-    pub const EMPTY: Span = Span::Input(0, 0);
+    pub const EMPTY: Span = Span { start: 0, end: 0 };
+
+    /// `input[start..end]`.
+    #[inline]
+    pub fn input(start: u32, end: u32) -> Span {
+        debug_assert!((start as usize) < Span::LIMIT && (end as usize) < Span::LIMIT);
+        Span { start, end }
+    }
+
+    /// `decoded[start..end]`.
+    #[inline]
+    pub fn decoded(start: u32, end: u32) -> Span {
+        debug_assert!((start as usize) < Span::LIMIT && (end as usize) < Span::LIMIT);
+        Span { start: start | Span::DECODED, end }
+    }
+
+    /// The buffer and the byte range.
+    #[inline]
+    pub fn range(self) -> (Buffer, std::ops::Range<usize>) {
+        let buffer = if self.start & Span::DECODED == 0 { Buffer::Input } else { Buffer::Decoded };
+        (buffer, (self.start & !Span::DECODED) as usize..self.end as usize)
+    }
 
     /// The part of this span that `sub` (a slice of `whole`, this span's text) covers.
     fn narrow(self, whole: &[u8], sub: &[u8]) -> Span {
         let from = (sub.as_ptr() as usize - whole.as_ptr() as usize) as u32;
         let to = from + sub.len() as u32;
-        match self {
-            Span::Input(s, _) => Span::Input(s + from, s + to),
-            Span::Decoded(s, _) => Span::Decoded(s + from, s + to),
-        }
+        Span { start: self.start + from, end: (self.start & !Span::DECODED) + to }
     }
 }
 
@@ -81,7 +109,7 @@ pub struct TextSource<'a> {
 
 impl<'a> TextSource<'a> {
     pub fn new(text: &'a str) -> TextSource<'a> {
-        assert!(text.len() < u32::MAX as usize, "diff larger than 4 GiB");
+        assert!(text.len() < Span::LIMIT, "diff larger than 2 GiB");
         TextSource { text, pos: 0, done: false }
     }
 }
@@ -116,13 +144,13 @@ impl LineSource for TextSource<'_> {
     }
 
     fn text(&mut self, (s, e): (u32, u32)) -> Span {
-        Span::Input(s, e)
+        Span::input(s, e)
     }
 
     fn resolve(&self, span: Span) -> &[u8] {
-        match span {
-            Span::Input(s, e) => &self.text.as_bytes()[s as usize..e as usize],
-            Span::Decoded(..) => b"",
+        match span.range() {
+            (Buffer::Input, r) => &self.text.as_bytes()[r],
+            (Buffer::Decoded, _) => b"",
         }
     }
 }
@@ -186,9 +214,9 @@ pub fn parse<S: LineSource>(src: &mut S, mut f: impl FnMut(&S, Span, Span)) {
 pub fn for_each_changed_line<'a>(diff: &'a str, mut f: impl FnMut(Key<'a>)) {
     let mut src = TextSource::new(diff);
     parse(&mut src, |_, path, line| {
-        let r = |s: Span| match s {
-            Span::Input(a, b) => &diff[a as usize..b as usize],
-            Span::Decoded(..) => "",
+        let r = |s: Span| match s.range() {
+            (Buffer::Input, r) => &diff[r],
+            (Buffer::Decoded, _) => "",
         };
         f((r(path), r(line)))
     });

@@ -23,7 +23,7 @@
 //! [`skip_string`] validates a literal that is not a diff; [`next_special`] is the byte-at-a-time
 //! scanner's search (16 bytes per step with SSE2, else eight in a `u64`).
 
-use super::diffparse::{LineSource, Span};
+use super::diffparse::{Buffer, LineSource, Span};
 use super::jsonblock::Block;
 
 /// The index of the first byte at or after `i` that a string scanner must look at: `"`, `\`,
@@ -227,7 +227,7 @@ pub struct RawLine {
 impl<'a, 'd> JsonStrSource<'a, 'd> {
     /// The literal whose opening quote is at `b[at - 1]`; decoded text is appended to `decoded`.
     pub fn new(b: &'a [u8], at: usize, decoded: &'d mut Vec<u8>) -> JsonStrSource<'a, 'd> {
-        assert!(b.len() < u32::MAX as usize, "JSON text larger than 4 GiB");
+        assert!(b.len() < Span::LIMIT, "JSON text larger than 2 GiB");
         JsonStrSource { b, pos: at, end: None, error: None, decoded, base: usize::MAX, blk: Block::default() }
     }
 
@@ -358,7 +358,7 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
             i = next;
         }
         self.decoded.extend_from_slice(&b[i..]);
-        Span::Decoded(from as u32, self.decoded.len() as u32)
+        Span::decoded(from as u32, self.decoded.len() as u32)
     }
 }
 
@@ -410,7 +410,7 @@ impl LineSource for JsonStrSource<'_, '_> {
         // Header lines only: whether the line holds an escape is looked up here, not counted
         // for every line.
         if memchr::memchr(b'\\', &self.b[l.start as usize..l.end as usize]).is_none() {
-            return Span::Input(l.start, l.end);
+            return Span::input(l.start, l.end);
         }
         self.decode(l.start as usize, l.end as usize, false)
     }
@@ -418,16 +418,16 @@ impl LineSource for JsonStrSource<'_, '_> {
     #[inline]
     fn key(&mut self, l: RawLine) -> Span {
         if l.uncanonical == 0 {
-            return Span::Input(l.start, l.end);
+            return Span::input(l.start, l.end);
         }
         self.decode(l.start as usize, l.end as usize, true)
     }
 
     #[inline]
     fn resolve(&self, span: Span) -> &[u8] {
-        match span {
-            Span::Input(s, e) => self.b.get(s as usize..e as usize).unwrap_or(b""),
-            Span::Decoded(s, e) => self.decoded.get(s as usize..e as usize).unwrap_or(b""),
+        match span.range() {
+            (Buffer::Input, r) => self.b.get(r).unwrap_or(b""),
+            (Buffer::Decoded, r) => self.decoded.get(r).unwrap_or(b""),
         }
     }
 }

@@ -28,14 +28,14 @@ pub mod landed;
 pub mod pairs;
 
 pub use crate::ledger::Labels;
-use diffparse::{parse, Span, TextSource};
+use diffparse::{parse, Buffer, Span, TextSource};
 
 /// Labels of a candidate diff against a final diff (see the module contract).
 pub fn score(candidate: &str, final_diff: &str) -> Labels {
     let texts = [candidate.as_bytes(), final_diff.as_bytes()];
-    let resolve = |side: usize, span: Span| match span {
-        Span::Input(s, e) => &texts[side][s as usize..e as usize],
-        Span::Decoded(..) => &b""[..],
+    let resolve = |side: usize, span: Span| match span.range() {
+        (Buffer::Input, r) => &texts[side][r],
+        (Buffer::Decoded, _) => &b""[..],
     };
     let mut work = Work::default();
     work.begin(candidate.len() + final_diff.len());

@@ -21,7 +21,7 @@ use std::io::{Read, Write};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::diffparse::{parse, LineSource};
+use super::diffparse::{parse, LineSource, Span};
 use super::jsonrec::read_record;
 use super::jsonstr::JsonStrSource;
 use super::Work;
@@ -168,9 +168,9 @@ impl<R: Read> ChunkReader<R> {
         if buf.is_empty() {
             return Ok(None);
         }
-        if buf.len() >= u32::MAX as usize {
+        if buf.len() >= Span::LIMIT {
             return Err(
-                HybridError::Usage(format!("{}: line {} is larger than 4 GiB", self.source, self.next_line)).into()
+                HybridError::Usage(format!("{}: line {} is larger than 2 GiB", self.source, self.next_line)).into()
             );
         }
         let mut start = 0;
