@@ -130,8 +130,9 @@ impl<'s> Matcher<'s> {
             let lo = start[e] as usize;
             let hi = start.get(e + 1).map(|&h| h as usize).unwrap_or(pos.len());
             let js = &pos[lo..hi];
-            let from = js.partition_point(|&j| (j as usize) < blo);
-            let to = js.partition_point(|&j| (j as usize) < bhi);
+            // The first (and largest) call spans all of `b`: no search needed there.
+            let from = if blo == 0 { 0 } else { js.partition_point(|&j| (j as usize) < blo) };
+            let to = if bhi == b.len() { js.len() } else { js.partition_point(|&j| (j as usize) < bhi) };
             // Longest run ending in this row, and the smallest j reaching it (CPython scans j
             // upwards and only replaces on a strictly longer run).
             let (mut row_best, mut row_j) = (0u32, 0usize);
