@@ -215,13 +215,30 @@ pub struct JsonStrSource<'a, 'd> {
     blk: Block,
 }
 
-/// A line: raw byte range and its escapes.
+/// A line: raw byte range, and whether it holds an escape that is not in the canonical form
+/// (`\u`, `\/`), in the top bit of `end` (texts hold fewer than 2^31 bytes). Eight bytes, so
+/// it travels in a register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawLine {
     start: u32,
     end: u32,
-    /// Escapes that are not in the canonical form (`\u`, `\/`).
-    uncanonical: u32,
+}
+
+impl RawLine {
+    const UNCANONICAL: u32 = 1 << 31;
+
+    fn new(start: usize, end: usize, uncanonical: bool) -> RawLine {
+        let flag = if uncanonical { RawLine::UNCANONICAL } else { 0 };
+        RawLine { start: start as u32, end: end as u32 | flag }
+    }
+
+    fn range(self) -> (usize, usize) {
+        (self.start as usize, (self.end & !RawLine::UNCANONICAL) as usize)
+    }
+
+    fn uncanonical(self) -> bool {
+        self.end & RawLine::UNCANONICAL != 0
+    }
 }
 
 impl<'a, 'd> JsonStrSource<'a, 'd> {
@@ -277,7 +294,7 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
                         end -= 2;
                     }
                 }
-                return Some(RawLine { start: start as u32, end: end as u32, uncanonical: 0 });
+                return Some(RawLine::new(start, end, false));
             }
             self.base += 64;
             self.blk = Block::load(self.b, self.base, self.blk.carry);
@@ -323,7 +340,7 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
                 uncanonical -= 1;
             }
         }
-        Some(RawLine { start: start as u32, end: end as u32, uncanonical })
+        Some(RawLine::new(start, end, uncanonical > 0))
     }
 
     /// Appends the decoded text of `b[s..e]` (`canonical`: re-escaped canonically).
@@ -393,7 +410,7 @@ impl LineSource for JsonStrSource<'_, '_> {
 
     #[inline]
     fn first_byte(&self, l: RawLine) -> Option<u8> {
-        let (s, e) = (l.start as usize, l.end as usize);
+        let (s, e) = l.range();
         if s >= e {
             return None;
         }
@@ -409,18 +426,20 @@ impl LineSource for JsonStrSource<'_, '_> {
     fn text(&mut self, l: RawLine) -> Span {
         // Header lines only: whether the line holds an escape is looked up here, not counted
         // for every line.
-        if memchr::memchr(b'\\', &self.b[l.start as usize..l.end as usize]).is_none() {
-            return Span::input(l.start, l.end);
+        let (s, e) = l.range();
+        if memchr::memchr(b'\\', &self.b[s..e]).is_none() {
+            return Span::input(s as u32, e as u32);
         }
-        self.decode(l.start as usize, l.end as usize, false)
+        self.decode(s, e, false)
     }
 
     #[inline]
     fn key(&mut self, l: RawLine) -> Span {
-        if l.uncanonical == 0 {
-            return Span::input(l.start, l.end);
+        let (s, e) = l.range();
+        if !l.uncanonical() {
+            return Span::input(s as u32, e as u32);
         }
-        self.decode(l.start as usize, l.end as usize, true)
+        self.decode(s, e, true)
     }
 
     #[inline]

@@ -97,14 +97,20 @@ fn labels_of(a: &[u32], b: &[u32], distinct: usize, seen: &mut Vec<u8>, matcher:
     // Bit 1: in A, bit 2: in B.
     seen.clear();
     seen.resize(distinct, 0);
+    // Counted while marking: a first mark adds to the union, B's first mark of an A key to the
+    // intersection.
+    let (mut union, mut inter) = (0usize, 0usize);
     for &x in a {
-        seen[x as usize] |= 1;
+        let s = &mut seen[x as usize];
+        union += usize::from(*s == 0);
+        *s = 1;
     }
     for &x in b {
-        seen[x as usize] |= 2;
+        let s = &mut seen[x as usize];
+        union += usize::from(*s == 0);
+        inter += usize::from(*s == 1);
+        *s |= 2;
     }
-    let union = seen.iter().filter(|&&s| s != 0).count();
-    let inter = seen.iter().filter(|&&s| s == 3).count();
     let jaccard = if union == 0 { 1.0 } else { inter as f64 / union as f64 };
     let ratio = difflib::ratio_with(a, b, matcher);
     Labels { jaccard, ratio, score: (jaccard + ratio) / 2.0 }
