@@ -301,6 +301,7 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
             from = 0;
         }
     }
+
     /// The next line, a byte at a time (any literal: escapes of every kind, non-ASCII text,
     /// flaws); `None` at a flaw.
     fn scalar_line(&mut self) -> Option<RawLine> {
