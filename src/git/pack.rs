@@ -145,42 +145,60 @@ const OFS_DELTA: u8 = 6;
 /// `target` that `base` holds byte for byte is copied from it (neighbours in one copy), the others
 /// inserted. None when they share too little for a delta to pay, or either is not a valid tree.
 fn tree_delta(base: &[u8], target: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    let mut at: HashMap<&[u8], usize> = HashMap::new();
-    let mut pos = 0;
-    while pos < base.len() {
-        let len = tree_entry_len(&base[pos..])?;
-        at.insert(&base[pos..pos + len], pos);
-        pos += len;
-    }
     out.clear();
     delta_size(out, base.len());
     delta_size(out, target.len());
+    // Both trees list their entries in git's tree order: walk them side by side.
     let (mut copy, mut insert, mut inserted) = ((0usize, 0usize), 0usize, 0usize);
-    let mut pos = 0;
-    while pos < target.len() {
-        let len = tree_entry_len(&target[pos..])?;
-        match at.get(&target[pos..pos + len]) {
-            Some(&from) => {
-                insert_op(out, &target[insert..pos]);
-                if copy.1 > 0 && copy.0 + copy.1 == from {
-                    copy.1 += len;
-                } else {
-                    copy_op(out, copy.0, copy.1);
-                    copy = (from, len);
+    let (mut i, mut j) = (0usize, 0usize);
+    while j < target.len() {
+        let tl = tree_entry_len(&target[j..])?;
+        let t = &target[j..j + tl];
+        let order = match base.get(i..) {
+            Some(rest) if !rest.is_empty() => {
+                let bl = tree_entry_len(rest)?;
+                let b = &base[i..i + bl];
+                if b == t {
+                    insert_op(out, &target[insert..j]);
+                    if copy.1 > 0 && copy.0 + copy.1 == i {
+                        copy.1 += bl;
+                    } else {
+                        copy_op(out, copy.0, copy.1);
+                        copy = (i, bl);
+                    }
+                    (i, j, insert) = (i + bl, j + tl, j + tl);
+                    continue;
                 }
-                insert = pos + len;
+                let ((bn, bt), (tn, tt)) = (entry_name(b)?, entry_name(t)?);
+                super::tree::tree_order(bn, bt, tn, tt)
             }
-            None => {
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            // An entry the target no longer has: skip it in the base.
+            std::cmp::Ordering::Less => i += tree_entry_len(&base[i..])?,
+            // An entry only the target has, or one that changed: insert it.
+            std::cmp::Ordering::Greater | std::cmp::Ordering::Equal => {
+                if order == std::cmp::Ordering::Equal {
+                    i += tree_entry_len(&base[i..])?;
+                }
                 copy_op(out, copy.0, copy.1);
                 copy = (0, 0);
-                inserted += len;
+                inserted += tl;
+                j += tl;
             }
         }
-        pos += len;
     }
     copy_op(out, copy.0, copy.1);
     insert_op(out, &target[insert..]);
     (inserted * 2 <= target.len()).then_some(())
+}
+
+/// A tree entry's name and whether it is a folder (mode `40000`).
+fn entry_name(entry: &[u8]) -> Option<(&[u8], bool)> {
+    let space = entry.iter().position(|&b| b == b' ')?;
+    let nul = entry.iter().position(|&b| b == 0)?;
+    (space < nul).then(|| (&entry[space + 1..nul], &entry[..space] == b"40000"))
 }
 
 /// The length of the tree entry at the start of `bytes` (`<mode> <name>\0<20-byte id>`).
