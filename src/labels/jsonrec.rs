@@ -309,13 +309,7 @@ mod tests {
             br#"{"id":[1],"candidate":"","final":""}"#,
         ];
         let alphabet: &[u8] = b"{}[]\":,\\ntu0123456789-+.eE \t\x01\x7f\xc3\xa9\xff";
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut rnd = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rnd = super::super::test_rng();
         let mut checked = 0;
         for seed in seeds {
             assert_eq!(ours(seed).is_ok(), oracle(seed), "{}", String::from_utf8_lossy(seed));

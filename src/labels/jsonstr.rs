@@ -569,13 +569,7 @@ mod tests {
             "0123456789abcdefghijklmnopqrstuvwxyz",
         ];
         let flaws = ["\u{1}", "\\x", "\\u12", "\u{7f}\u{ff}"];
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut rnd = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rnd = super::super::test_rng();
         for round in 0..4000 {
             let mut body = String::new();
             for _ in 0..rnd(200) {

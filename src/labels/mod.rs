@@ -236,6 +236,19 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     fold(fold(x ^ K[2] ^ h, y ^ K[3]), K[1] ^ bytes.len() as u64)
 }
 
+/// A fixed-seed xorshift generator for the readers' randomized tests: `rnd(n)` is in `0..n`, the
+/// same sequence on every run (a failure replays).
+#[cfg(test)]
+fn test_rng() -> impl FnMut(usize) -> usize {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
