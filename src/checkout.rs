@@ -142,17 +142,7 @@ pub enum Scope {
     Whole,
 }
 
-/// How long a landing waits for another git command to release a checkout's `index.lock`
-/// before it reports the checkout busy (exit 4): as long as for the landing lock, because a
-/// user's own git (a `git status` in an editor, a commit) holds it briefly all the time.
-/// `HYBRID_INDEX_LOCK_WAIT_MS` overrides it (tests).
-pub fn index_lock_wait() -> Duration {
-    std::env::var("HYBRID_INDEX_LOCK_WAIT_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_secs(60))
-}
+pub use crate::git::lockfile::index_lock_wait;
 
 /// Waits for a running git command to release the checkout's `index.lock` (up to
 /// [`index_lock_wait`], saying so after a second), then reports the checkout busy (exit 4) if it
@@ -162,31 +152,11 @@ pub fn wait_index_unlocked(co: &Checkout) -> Result<()> {
 }
 
 fn wait_index_unlocked_until(co: &Checkout, deadline: Instant) -> Result<()> {
-    let lock = co.git_dir.join("index.lock");
-    let start = Instant::now();
-    let mut said = false;
-    while lock.exists() {
-        if Instant::now() >= deadline {
-            return Err(index_busy(co));
-        }
-        if !said && start.elapsed() > Duration::from_secs(1) {
-            eprintln!("git-hybrid: waiting for {} (another git command is using {})", lock.display(), co.dir.display());
-            said = true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
+    crate::git::lockfile::wait_index_unlocked(&co.dir, &co.git_dir, deadline)
 }
 
 fn index_busy(co: &Checkout) -> anyhow::Error {
-    HybridError::Busy(format!(
-        "another git command is using the checkout {} ({} exists, waited {}s); nothing was changed. Retry when it \
-         finishes, or remove that file if no git process is running",
-        co.dir.display(),
-        co.git_dir.join("index.lock").display(),
-        index_lock_wait().as_secs()
-    ))
-    .into()
+    crate::git::lockfile::index_busy(&co.dir, &co.git_dir)
 }
 
 pub use guard::blocking_paths;

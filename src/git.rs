@@ -5,8 +5,8 @@
 //!   [`worktrees`]: linked worktrees' admin entries and `HEAD` files;
 //! - [`index`]: the raw index reader/writer; [`index_tree`]: the tree of an index;
 //! - [`pack`]: a train's new objects as one pack; [`populate`]: the parallel fill of a new worktree;
-//! - [`lockfile`]: git's `<ref>.lock` held for a compare-and-swap, with the crash notes that make
-//!   a dead holder's lock removable;
+//! - [`lockfile`]: git's `<ref>.lock` held for a compare-and-swap and a checkout's `index.lock`,
+//!   with the crash notes that make a dead holder's lock removable;
 //! - [`network`]: the `git` children that reach a remote.
 //!
 //! The layer imports only foundation modules (`error`, `failpoint`, `gitdate`, `names`,

@@ -49,9 +49,9 @@
 //!
 //! Locking and crashes: the index is locked git's way (`index.lock`, created exclusively, so
 //! every git command keeps out) from the check until the new index is in place, so no `git add`
-//! can slip in between. The new index is written to `hybrid-index.new` beside it and renamed over
-//! `index` while `index.lock` is still held; `index.lock` itself stays empty, which keeps the
-//! stale-lock proof below exact.
+//! can slip in between ([`crate::git::lockfile::IndexLock`]). The new index is written to
+//! `hybrid-index.new` beside it and renamed over `index` while `index.lock` is still held;
+//! `index.lock` itself stays empty, which keeps the stale-lock proof below exact.
 //! Files are written to a temporary file in the git directory and renamed into place (each file
 //! is old or new, never torn; nothing temporary appears in the checkout). The order of the files,
 //! the index and the ref, and how a kill at each step is made safe for the user's next commit
@@ -61,18 +61,18 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, Metadata};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use git2::{ObjectType, Oid, Repository, Tree};
 
-use super::{wait_index_unlocked, Checkout};
+use super::Checkout;
 use crate::git::index::{
     Entry, RawIndex, FLAG_EXT_INTENT_TO_ADD, FLAG_EXT_SKIP_WORKTREE, FLAG_VALID, MODE_EXEC, MODE_FILE, MODE_LINK,
 };
-use crate::git::lockfile::{identity, put_note};
+use crate::git::lockfile::IndexLock;
 use crate::repo::Project;
 
 /// Environment variable that disables the fast path (tests and the benchmark compare both).
@@ -131,7 +131,7 @@ pub fn plan(
         };
         ops.push(Op { path: p.clone(), old: o, new: n });
     }
-    let lock = match IndexLock::acquire(project, co, target)? {
+    let lock = match lock_index(project, co, target)? {
         Some(l) => l,
         None => return Ok(Plan::Fallback("the checkout has no index file".into())),
     };
@@ -372,113 +372,11 @@ fn config_blocker_in(cfg: &git2::Config) -> Option<String> {
     None
 }
 
-/// git's `index.lock`, held from the check to the rename of the new index (module contract).
-pub(super) struct IndexLock {
-    lock: PathBuf,
-    pub(super) index: PathBuf,
-    /// Where the new index is written before it is renamed over `index`.
-    new: PathBuf,
-    note: PathBuf,
-}
-
-impl IndexLock {
-    /// `Ok(None)` when the checkout has no index (git's own code handles that case).
-    pub(super) fn acquire(project: &Project, co: &Checkout, target: &str) -> Result<Option<IndexLock>> {
-        let index = co.git_dir.join("index");
-        let lock = co.git_dir.join("index.lock");
-        let who = co.git_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let who = if co.git_dir == project.common_dir { "main".to_string() } else { format!("wt-{who}") };
-        let note = crate::names::index_lock_note(&project.state_dir(), &who, target);
-        remove_stale(&note, &lock);
-        if !index.exists() {
-            return Ok(None);
-        }
-        // A killed run's lock candidate (see below); we hold its flock, so it is dead.
-        let candidate = co.git_dir.join("hybrid-index-lock.tmp");
-        let _ = fs::remove_file(&candidate);
-        wait_index_unlocked(co)?;
-        // No window for kill -9: the lock is made as an empty file under another name, its
-        // identity is noted, and only then is it hard-linked to `index.lock` (link(2) fails if
-        // the name exists, exactly like git's O_EXCL create). A run killed before the link leaves
-        // no `index.lock`; one killed after it leaves a lock the note proves is its own.
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&candidate)
-            .with_context(|| format!("cannot create {}", candidate.display()))?;
-        if let Some((dev, ino, s, ns, _)) = identity(&candidate) {
-            put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
-        }
-        // A git command may take the lock between our wait and the link: wait for it again.
-        let deadline = std::time::Instant::now() + super::index_lock_wait();
-        let linked = loop {
-            match fs::hard_link(&candidate, &lock) {
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => break r,
-            }
-        };
-        let _ = fs::remove_file(&candidate);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                put_note(&note, "none");
-                return Err(super::index_busy(co));
-            }
-            Err(e) => {
-                put_note(&note, "none");
-                return Err(e).with_context(|| format!("cannot create {}", lock.display()));
-            }
-        }
-        let new = co.git_dir.join("hybrid-index.new");
-        let _ = fs::remove_file(&new); // a killed run's, under the lock we now hold
-        Ok(Some(IndexLock { lock, index, new, note }))
-    }
-
-    /// Puts `bytes` in place as the new index (written beside it, then renamed over it while
-    /// `index.lock` is held, so readers see the old or the new index, never a torn one);
-    /// dropping `self` then releases the lock.
-    pub(super) fn commit(&self, bytes: &[u8]) -> Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o666)
-            .open(&self.new)
-            .with_context(|| format!("cannot create {}", self.new.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", self.new.display()))?;
-        drop(f);
-        fs::rename(&self.new, &self.index).with_context(|| format!("cannot replace {}", self.index.display()))
-    }
-}
-
-impl Drop for IndexLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.new);
-        let _ = fs::remove_file(&self.lock);
-        put_note(&self.note, "none");
-    }
-}
-
-/// Removes an `index.lock` the note proves was left by a dead git-hybrid landing (the caller
-/// holds that landing's flock): same device and inode, and the exact times noted (our lock file
-/// is never written, so a git command's lock, even on a reused inode, differs).
-fn remove_stale(note: &Path, lock: &Path) {
-    let Ok(recorded) = fs::read_to_string(note) else { return };
-    let f: Vec<&str> = recorded.split_whitespace().collect();
-    if f.first() != Some(&"held") {
-        return;
-    }
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
-    if let Some((dev, ino, s, ns, len)) = identity(lock) {
-        if len == 0
-            && num(1) == Some(dev as i64)
-            && num(2) == Some(ino as i64)
-            && num(3) == Some(s)
-            && num(4) == Some(ns)
-        {
-            let _ = fs::remove_file(lock);
-        }
-    }
-    put_note(note, "none");
+/// Locks `co`'s index ([`IndexLock`], git's `index.lock`) with the crash note of a landing on
+/// `target` in that checkout. `Ok(None)` when the checkout has no index.
+pub(super) fn lock_index(project: &Project, co: &Checkout, target: &str) -> Result<Option<IndexLock>> {
+    let who = co.git_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let who = if co.git_dir == project.common_dir { "main".to_string() } else { format!("wt-{who}") };
+    let note = crate::names::index_lock_note(&project.state_dir(), &who, target);
+    IndexLock::acquire(&co.dir, &co.git_dir, note)
 }

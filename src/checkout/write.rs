@@ -32,7 +32,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use git2::{Oid, Repository, Tree};
 
-use super::fast::{blob_entry, file_matches, FastMove, IndexLock};
+use super::fast::{blob_entry, file_matches, lock_index, FastMove};
 use super::Checkout;
 use crate::git::index::{Entry, RawIndex, FLAG_VALID, MODE_EXEC, MODE_LINK};
 use crate::repo::Project;
@@ -169,7 +169,7 @@ pub fn recover(
     changed: &BTreeSet<String>,
 ) -> Result<()> {
     let repo = &project.repo;
-    let Some(lock) = IndexLock::acquire(project, co, target)? else { return Ok(()) };
+    let Some(lock) = lock_index(project, co, target)? else { return Ok(()) };
     let data = fs::read(&lock.index).with_context(|| format!("cannot read {}", lock.index.display()))?;
     let Ok(index) = RawIndex::parse(data)? else { return Ok(()) }; // not ours to touch (read-tree fallback)
     let (start, end) = trees;

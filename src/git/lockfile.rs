@@ -1,4 +1,4 @@
-//! git's `<name>.lock` files taken by git-hybrid, and the notes that make a killed holder's lock
+//! git's `<name>.lock` files taken by git-hybrid (a ref's, a checkout's `index.lock`), and the notes that make a killed holder's lock
 //! removable.
 //!
 //! Contract:
@@ -11,9 +11,21 @@
 //!   the note proves was left by a dead git-hybrid process, and nothing else. That proof is only
 //!   sound when the caller holds the git-hybrid flock that guards the ref (the landing lock for a
 //!   target, the task lock for a task branch), so no live git-hybrid process can hold it.
+//! - [`IndexLock`] holds a checkout's index the way git does (`index.lock`, created exclusively, so
+//!   every git command keeps out) until the new index is in place: a git command's lock is waited
+//!   for up to [`index_lock_wait`] ([`wait_index_unlocked`]), then refused as
+//!   [`HybridError::Busy`] ([`index_busy`], nothing changed). [`IndexLock::commit`] writes the new
+//!   index to `hybrid-index.new` beside it and renames it over `index` while `index.lock` is still
+//!   held (readers see the old or the new index, never a torn one); dropping the lock releases it.
+//!   `index.lock` itself stays empty, which keeps the stale-lock proof exact: before the lock is
+//!   hard-linked into place, a note (`names::index_lock_note`) names its device, inode and times,
+//!   and the next holder (under the same git-hybrid flock) removes a lock the note proves is a dead
+//!   holder's, and nothing else.
 //! - [`put_note`] and [`identity`] are the note record and the file identity it compares, shared
-//!   with the checkout's `index.lock` (`checkout/fast.rs`).
+//!   by both locks.
 
+use std::fs;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -184,4 +196,166 @@ fn remove_stale_lock(note: &Path, lock_file: &Path) {
         let _ = std::fs::remove_file(lock_file);
     }
     clear_note(note);
+}
+
+/// How long a landing waits for another git command to release a checkout's `index.lock`
+/// before it reports the checkout busy (exit 4): as long as for the landing lock, because a
+/// user's own git (a `git status` in an editor, a commit) holds it briefly all the time.
+/// `HYBRID_INDEX_LOCK_WAIT_MS` overrides it (tests).
+pub fn index_lock_wait() -> Duration {
+    std::env::var("HYBRID_INDEX_LOCK_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// Waits until `<git_dir>/index.lock` is gone (a running git command released it), saying so
+/// after a second; at `deadline` reports the checkout at `work_dir` busy ([`index_busy`]).
+pub fn wait_index_unlocked(work_dir: &Path, git_dir: &Path, deadline: Instant) -> Result<()> {
+    let lock = git_dir.join("index.lock");
+    let start = Instant::now();
+    let mut said = false;
+    while lock.exists() {
+        if Instant::now() >= deadline {
+            return Err(index_busy(work_dir, git_dir));
+        }
+        if !said && start.elapsed() > Duration::from_secs(1) {
+            eprintln!(
+                "git-hybrid: waiting for {} (another git command is using {})",
+                lock.display(),
+                work_dir.display()
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The error for a checkout whose `index.lock` stayed held ([`HybridError::Busy`], exit 4).
+pub fn index_busy(work_dir: &Path, git_dir: &Path) -> anyhow::Error {
+    HybridError::Busy(format!(
+        "another git command is using the checkout {} ({} exists, waited {}s); nothing was changed. Retry when it \
+         finishes, or remove that file if no git process is running",
+        work_dir.display(),
+        git_dir.join("index.lock").display(),
+        index_lock_wait().as_secs()
+    ))
+    .into()
+}
+
+/// git's `index.lock` on a checkout's index, held by git-hybrid from the check to the rename of
+/// the new index (module contract).
+pub struct IndexLock {
+    lock: PathBuf,
+    /// The checkout's `index`.
+    pub index: PathBuf,
+    /// Where the new index is written before it is renamed over `index`.
+    new: PathBuf,
+    note: PathBuf,
+}
+
+impl IndexLock {
+    /// Locks the index of the checkout at `work_dir` whose private git directory is `git_dir`,
+    /// noting the lock in `note` (`names::index_lock_note`); the caller holds the git-hybrid flock
+    /// that note belongs to, which makes the stale-lock repair safe. A git command's lock is
+    /// waited for up to [`index_lock_wait`], then refused ([`index_busy`]). `Ok(None)` when the
+    /// checkout has no index (git's own code handles that case).
+    pub fn acquire(work_dir: &Path, git_dir: &Path, note: PathBuf) -> Result<Option<IndexLock>> {
+        let index = git_dir.join("index");
+        let lock = git_dir.join("index.lock");
+        remove_stale_index_lock(&note, &lock);
+        if !index.exists() {
+            return Ok(None);
+        }
+        // A killed run's lock candidate (see below); we hold its flock, so it is dead.
+        let candidate = git_dir.join("hybrid-index-lock.tmp");
+        let _ = fs::remove_file(&candidate);
+        wait_index_unlocked(work_dir, git_dir, Instant::now() + index_lock_wait())?;
+        // No window for kill -9: the lock is made as an empty file under another name, its
+        // identity is noted, and only then is it hard-linked to `index.lock` (link(2) fails if
+        // the name exists, exactly like git's O_EXCL create). A run killed before the link leaves
+        // no `index.lock`; one killed after it leaves a lock the note proves is its own.
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)
+            .with_context(|| format!("cannot create {}", candidate.display()))?;
+        if let Some((dev, ino, s, ns, _)) = identity(&candidate) {
+            put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
+        }
+        // A git command may take the lock between our wait and the link: wait for it again.
+        let deadline = Instant::now() + index_lock_wait();
+        let linked = loop {
+            match fs::hard_link(&candidate, &lock) {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r,
+            }
+        };
+        let _ = fs::remove_file(&candidate);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                put_note(&note, "none");
+                return Err(index_busy(work_dir, git_dir));
+            }
+            Err(e) => {
+                put_note(&note, "none");
+                return Err(e).with_context(|| format!("cannot create {}", lock.display()));
+            }
+        }
+        let new = git_dir.join("hybrid-index.new");
+        let _ = fs::remove_file(&new); // a killed run's, under the lock we now hold
+        Ok(Some(IndexLock { lock, index, new, note }))
+    }
+
+    /// Puts `bytes` in place as the new index (written beside it, then renamed over it while
+    /// `index.lock` is held, so readers see the old or the new index, never a torn one);
+    /// dropping `self` then releases the lock.
+    pub fn commit(&self, bytes: &[u8]) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(&self.new)
+            .with_context(|| format!("cannot create {}", self.new.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {}", self.new.display()))?;
+        drop(f);
+        fs::rename(&self.new, &self.index).with_context(|| format!("cannot replace {}", self.index.display()))
+    }
+}
+
+impl Drop for IndexLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.new);
+        let _ = fs::remove_file(&self.lock);
+        put_note(&self.note, "none");
+    }
+}
+
+/// Removes an `index.lock` the note proves was left by a dead git-hybrid landing (the caller
+/// holds that landing's flock): same device and inode, and the exact times noted (our lock file
+/// is never written, so a git command's lock, even on a reused inode, differs).
+fn remove_stale_index_lock(note: &Path, lock: &Path) {
+    let Ok(recorded) = fs::read_to_string(note) else { return };
+    let f: Vec<&str> = recorded.split_whitespace().collect();
+    if f.first() != Some(&"held") {
+        return;
+    }
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
+    if let Some((dev, ino, s, ns, len)) = identity(lock) {
+        if len == 0
+            && num(1) == Some(dev as i64)
+            && num(2) == Some(ino as i64)
+            && num(3) == Some(s)
+            && num(4) == Some(ns)
+        {
+            let _ = fs::remove_file(lock);
+        }
+    }
+    put_note(note, "none");
 }
