@@ -199,7 +199,7 @@ pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
                 co.dir.display(),
                 stderr.trim().replace('\n', " ")
             ),
-            paths: guard::paths_in_git_error(&stderr),
+            paths: crate::git::status::paths_in_error(&stderr),
         }
         .into());
     }

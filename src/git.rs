@@ -5,6 +5,8 @@
 //!   [`worktrees`]: linked worktrees' admin entries and `HEAD` files;
 //! - [`index`]: the raw index reader/writer; [`index_tree`]: the tree of an index;
 //! - [`pack`]: a train's new objects as one pack; [`populate`]: the parallel fill of a new worktree;
+//! - [`status`]: `git status` / `git ls-files --unmerged` output and the paths in git's errors,
+//!   as typed values;
 //! - [`lockfile`]: git's `<ref>.lock` held for a compare-and-swap and a checkout's `index.lock`,
 //!   with the crash notes that make a dead holder's lock removable;
 //! - [`network`]: the `git` children that reach a remote.
@@ -59,6 +61,7 @@ pub mod network;
 pub mod pack;
 pub mod populate;
 pub mod refnames;
+pub mod status;
 pub mod tree;
 pub mod worktrees;
 

@@ -3,9 +3,10 @@
 //!
 //! Contract: [`blocking_paths`] lists every path of the checkout whose content the move would
 //! overwrite or delete and that is not a clean tracked file the move owns. Nothing is changed.
-//! It reads the checkout through git itself (`git status`, `git ls-files`), so whatever git
-//! supports (split index, sparse checkout and sparse index, filters, fsmonitor-free stat data) is
-//! read as git reads it; skip-worktree entries are not local changes. The rules:
+//! It reads the checkout through git itself (`git status`, `git ls-files`, parsed by
+//! [`crate::git::status`]), so whatever git supports (split index, sparse checkout and sparse
+//! index, filters, fsmonitor-free stat data) is read as git reads it; skip-worktree entries are
+//! not local changes. The rules:
 //!
 //! - **Unresolved conflicts** anywhere in the index refuse the whole move (git refuses any
 //!   two-tree move then): [`HybridError::LocalChanges`] naming the unmerged paths and saying so.
@@ -35,13 +36,10 @@ use git2::Tree;
 
 use super::{wait_index_unlocked, Checkout, Scope};
 use crate::error::HybridError;
+use crate::git::status::{self, StatusEntry};
 
 const MODE_GITLINK: i32 = 0o160000;
 const MODE_TREE: i32 = 0o040000;
-
-/// Past this many bytes of pathspecs, `git status` reads the whole checkout instead (and the
-/// result is filtered here): the same answer, without an argument list the system refuses.
-const MAX_PATHSPEC_BYTES: usize = 256 * 1024;
 
 /// Local changes, untracked and ignored content, and nested repositories in `co` that a move
 /// from `old` to `new` (changing `changed`) would overwrite or delete (see the module contract).
@@ -56,7 +54,7 @@ pub fn blocking_paths(
         return Ok(Vec::new());
     }
     wait_index_unlocked(co)?;
-    let unmerged = unmerged_paths(co)?;
+    let unmerged = status::unmerged_paths(&co.dir)?;
     if !unmerged.is_empty() {
         return Err(HybridError::LocalChanges {
             message: format!(
@@ -75,20 +73,20 @@ pub fn blocking_paths(
 
     // Ignored files count only where the move writes or deletes; git status lists them for the
     // changed paths and everything below them (a folder that becomes a file).
-    let near_changes = if changed.is_empty() { Vec::new() } else { status(co, Some(changed), true)? };
+    let near_changes = if changed.is_empty() { Vec::new() } else { status::status(&co.dir, Some(changed), true)? };
     for rec in near_changes {
         let path = rec.path.trim_end_matches('/');
         let relevant = changed.contains(path) || under_doomed(path);
         if !relevant {
             continue;
         }
-        if !rec.already_moved(new, changed) {
+        if !already_moved(&rec, new, changed) {
             blocked.insert(rec.path);
         }
     }
     if scope == Scope::Whole {
-        for rec in status(co, None, false)? {
-            if !rec.already_moved(new, changed) {
+        for rec in status::status(&co.dir, None, false)? {
+            if !already_moved(&rec, new, changed) {
                 blocked.insert(rec.path);
             }
         }
@@ -205,151 +203,19 @@ fn mode_in(tree: &Tree, path: &str) -> Option<i32> {
     tree.get_path(Path::new(path)).ok().map(|e| e.filemode()).filter(|m| *m != MODE_TREE)
 }
 
-/// One entry of `git status --porcelain=v2`.
-struct StatusRecord {
-    path: String,
-    /// For a tracked entry: whether the file equals the index (`.` in the worktree column) and
-    /// the index entry's mode and object id.
-    tracked: Option<(bool, i32, git2::Oid)>,
-}
-
-impl StatusRecord {
-    /// Index already holds the new commit's entry and the file matches it: nothing to lose.
-    fn already_moved(&self, new: &Tree, changed: &BTreeSet<String>) -> bool {
-        let Some((file_clean, mode, id)) = self.tracked else { return false };
-        if !file_clean || !changed.contains(&self.path) {
-            return false;
-        }
-        let want = new.get_path(Path::new(&self.path)).ok().map(|e| (e.filemode(), e.id()));
-        want == Some((mode, id))
+/// The index already holds the new commit's entry for `rec` and the file matches it: nothing to
+/// lose.
+fn already_moved(rec: &StatusEntry, new: &Tree, changed: &BTreeSet<String>) -> bool {
+    let Some(t) = rec.tracked else { return false };
+    if !t.file_matches_index || !changed.contains(&rec.path) {
+        return false;
     }
-}
-
-/// `git status` of the checkout, untracked files one by one, optionally ignored ones, limited to
-/// `paths` (and what lies below them) when given.
-fn status(co: &Checkout, paths: Option<&BTreeSet<String>>, ignored: bool) -> Result<Vec<StatusRecord>> {
-    let mut args: Vec<&str> = vec![
-        // No program configured in the repository runs for a status, and the index is not
-        // rewritten (a refresh would take `index.lock`).
-        "-c",
-        "core.fsmonitor=false",
-        "--no-optional-locks",
-        "status",
-        "--porcelain=v2",
-        "-z",
-        "--untracked-files=all",
-        "--no-renames",
-        "--ignore-submodules=all",
-    ];
-    if ignored {
-        // With `--untracked-files=all`, every ignored file is listed on its own, also inside an
-        // ignored folder (`matching` would list the folder alone).
-        args.push("--ignored=traditional");
-    }
-    let specs: Vec<String> = match paths {
-        Some(ps) if ps.iter().map(|p| p.len() + 16).sum::<usize>() <= MAX_PATHSPEC_BYTES => {
-            // Literal paths from the top, whatever characters they hold.
-            ps.iter().map(|p| format!(":(top,literal){p}")).collect()
-        }
-        _ => Vec::new(),
-    };
-    if !specs.is_empty() {
-        args.push("--");
-        args.extend(specs.iter().map(String::as_str));
-    }
-    let out = crate::git::output(&co.dir, &args)?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "cannot read the status of {}: {}",
-            co.dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    parse_status(&out.stdout)
-}
-
-fn parse_status(stdout: &[u8]) -> Result<Vec<StatusRecord>> {
-    let mut out = Vec::new();
-    for rec in stdout.split(|b| *b == 0) {
-        let line = String::from_utf8_lossy(rec);
-        let Some(kind) = line.chars().next() else { continue };
-        match kind {
-            '?' | '!' => {
-                out.push(StatusRecord { path: line[2..].to_string(), tracked: None });
-            }
-            '1' => {
-                // 1 XY sub mH mI mW hH hI path
-                let f: Vec<&str> = line.splitn(9, ' ').collect();
-                if f.len() < 9 {
-                    anyhow::bail!("unexpected git status record {line:?}");
-                }
-                let file_clean = f[1].as_bytes().get(1) == Some(&b'.');
-                let mode = i32::from_str_radix(f[4], 8).unwrap_or(0);
-                let id = git2::Oid::from_str(f[7]).unwrap_or(git2::Oid::zero());
-                out.push(StatusRecord { path: f[8].to_string(), tracked: Some((file_clean, mode, id)) });
-            }
-            '2' => {
-                // A rename record (not asked for): its path blocks like any other change.
-                let f: Vec<&str> = line.splitn(10, ' ').collect();
-                if let Some(p) = f.get(9) {
-                    out.push(StatusRecord { path: p.to_string(), tracked: Some((false, 0, git2::Oid::zero())) });
-                }
-            }
-            _ => {} // '#' headers; 'u' records are read by `unmerged_paths`; the origin path of '2'
-        }
-    }
-    Ok(out)
-}
-
-/// The index's unmerged paths, through git (which reads every index git writes).
-fn unmerged_paths(co: &Checkout) -> Result<Vec<String>> {
-    let out = crate::git::output(&co.dir, ["ls-files", "--unmerged", "-z"])?;
-    if !out.status.success() {
-        anyhow::bail!("cannot read the index of {}: {}", co.dir.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let mut paths = BTreeSet::new();
-    for rec in out.stdout.split(|b| *b == 0) {
-        // <mode> <object> <stage>\t<path>
-        if let Some(tab) = rec.iter().position(|b| *b == b'\t') {
-            paths.insert(String::from_utf8_lossy(&rec[tab + 1..]).into_owned());
-        }
-    }
-    Ok(paths.into_iter().collect())
-}
-
-/// The paths git names in a refusal of `read-tree` (`error: Entry 'x' not uptodate. Cannot
-/// merge.`, `error: Untracked working tree file 'x' would be overwritten by merge.`, ...).
-pub(crate) fn paths_in_git_error(stderr: &str) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    for line in stderr.lines() {
-        let Some(rest) = line.strip_prefix("error: ") else {
-            // Porcelain lists: a tab-indented path per line.
-            if let Some(p) = line.strip_prefix('\t') {
-                out.insert(p.trim().to_string());
-            }
-            continue;
-        };
-        if let (Some(a), Some(b)) = (rest.find('\''), rest.rfind('\'')) {
-            if b > a + 1 {
-                out.insert(rest[a + 1..b].to_string());
-            }
-        }
-    }
-    out.into_iter().collect()
+    let want = new.get_path(Path::new(&rec.path)).ok().map(|e| (e.filemode(), e.id()));
+    want == Some((t.mode, t.id))
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn paths_in_git_errors() {
-        let err = "error: Entry 'a/b.txt' not uptodate. Cannot merge.\nerror: Updating 'd' would lose untracked \
-                   files in it\nfatal: something\n";
-        assert_eq!(super::paths_in_git_error(err), ["a/b.txt", "d"]);
-        let listed = "error: The following untracked working tree files would be overwritten by merge:\n\tx.txt\n\t\
-                      y/z.txt\nPlease move or remove them before you merge.\nAborting\n";
-        assert_eq!(super::paths_in_git_error(listed), ["x.txt", "y/z.txt"]);
-    }
-
     #[test]
     fn below_means_strictly_inside_a_folder() {
         assert!(super::is_below("d/x", "d"));
