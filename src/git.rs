@@ -7,6 +7,7 @@
 //! - [`pack`]: a train's new objects as one pack; [`populate`]: the parallel fill of a new worktree;
 //! - [`status`]: `git status` / `git ls-files --unmerged` output and the paths in git's errors,
 //!   as typed values;
+//! - [`attributes`]: git's attribute files (where they are, lines, macros, patterns);
 //! - [`lockfile`]: git's `<ref>.lock` held for a compare-and-swap and a checkout's `index.lock`,
 //!   with the crash notes that make a dead holder's lock removable;
 //! - [`network`]: the `git` children that reach a remote.
@@ -52,6 +53,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+pub mod attributes;
 pub mod generation;
 pub mod graph;
 pub mod index;
