@@ -49,7 +49,7 @@ pub fn clean_anywhere(co: &Checkout, index: &RawIndex, index_mtime: (i64, i64), 
         }
     }
     let Ok(root) = open_dir(rustix::fs::CWD, &co.dir) else { return false };
-    let mut walk = Walk { co, index, index_mtime, seen: 0, ignores: HashMap::new() };
+    let mut walk = Walk { co, index, index_mtime, seen: 0, ignores: HashMap::new(), excludes: None };
     walk.folder(root, &mut Vec::new(), 0, index.entry_count()) == Some(()) && walk.seen == index.entry_count()
 }
 
@@ -61,6 +61,9 @@ struct Walk<'a> {
     seen: usize,
     /// Each folder's `.gitignore` rules, by folder path ("" for the root); read when first needed.
     ignores: HashMap<Vec<u8>, Option<Gitignore>>,
+    /// The `info/exclude` rules (the checkout's and the common git directory's); read when first
+    /// needed.
+    excludes: Option<Vec<Gitignore>>,
 }
 
 impl Walk<'_> {
@@ -76,7 +79,7 @@ impl Walk<'_> {
             }
             let len = prefix.len();
             prefix.extend_from_slice(name);
-            let here = self.index_range(lo, hi, prefix);
+            let here = self.exact(lo, hi, prefix);
             let result = self.name(&fd, entry.file_name(), entry.file_type(), prefix, here, (lo, hi));
             prefix.truncate(len);
             result?;
@@ -122,7 +125,7 @@ impl Walk<'_> {
     }
 
     /// The index entry at exactly `path` within `lo..hi`, if any.
-    fn index_range(&self, lo: usize, hi: usize, path: &[u8]) -> Option<usize> {
+    fn exact(&self, lo: usize, hi: usize, path: &[u8]) -> Option<usize> {
         let at = lo + partition(lo, hi, |i| self.index.path_at(i) < path);
         (at < hi && self.index.path_at(at) == path).then_some(at)
     }
@@ -149,13 +152,22 @@ impl Walk<'_> {
                 break;
             }
         }
-        // git reads `info/exclude` from the common git directory; a linked worktree's own git
-        // directory names it in its `commondir` file.
-        let own = &self.co.git_dir;
-        let common = std::fs::read_to_string(own.join("commondir")).map(|c| own.join(c.trim())).unwrap_or(own.clone());
-        [own.join("info/exclude"), common.join("info/exclude")].iter().any(|f| {
-            rules_in(&self.co.dir, f)
-                .is_some_and(|r| matches!(r.matched(self.co.dir.join(rel), is_dir), Match::Ignore(_)))
+        let path = self.co.dir.join(rel);
+        self.excludes().iter().any(|r| matches!(r.matched(&path, is_dir), Match::Ignore(_)))
+    }
+
+    /// The `info/exclude` rules, read once per walk. git reads `info/exclude` from the common git
+    /// directory; a linked worktree's own git directory names it in its `commondir` file.
+    fn excludes(&mut self) -> &[Gitignore] {
+        let co = self.co;
+        self.excludes.get_or_insert_with(|| {
+            let own = &co.git_dir;
+            let common =
+                std::fs::read_to_string(own.join("commondir")).map(|c| own.join(c.trim())).unwrap_or(own.clone());
+            [own.join("info/exclude"), common.join("info/exclude")]
+                .iter()
+                .filter_map(|f| rules_in(&co.dir, f))
+                .collect()
         })
     }
 }
