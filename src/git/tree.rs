@@ -13,6 +13,7 @@
 //! its tree builder copied the whole base tree to change one entry.
 
 use std::cmp::Ordering;
+use std::io::Write;
 use std::ops::Range;
 
 use anyhow::{Context, Result};
@@ -123,7 +124,8 @@ pub fn write(repo: &Repository, entries: &mut [(&[u8], Oid, i32)]) -> Result<Oid
     entries.sort_unstable_by(|a, b| tree_order(a.0, a.2 == MODE_TREE, b.0, b.2 == MODE_TREE));
     let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.0.len() + 28).sum());
     for (name, id, mode) in entries.iter() {
-        bytes.extend_from_slice(format!("{mode:o} ").as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(bytes, "{mode:o} ");
         bytes.extend_from_slice(name);
         bytes.push(0);
         bytes.extend_from_slice(id.as_bytes());
