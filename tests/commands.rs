@@ -251,27 +251,6 @@ fn archive_hides_finished_tasks_from_status_and_list() {
     assert_code(&out, 2);
 }
 
-/// A plan with one task `h` whose agent notes progress, then waits until `release` exists
-/// (at most 60 s), then prints to stdout and stderr, commits and exits.
-fn holding_plan(r: &TestRepo) -> std::path::PathBuf {
-    let release = r.base().join("release");
-    r.write(
-        "hold.sh",
-        "#!/bin/sh\ncat >/dev/null\necho 'reading the code' >> \"$HYBRID_RUN_DIR/progress.md\"\necho 'before release'\n\
-         i=0\nwhile [ ! -e \"$1\" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n\
-         echo 'after release'\necho 'a warning' >&2\necho held > held.txt\ngit add held.txt && git commit -q -m held\n",
-    );
-    r.write(
-        "hybrid.toml",
-        &format!(
-            "[[task]]\nid = \"h\"\nprompt = \"hold\"\nagent = [\"builtin:script\", \"hold.sh\", \"{}\"]\n",
-            release.display()
-        ),
-    );
-    r.commit_all("plan");
-    release
-}
-
 /// Waits (bounded, a liveness check) until `f` holds.
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..1200 {
@@ -287,7 +266,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 fn logs_shows_and_follows_the_latest_run() {
     use std::io::BufRead;
     let r = TestRepo::new();
-    let release = holding_plan(&r);
+    let release = r.holding_plan();
     assert_code(&r.hybrid(&["logs", "nope"]), 2);
     let log = std::fs::File::create(r.base().join("dispatch.err")).unwrap();
     let mut dispatcher =
@@ -435,7 +414,7 @@ fn filling_a_large_worktree_shows_progress_only_on_a_terminal() {
 #[test]
 fn stop_ends_a_running_agent_keeps_its_work_and_dispatch_resumes_it() {
     let r = TestRepo::new();
-    let release = holding_plan(&r);
+    let release = r.holding_plan();
     let log = std::fs::File::create(r.base().join("dispatch.err")).unwrap();
     let mut dispatcher =
         r.hybrid_cmd(&r.root, &["dispatch"]).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap();

@@ -364,20 +364,7 @@ fn watch_clears_only_a_terminal_and_counts_the_running_plan() {
     r.commit_all_in(&r.task_dir("old1"), "old1 work");
     r.hybrid_ok(&["merge", "old1"]);
     r.hybrid_ok(&["start", "old2"]);
-    let release = r.base().join("release");
-    r.write(
-        "hold.sh",
-        "#!/bin/sh\ncat >/dev/null\ni=0\nwhile [ ! -e \"$1\" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n\
-         echo held > held.txt\ngit add held.txt && git commit -q -m held\n",
-    );
-    r.write(
-        "hybrid.toml",
-        &format!(
-            "[[task]]\nid = \"h\"\nprompt = \"hold\"\nagent = [\"builtin:script\", \"hold.sh\", \"{}\"]\n",
-            release.display()
-        ),
-    );
-    r.commit_all("plan");
+    let release = r.holding_plan();
     let log = std::fs::File::create(r.base().join("dispatch.err")).unwrap();
     let mut dispatcher =
         r.hybrid_cmd(&r.root, &["dispatch"]).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap();

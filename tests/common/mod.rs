@@ -134,6 +134,27 @@ impl TestRepo {
         self.commit_all_in(&dir, &format!("{id}: add {file}"));
     }
 
+    /// Commits a plan with one task `h` whose agent notes progress, then waits until the returned
+    /// path exists (at most 60 s), then prints to stdout and stderr, commits and exits.
+    pub fn holding_plan(&self) -> PathBuf {
+        let release = self.base().join("release");
+        self.write(
+            "hold.sh",
+            "#!/bin/sh\ncat >/dev/null\necho 'reading the code' >> \"$HYBRID_RUN_DIR/progress.md\"\necho 'before release'\n\
+             i=0\nwhile [ ! -e \"$1\" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n\
+             echo 'after release'\necho 'a warning' >&2\necho held > held.txt\ngit add held.txt && git commit -q -m held\n",
+        );
+        self.write(
+            "hybrid.toml",
+            &format!(
+                "[[task]]\nid = \"h\"\nprompt = \"hold\"\nagent = [\"builtin:script\", \"hold.sh\", \"{}\"]\n",
+                release.display()
+            ),
+        );
+        self.commit_all("plan");
+        release
+    }
+
     /// Resolves a revision.
     pub fn rev(&self, rev: &str) -> String {
         self.git(&["rev-parse", rev])
