@@ -284,12 +284,12 @@ pub(crate) fn tree_merge(
     use crate::git::tree::{self, Entries, MODE_TREE as TREE};
     let (eb, eo, et) = (Entries::of(base), Entries::of(Some(ours)), Entries::of(Some(theirs)));
     let mut out: Vec<(&[u8], Oid, i32)> = Vec::with_capacity(eo.len() + 4);
-    let (mut changed, mut decided) = (false, true);
-    tree::join([&eb, &eo, &et], |name, [b, o, t]| -> Result<bool> {
+    let mut changed = false;
+    // The closure answers `false` for a name this merge does not decide: libgit2 then merges.
+    let decided = tree::join([&eb, &eo, &et], |name, [b, o, t]| -> Result<bool> {
         let result = if o == t {
             if o.is_none() && b.is_some() {
-                decided = false; // deleted on both sides
-                return Ok(false);
+                return Ok(false); // deleted on both sides
             }
             o
         } else if o == b {
@@ -302,22 +302,15 @@ pub(crate) fn tree_merge(
                     let bt = b.map(|(bi, _)| repo.find_tree(bi)).transpose()?;
                     match tree_merge(repo, bt.as_ref(), &repo.find_tree(oi)?, &repo.find_tree(ti)?)? {
                         Some(id) => Some((id, TREE)),
-                        None => {
-                            decided = false;
-                            return Ok(false);
-                        }
+                        None => return Ok(false),
                     }
                 }
-                _ => {
-                    decided = false;
-                    return Ok(false);
-                }
+                _ => return Ok(false),
             }
         };
         if result != o {
             // A name libgit2's tree builder would refuse: leave the whole merge to libgit2.
             if std::str::from_utf8(name).is_err() || matches!(name, b"" | b"." | b"..") || name.contains(&b'/') {
-                decided = false;
                 return Ok(false);
             }
             changed = true;

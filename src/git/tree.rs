@@ -73,11 +73,11 @@ impl Entries {
 
 /// Walks several sorted entry lists together by name: calls `f` once per name present in any of
 /// them (in byte order) with that name and each list's entry (`None` where absent). Stops at the
-/// first `Err` or `Ok(false)` from `f`.
+/// first `Err` or `Ok(false)` from `f`; `Ok(true)` when every name was visited.
 pub fn join<'a, const N: usize, E>(
     lists: [&'a Entries; N],
     mut f: impl FnMut(&'a [u8], [Option<(Oid, i32)>; N]) -> std::result::Result<bool, E>,
-) -> std::result::Result<(), E> {
+) -> std::result::Result<bool, E> {
     let mut at = [0usize; N];
     loop {
         let mut least: Option<&'a [u8]> = None;
@@ -89,7 +89,7 @@ pub fn join<'a, const N: usize, E>(
                 }
             }
         }
-        let Some(name) = least else { return Ok(()) };
+        let Some(name) = least else { return Ok(true) };
         let mut row = [None; N];
         for k in 0..N {
             if at[k] < lists[k].len() && lists[k].name(at[k]) == name {
@@ -98,7 +98,7 @@ pub fn join<'a, const N: usize, E>(
             }
         }
         if !f(name, row)? {
-            return Ok(());
+            return Ok(false);
         }
     }
 }
