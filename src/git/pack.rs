@@ -111,21 +111,24 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[NewObject]) -> Resul
             other => anyhow::bail!("cannot pack an object of type {other:?}"),
         };
         let offset = pack.len();
-        let base = o.previous.and_then(|p| written.get(&p)).filter(|b| b.2 < MAX_DEPTH);
-        let depth =
-            match base.and_then(|(at, bytes, depth)| Some((*at, *depth, tree_delta(bytes, obj.data(), &mut delta)?))) {
-                Some((at, depth, ())) => {
-                    entry_header(&mut pack, OFS_DELTA, delta.len() as u64);
-                    ofs_delta_offset(&mut pack, offset - at);
-                    deflate_into(&mut z, &delta, &mut pack)?;
-                    depth + 1
-                }
-                None => {
-                    entry_header(&mut pack, kind, obj.data().len() as u64);
-                    deflate_into(&mut z, obj.data(), &mut pack)?;
-                    0
-                }
-            };
+        // The previous version's entry offset and chain depth, when a delta against it pays.
+        let base = o
+            .previous
+            .and_then(|p| written.get(&p))
+            .filter(|(_, bytes, depth)| *depth < MAX_DEPTH && tree_delta(bytes, obj.data(), &mut delta).is_some());
+        let depth = match base {
+            Some(&(at, _, depth)) => {
+                entry_header(&mut pack, OFS_DELTA, delta.len() as u64);
+                ofs_delta_offset(&mut pack, offset - at);
+                deflate_into(&mut z, &delta, &mut pack)?;
+                depth + 1
+            }
+            None => {
+                entry_header(&mut pack, kind, obj.data().len() as u64);
+                deflate_into(&mut z, obj.data(), &mut pack)?;
+                0
+            }
+        };
         if obj.kind() == ObjectType::Tree {
             written.insert(o.id, (offset, obj.data().to_vec(), depth));
         }
