@@ -507,7 +507,7 @@ fn build_train(
         // The commits ahead of `start` in this train are brand new, so no task tip contains
         // them: the tip's merge bases with `base` are those with `start` (one walk per tip,
         // not one through the whole train).
-        let bases = sync::merge_bases(repo, tip, start)?;
+        let bases = git::generation::merge_bases(repo, tip, start)?;
         let caught_up = if tip == base || bases == [base] {
             None // the task already contains the target
         } else {

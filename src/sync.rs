@@ -168,7 +168,7 @@ pub(crate) fn load_or_adopt_unsaved(
         None => project.target_branch()?,
     };
     let target_tip = project.repo.refname_to_id(&branch_ref_checked(project, &target)?)?;
-    let base = merge_bases(&project.repo, tip, target_tip)?.first().copied().ok_or_else(|| {
+    let base = git::generation::merge_bases(&project.repo, tip, target_tip)?.first().copied().ok_or_else(|| {
         HybridError::Repo(format!("{branch} shares no history with {target}; cannot adopt it as a task"))
     })?;
     Ok((TaskRecord::adopted(id, attempt, &branch, &base.to_string(), &target), false))
@@ -183,25 +183,8 @@ pub(crate) fn merge_commit(
     target: &str,
     branch: &str,
 ) -> Result<std::result::Result<Oid, Vec<String>>> {
-    let bases = merge_bases(&project.repo, tip, target_tip)?;
+    let bases = git::generation::merge_bases(&project.repo, tip, target_tip)?;
     merge_commit_on(project, tip, target_tip, target, branch, &bases)
-}
-
-/// The merge bases of two commits (none when they share no history). Walking the history to
-/// find them is the part of a landing whose cost grows with how far the target moved, so a
-/// landing computes them once and reuses them (catch-up check, merge, commit list).
-/// Commits never change, so the answer for a pair holds forever; it is remembered for the
-/// process (adopting a branch and landing it ask for the same pair).
-pub(crate) fn merge_bases(repo: &git2::Repository, a: Oid, b: Oid) -> Result<Vec<Oid>> {
-    thread_local! {
-        static MEMO: std::cell::RefCell<std::collections::HashMap<(Oid, Oid), Vec<Oid>>> = Default::default();
-    }
-    if let Some(hit) = MEMO.with(|m| m.borrow().get(&(a, b)).cloned()) {
-        return Ok(hit);
-    }
-    let bases = crate::git::generation::merge_bases(repo, a, b)?;
-    MEMO.with(|m| m.borrow_mut().insert((a, b), bases.clone()));
-    Ok(bases)
 }
 
 /// [`merge_commit`] with the merge bases of `tip` and `target_tip` already known.

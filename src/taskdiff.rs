@@ -63,7 +63,7 @@ pub fn compute(project: &Project, rec: &TaskRecord) -> Result<TaskDiff> {
         })?,
     };
     let old = repo.find_commit(target_tip)?.tree_id();
-    let bases = crate::sync::merge_bases(repo, tip, target_tip)?;
+    let bases = crate::git::generation::merge_bases(repo, tip, target_tip)?;
     let merged = crate::sync::merged_tree(repo, tip, target_tip, &bases)
         .with_context(|| format!("cannot merge {} with {}", rec.branch, rec.target))?;
     let (new, conflicts) = match merged {

@@ -47,29 +47,42 @@ struct Fallback;
 thread_local! {
     /// Generation facts of commits (any repository: an id fixes a commit's history).
     static NODES: RefCell<HashMap<Oid, Node>> = RefCell::new(HashMap::new());
+    /// Merge bases answered, by pair.
+    static BASES: RefCell<HashMap<(Oid, Oid), Vec<Oid>>> = RefCell::new(HashMap::new());
     /// The commit-graph of each object store, opened once per thread (None: not usable).
     static GRAPHS: RefCell<HashMap<PathBuf, Option<Rc<gix_commitgraph::Graph>>>> = RefCell::new(HashMap::new());
 }
 
-/// Remembered nodes at most; the memo starts over beyond it.
+/// Remembered nodes (and merge-base answers) at most; a memo starts over beyond it.
 const NODES_MAX: usize = 200_000;
 
 /// The merge bases of `a` and `b` (none when they share no history), as libgit2 computes them.
+/// Commits never change, so the answer for a pair holds forever: it is remembered for the
+/// process (a landing asks for the same pair in its catch-up check, merge and commit list, and
+/// adopting a branch before landing it asks too).
 pub fn merge_bases(repo: &Repository, a: Oid, b: Oid) -> Result<Vec<Oid>> {
     if a == b {
         return Ok(vec![a]);
     }
-    if let Some(walker) = Walker::open(repo) {
-        match walker.paint_down(a, b) {
-            Ok(bases) if bases.len() <= 1 => return Ok(bases),
-            Ok(_) | Err(Fallback) => {}
+    if let Some(hit) = BASES.with(|m| m.borrow().get(&(a, b)).cloned()) {
+        return Ok(hit);
+    }
+    let bases = match Walker::open(repo).map(|w| w.paint_down(a, b)) {
+        Some(Ok(bases)) if bases.len() <= 1 => bases,
+        _ => match repo.merge_bases(a, b) {
+            Ok(bases) => bases.iter().copied().collect(),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Vec::new(),
+            Err(e) => return Err(e).context("cannot find the merge base"),
+        },
+    };
+    BASES.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= NODES_MAX {
+            m.clear();
         }
-    }
-    match repo.merge_bases(a, b) {
-        Ok(bases) => Ok(bases.iter().copied().collect()),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e).context("cannot find the merge base"),
-    }
+        m.insert((a, b), bases.clone());
+    });
+    Ok(bases)
 }
 
 /// The first of [`merge_bases`] (as libgit2's `merge_base`), None when there is none.
