@@ -168,40 +168,40 @@ pub use guard::blocking_paths;
 /// checkout differs on several of those. `read-tree` checks every path before writing any, so a
 /// refusal leaves the checkout untouched; the error carries git's message.
 pub fn read_tree(co: &Checkout, old: Oid, new: Oid) -> Result<()> {
+    use crate::git::status::{self, ReadTree};
     let deadline = Instant::now() + index_lock_wait();
-    let (old, new) = (old.to_string(), new.to_string());
     loop {
         wait_index_unlocked_until(co, deadline)?;
-        let mut out = crate::git::output(&co.dir, ["read-tree", "-m", "-u", &old, &new])?;
-        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not uptodate") {
+        let mut outcome = status::read_tree(&co.dir, old, new)?;
+        if let ReadTree::NotUpToDate(_) = outcome {
             // read-tree trusts the index's stat data and, unlike `git checkout`, does not refresh it
             // first (a copied or touched checkout looks modified). Refresh exactly as `git status`
-            // does (stat data only; exit status 1 just means "something is modified") and retry once.
-            crate::git::output(&co.dir, ["update-index", "-q", "--refresh"])?;
-            out = crate::git::output(&co.dir, ["read-tree", "-m", "-u", &old, &new])?;
+            // does and retry once.
+            status::refresh_index(&co.dir)?;
+            outcome = status::read_tree(&co.dir, old, new)?;
         }
-        if out.status.success() {
-            return Ok(());
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("index.lock") {
-            // Another git command took the lock between our wait and git's: wait again.
-            if Instant::now() >= deadline {
-                return Err(index_busy(co));
+        match outcome {
+            ReadTree::Moved => return Ok(()),
+            ReadTree::IndexLocked(_) => {
+                // Another git command took the lock between our wait and git's: wait again.
+                if Instant::now() >= deadline {
+                    return Err(index_busy(co));
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
-            continue;
+            ReadTree::NotUpToDate(stderr) | ReadTree::Refused(stderr) => {
+                return Err(HybridError::LocalChanges {
+                    message: format!(
+                        "git refused to update the checkout {} ({}); nothing was changed there. Commit, stash or \
+                         move the local changes, then retry",
+                        co.dir.display(),
+                        stderr.trim().replace('\n', " ")
+                    ),
+                    paths: status::paths_in_error(&stderr),
+                }
+                .into());
+            }
         }
-        return Err(HybridError::LocalChanges {
-            message: format!(
-                "git refused to update the checkout {} ({}); nothing was changed there. Commit, stash or move \
-                 the local changes, then retry",
-                co.dir.display(),
-                stderr.trim().replace('\n', " ")
-            ),
-            paths: crate::git::status::paths_in_error(&stderr),
-        }
-        .into());
     }
 }
 
@@ -445,5 +445,35 @@ mod tests {
         }
         assert_eq!(ours, theirs);
         assert_eq!(ours.into_iter().collect::<Vec<_>>(), ["a/d.txt", "f", "f/g", "x", "y/z.txt"]);
+    }
+
+    /// A local change to a tracked file named `index.lock` is a refusal naming it, not a held
+    /// lock waited for until the checkout is reported busy.
+    #[test]
+    fn a_changed_file_named_index_lock_is_a_local_change() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let git = |args: &[&str]| crate::test_support::git(dir, args);
+        git(&["init", "-q"]);
+        std::fs::write(dir.join("index.lock"), "x\n").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-qm", "one"]);
+        std::fs::write(dir.join("index.lock"), "y\n").unwrap();
+        git(&["commit", "-qam", "two"]);
+        let id = |r: &str| git2::Oid::from_str(git(&["rev-parse", r]).trim()).unwrap();
+        let (old, new) = (id("HEAD~"), id("HEAD"));
+        git(&["reset", "-q", "--hard", "HEAD~"]);
+        std::fs::write(dir.join("index.lock"), "local\n").unwrap();
+        let co = super::Checkout { dir: dir.to_path_buf(), git_dir: dir.join(".git") };
+        let started = std::time::Instant::now();
+        let err = super::read_tree(&co, old, new).unwrap_err();
+        match crate::error::find_hybrid_error(&err) {
+            Some(crate::error::HybridError::LocalChanges { paths, .. }) => {
+                assert_eq!(paths, &["index.lock"], "{err:#}")
+            }
+            other => panic!("expected a local-changes refusal, got {other:?}: {err:#}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+        assert_eq!(std::fs::read_to_string(dir.join("index.lock")).unwrap(), "local\n");
     }
 }

@@ -1,6 +1,6 @@
 //! git's view of a checkout, read through git itself and returned as typed values: the only code
-//! that parses the output of `git status --porcelain=v2 -z` and `git ls-files --unmerged -z`, and
-//! the paths git names in its error messages.
+//! that parses the output of `git status --porcelain=v2 -z` and `git ls-files --unmerged -z`, the
+//! outcome of `git read-tree -m -u`, and the paths git names in its error messages.
 //!
 //! Contract:
 //! - [`status`] lists what `git status` reports in a checkout (tracked changes, untracked files
@@ -11,8 +11,13 @@
 //!   index, sparse index, ...).
 //! - [`paths_in_error`] picks the paths git names in a refusal (`error: Entry 'x' not uptodate.`,
 //!   the tab-indented porcelain lists).
+//! - [`read_tree`] runs `git read-tree -m -u <old> <new>` in a checkout and says how it ended
+//!   ([`ReadTree`]): moved, refused because an entry's stat data looks modified (`not uptodate`),
+//!   refused because another git command holds `index.lock`, or refused otherwise (git's
+//!   message). Git's message texts are recognised here and nowhere else; [`refresh_index`] is
+//!   `git update-index -q --refresh`.
 //!
-//! What these mean for a move is decided by the caller (`checkout/guard.rs`).
+//! What these mean for a move is decided by the caller (`checkout/guard.rs`, `checkout.rs`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -161,6 +166,70 @@ pub fn paths_in_error(stderr: &str) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// How `git read-tree -m -u <old> <new>` ended. A refusal changed nothing (read-tree checks every
+/// path before it writes any); each refusal carries git's stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadTree {
+    /// The index and files were moved.
+    Moved,
+    /// An entry git was to overwrite looked modified (`error: Entry 'x' not uptodate. Cannot
+    /// merge.`). read-tree trusts the index's stat data without refreshing it, so a copied or
+    /// touched file also looks modified: [`refresh_index`] and a retry tell the two apart.
+    NotUpToDate(String),
+    /// Another git command held the checkout's `index.lock` (`fatal: Unable to create
+    /// '.../index.lock': File exists.`).
+    IndexLocked(String),
+    /// Any other refusal: local changes or untracked files in the way, a bad object, ...
+    Refused(String),
+}
+
+impl ReadTree {
+    /// git's stderr of a refusal (empty for [`ReadTree::Moved`]).
+    pub fn message(&self) -> &str {
+        match self {
+            ReadTree::Moved => "",
+            ReadTree::NotUpToDate(m) | ReadTree::IndexLocked(m) | ReadTree::Refused(m) => m,
+        }
+    }
+}
+
+/// Runs `git read-tree -m -u <old> <new>` in the checkout at `work_dir` (see [`ReadTree`]).
+/// `Err` only when git cannot be started.
+pub fn read_tree(work_dir: &Path, old: Oid, new: Oid) -> Result<ReadTree> {
+    let out = super::output(work_dir, ["read-tree", "-m", "-u", &old.to_string(), &new.to_string()])?;
+    Ok(read_tree_outcome(out.status.success(), &out.stderr))
+}
+
+/// Refreshes the stat data of the index of the checkout at `work_dir` exactly as `git status`
+/// does (stat data only). git's exit status 1 just means "something is modified": not an error.
+pub fn refresh_index(work_dir: &Path) -> Result<()> {
+    super::output(work_dir, ["update-index", "-q", "--refresh"])?;
+    Ok(())
+}
+
+fn read_tree_outcome(success: bool, stderr: &[u8]) -> ReadTree {
+    if success {
+        return ReadTree::Moved;
+    }
+    let message = String::from_utf8_lossy(stderr).into_owned();
+    // Line by line, on git's full sentences: a tracked file may itself be named `index.lock`.
+    let locked = message.lines().any(|l| {
+        l.strip_prefix("fatal: Unable to create '")
+            .and_then(|rest| rest.rsplit_once("': "))
+            .is_some_and(|(path, _why)| path == "index.lock" || path.ends_with("/index.lock"))
+    });
+    let not_uptodate = message
+        .lines()
+        .any(|l| l.strip_prefix("error: Entry '").and_then(|rest| rest.rsplit_once("' not uptodate.")).is_some());
+    if locked {
+        ReadTree::IndexLocked(message)
+    } else if not_uptodate {
+        ReadTree::NotUpToDate(message)
+    } else {
+        ReadTree::Refused(message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +276,67 @@ mod tests {
         let id = "0123456789012345678901234567890123456789";
         let raw = format!("100644 {id} 1\tc.txt\0100644 {id} 2\tc.txt\0100644 {id} 3\ta b\0");
         assert_eq!(parse_unmerged(raw.as_bytes()), ["a b", "c.txt"]);
+    }
+
+    /// git's own messages, produced by real git: a local change, a held `index.lock`, an
+    /// untracked file in the way, and a local change to a tracked file named `index.lock`.
+    #[test]
+    fn read_tree_outcomes_from_real_git() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let git = |args: &[&str]| crate::test_support::git(dir, args);
+        git(&["init", "-q"]);
+        std::fs::write(dir.join("f"), "a\n").unwrap();
+        std::fs::write(dir.join("index.lock"), "x\n").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-qm", "one"]);
+        std::fs::write(dir.join("f"), "b\n").unwrap();
+        std::fs::write(dir.join("index.lock"), "y\n").unwrap();
+        git(&["commit", "-qam", "two"]);
+        let id = |r: &str| Oid::from_str(git(&["rev-parse", r]).trim()).unwrap();
+        let (old, new) = (id("HEAD~"), id("HEAD"));
+        git(&["reset", "-q", "--hard", "HEAD~"]);
+
+        std::fs::write(dir.join("f"), "local\n").unwrap();
+        let got = read_tree(dir, old, new).unwrap();
+        assert!(matches!(got, ReadTree::NotUpToDate(_)), "a local change: {got:?}");
+        assert_eq!(paths_in_error(got.message()), ["f"], "{got:?}");
+        git(&["checkout", "-q", "f"]);
+
+        std::fs::write(dir.join("index.lock"), "local\n").unwrap();
+        let got = read_tree(dir, old, new).unwrap();
+        assert!(matches!(got, ReadTree::NotUpToDate(_)), "a tracked file named index.lock: {got:?}");
+        assert_eq!(paths_in_error(got.message()), ["index.lock"], "{got:?}");
+        git(&["checkout", "-q", "index.lock"]);
+
+        std::fs::write(dir.join(".git/index.lock"), "").unwrap();
+        let got = read_tree(dir, old, new).unwrap();
+        assert!(matches!(got, ReadTree::IndexLocked(_)), "a held index.lock: {got:?}");
+        std::fs::remove_file(dir.join(".git/index.lock")).unwrap();
+
+        git(&["rm", "-q", "--cached", "f"]);
+        git(&["commit", "-qm", "f untracked"]);
+        let got = read_tree(dir, id("HEAD"), new).unwrap();
+        assert!(matches!(got, ReadTree::Refused(_)), "an untracked file in the way: {got:?}");
+        assert_eq!(paths_in_error(got.message()), ["f"], "{got:?}");
+
+        std::fs::remove_file(dir.join("f")).unwrap();
+        assert_eq!(read_tree(dir, id("HEAD"), new).unwrap(), ReadTree::Moved);
+        refresh_index(dir).unwrap();
+    }
+
+    #[test]
+    fn read_tree_messages_are_read_line_by_line() {
+        let locked = "fatal: Unable to create '/r/.git/worktrees/w/index.lock': File exists.\n\nAnother git ...\n";
+        assert!(matches!(read_tree_outcome(false, locked.as_bytes()), ReadTree::IndexLocked(_)));
+        let denied = "fatal: Unable to create '/r/.git/index.lock': Permission denied\n";
+        assert!(matches!(read_tree_outcome(false, denied.as_bytes()), ReadTree::IndexLocked(_)));
+        let named = "error: Entry 'sub/index.lock' not uptodate. Cannot merge.\n";
+        assert!(matches!(read_tree_outcome(false, named.as_bytes()), ReadTree::NotUpToDate(_)));
+        let sparse = "error: Entry 'a' not uptodate. Cannot update sparse checkout.\n";
+        assert!(matches!(read_tree_outcome(false, sparse.as_bytes()), ReadTree::NotUpToDate(_)));
+        let other = "error: Entry 'x' would be overwritten by merge. Cannot merge.\n";
+        assert!(matches!(read_tree_outcome(false, other.as_bytes()), ReadTree::Refused(_)));
+        assert_eq!(read_tree_outcome(true, b"warning: whatever\n"), ReadTree::Moved);
     }
 }
