@@ -8,6 +8,7 @@
 //! - [`status`]: `git status` / `git ls-files --unmerged` output and the paths in git's errors,
 //!   as typed values;
 //! - [`attributes`]: git's attribute files (where they are, lines, macros, patterns);
+//!   [`config`]: which configuration files git reads;
 //! - [`lockfile`]: git's `<ref>.lock` held for a compare-and-swap and a checkout's `index.lock`,
 //!   with the crash notes that make a dead holder's lock removable;
 //! - [`network`]: the `git` children that reach a remote.
@@ -54,6 +55,7 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{bail, Context, Result};
 
 pub mod attributes;
+pub mod config;
 pub mod generation;
 pub mod graph;
 pub mod index;

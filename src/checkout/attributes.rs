@@ -23,6 +23,7 @@ use anyhow::Result;
 
 use super::Checkout;
 use crate::git::attributes::{self as gitattributes, may_match, parse_attr, State};
+use crate::git::config::Sources;
 use crate::git::index::RawIndex;
 use crate::repo::Project;
 
@@ -39,7 +40,12 @@ fn converts(name: &str, value: State) -> bool {
 
 /// See the module contract. `paths` are relative to the checkout's root.
 pub fn blocker(project: &Project, co: &Checkout, index: &RawIndex, paths: &[&str]) -> Result<Option<String>> {
-    let configs = super::fast::config_sources(&project.repo).ok().and_then(|c| c.ok()).unwrap_or_default();
+    // `core.attributesFile` from every config file git reads (none read when `git -c` settings
+    // exist: the fast move falls back then anyway).
+    let configs = match crate::git::config::sources(&project.repo) {
+        Ok(Sources::Files(c)) => c,
+        Ok(Sources::Environment) | Err(_) => Vec::new(),
+    };
     let sources = gitattributes::sources(&project.repo, &project.common_dir, &co.dir, index, &configs, paths);
     if sources.is_empty() {
         return Ok(None);

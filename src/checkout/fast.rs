@@ -15,8 +15,8 @@
 //!   `working-tree-encoding`, `crlf`, and `eol` only as `lf`. `text` (and `text=auto`) is
 //!   allowed: with LF output git writes blobs byte-for-byte (convert.c: `crlf_to_worktree` runs
 //!   only for CRLF output). Settings are checked in every configuration source git reads
-//!   (libgit2's view plus the files `GIT_CONFIG_GLOBAL`/`GIT_CONFIG_SYSTEM` name, which libgit2
-//!   ignores); settings from `git -c` fall back. The attributes are read from the attribute files
+//!   ([`crate::git::config::sources`]: libgit2's view plus the files `GIT_CONFIG_GLOBAL`/
+//!   `GIT_CONFIG_SYSTEM` name, which libgit2 ignores); settings from `git -c` fall back. The attributes are read from the attribute files
 //!   themselves, over-approximating (`checkout/attributes.rs`).
 //! - **Plain index and checkout.** No sparse checkout (`core.sparseCheckout`, `index.sparse`),
 //!   split index, fsmonitor, per-worktree config, `core.symlinks=false`, `core.filemode=false` or
@@ -63,12 +63,13 @@ use std::collections::BTreeSet;
 use std::fs::{self, Metadata};
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use git2::{ObjectType, Oid, Repository, Tree};
 
 use super::Checkout;
+use crate::git::config::Sources;
 use crate::git::index::{
     Entry, RawIndex, FLAG_EXT_INTENT_TO_ADD, FLAG_EXT_SKIP_WORKTREE, FLAG_VALID, MODE_EXEC, MODE_FILE, MODE_LINK,
 };
@@ -304,34 +305,15 @@ fn structure_blocker(co: &Checkout, index: &RawIndex, rel: &str) -> Result<Optio
     Ok(None)
 }
 
-/// The configuration sources git would read that libgit2 (opened without its environment mode)
-/// may not: libgit2's view plus the files `GIT_CONFIG_GLOBAL`/`GIT_CONFIG_SYSTEM` name. A setting
-/// must be harmless in every one of them (a conservative union: the effective value comes from one
-/// of them or is the default). Settings given on git's command line (`git -c`, which reaches us
-/// as `GIT_CONFIG_PARAMETERS`) or by `GIT_CONFIG_COUNT` are not read at all: the caller falls back.
-pub(super) fn config_sources(repo: &Repository) -> Result<std::result::Result<Vec<git2::Config>, String>> {
-    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
-    if set("GIT_CONFIG_PARAMETERS") || set("GIT_CONFIG_COUNT") {
-        return Ok(Err("configuration given on the git command line".into()));
-    }
-    let mut out = vec![repo.config()?];
-    for var in ["GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"] {
-        if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()).map(PathBuf::from) {
-            if p.is_file() {
-                out.push(git2::Config::open(&p).with_context(|| format!("cannot read {}", p.display()))?);
-            }
-        }
-    }
-    Ok(Ok(out))
-}
-
 fn config_blocker(repo: &Repository) -> Result<Option<String>> {
     if cfg!(not(unix)) {
         return Ok(Some("not a Unix system".into()));
     }
-    let configs = match config_sources(repo)? {
-        Ok(c) => c,
-        Err(reason) => return Ok(Some(reason)),
+    // Every source git reads (`crate::git::config`); settings given in the environment (`git -c`)
+    // are not read, so they fall back.
+    let configs = match crate::git::config::sources(repo)? {
+        Sources::Files(c) => c,
+        Sources::Environment => return Ok(Some("configuration given on the git command line".into())),
     };
     for cfg in &configs {
         if let Some(reason) = config_blocker_in(cfg) {
