@@ -134,6 +134,17 @@ impl Scheduler {
         Scheduler { tasks, status: vec![TaskStatus::Waiting; n], pending, running: vec![0; n], jobs: jobs.max(1) }
     }
 
+    /// Adds a task to a running schedule (a plan that grew while it ran); returns its index. Its
+    /// `deps` are indices in the grown schedule: a batch of added tasks may refer to each other,
+    /// so start the next attempts only once the whole batch is in.
+    pub fn add(&mut self, task: SchedTask) -> usize {
+        self.pending.push(task.attempts.iter().copied().collect());
+        self.tasks.push(task);
+        self.status.push(TaskStatus::Waiting);
+        self.running.push(0);
+        self.tasks.len() - 1
+    }
+
     /// Marks a task as already landed (from the ledger): it will not run, dependents may start.
     pub fn set_landed(&mut self, task: usize) {
         self.status[task] = TaskStatus::Landed;
@@ -544,5 +555,40 @@ mod tests {
         assert!(rows[0].already_landed);
         assert!(rows[2].waits.as_deref().unwrap().contains("waits for b to land"));
         assert!(rows[4].waits.as_deref().unwrap().contains("core task d"));
+    }
+
+    #[test]
+    fn tasks_added_while_it_runs_follow_the_same_rules() {
+        let mut a = task("a", 0);
+        a.claims = vec!["src/a/**".into()];
+        let mut s = Scheduler::new(vec![a], 4);
+        let first = s.start_next();
+        assert_eq!(ids(&s, &first), vec!["a"]);
+        // Added while `a` runs: one free, one depending on `a`, one whose claims overlap `a`'s.
+        let free = s.add(task("free", 1));
+        let mut after = task("after", 2);
+        after.deps = vec![0];
+        s.add(after);
+        let mut clash = task("clash", 3);
+        clash.claims = vec!["src/a/x.rs".into()];
+        s.add(clash);
+        assert_eq!(free, 1);
+        let next = s.start_next();
+        assert_eq!(ids(&s, &next), vec!["free"], "{:?}", s.explain());
+        s.finish(first[0], UnitEnd::Landed);
+        let next = s.start_next();
+        assert_eq!(ids(&s, &next), vec!["after", "clash"]);
+        // A task added after its dependency failed is skipped, as in a plan given at once.
+        let mut b = task("b", 4);
+        b.claims = vec!["src/b/**".into()];
+        let bi = s.add(b);
+        let started = s.start_next();
+        assert_eq!(ids(&s, &started), vec!["b"]);
+        s.finish(started[0], UnitEnd::NotLanded("verify failed".into()));
+        let mut late = task("late", 5);
+        late.deps = vec![bi];
+        let li = s.add(late);
+        assert!(s.start_next().is_empty());
+        assert!(matches!(s.status(li), TaskStatus::Skipped(_)), "{:?}", s.status(li));
     }
 }

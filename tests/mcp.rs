@@ -118,6 +118,23 @@ fn cancel_retry_with_instructions_and_a_client_that_leaves() {
 }
 
 #[test]
+fn a_task_dispatched_while_a_round_runs_joins_that_round() {
+    let r = TestRepo::new();
+    r.write("hold.sh", HOLD);
+    r.commit_all("agent");
+    let Some(facts) = run_client(&r, "midround") else { return };
+    let (quick, slow) = (facts["quick"].as_str().expect("quick's merge"), facts["slow"].as_str().expect("slow's"));
+    // `quick` landed while `slow` still ran: its squash is the older of the two on main.
+    let log: Vec<String> = r.git(&["log", "--format=%H", "main"]).lines().map(str::to_string).collect();
+    let at = |sha: &str| log.iter().position(|l| l == sha).unwrap_or_else(|| panic!("{sha} is not on main: {log:?}"));
+    assert!(at(quick) > at(slow), "quick {quick} should be older than slow {slow} on main: {log:?}");
+    assert_eq!(r.git(&["show", "main:quick.txt"]), "done by run 1");
+    assert_eq!(r.git(&["show", "main:slow.txt"]), "done by run 1");
+    let log = std::fs::read_to_string(r.root.join(".git/hybrid/dispatch.log")).unwrap_or_default();
+    assert!(log.contains("adding quick to the running round"), "{log}");
+}
+
+#[test]
 fn a_task_waits_for_its_failed_dependency_until_a_retry_lands_it() {
     let r = TestRepo::new();
     let picky = "#!/bin/sh\nprompt=$(cat)\ncase \"$prompt\" in\n  *FINISH-NOW*) ;;\n  \

@@ -194,6 +194,34 @@ async def lifecycle(binary, repo):
     print(json.dumps({"slow_failure": failed["failure"], "slow_merge": landed["merge_sha"]}))
 
 
+async def midround(binary, repo):
+    """A task dispatched while the runner's round runs another joins that round: it lands while the
+    first still runs (before, it waited for the whole round to end)."""
+    base = os.path.dirname(repo)
+    hold = lambda task: ["builtin:script", "hold.sh", f"{task}.txt", base]
+    async with stdio_client(params(binary, repo)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            await ok(session, "dispatch", {"tasks": [{"id": "slow", "prompt": "hold", "agent": hold("slow")}]})
+            await wait_state(session, "slow", ["running"])
+            await ok(session, "dispatch", {"tasks": [{"id": "quick", "prompt": "FINISH-NOW", "agent": hold("quick")}]})
+            # hold.sh keeps `slow` running for 60 s unless released: `quick` must land well before.
+            for _ in range(800):
+                st = await ok(session, "status", {})
+                states = {t["id"]: t["state"] for t in st["tasks"]}
+                assert states.get("slow") == "running", f"slow stopped running before quick landed: {st}"
+                if states.get("quick") == "landed":
+                    break
+                assert states.get("quick") not in ("failed", "conflict"), st
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"quick did not land while the round of slow ran: {st}")
+            quick = next(t for t in st["tasks"] if t["id"] == "quick")
+            open(os.path.join(base, "release-slow"), "w").close()
+            slow = await wait_state(session, "slow", ["landed"])
+    print(json.dumps({"quick": quick["merge_sha"], "slow": slow["merge_sha"]}))
+
+
 async def deps(binary, repo):
     """A task whose dependency failed waits (queued) until the dependency is retried and lands."""
     picky = lambda f: ["builtin:script", "picky.sh", f]
@@ -232,4 +260,5 @@ async def tools_only(binary, repo):
 
 if __name__ == "__main__":
     scenario, binary, repo = sys.argv[1:4]
-    asyncio.run({"full": full, "lifecycle": lifecycle, "deps": deps, "tools": tools_only}[scenario](binary, repo))
+    asyncio.run({"full": full, "lifecycle": lifecycle, "midround": midround, "deps": deps,
+                 "tools": tools_only}[scenario](binary, repo))

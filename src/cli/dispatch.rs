@@ -155,6 +155,7 @@ impl Bars {
                 self.overall.set_length(tasks.saturating_sub(already_landed + already_empty) as u64);
                 self.overall.set_message(format!("(-j {jobs})"));
             }
+            Event::Added { tasks } => self.overall.inc_length(tasks.len() as u64),
             Event::Picked { task, attempt } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
@@ -236,6 +237,7 @@ fn plain(e: &Event) {
             let empty = if *already_empty > 0 { format!(", {already_empty} already empty") } else { String::new() };
             eprintln!("[{t}] plan: {tasks} tasks ({already_landed} already landed{empty}), -j {jobs}")
         }
+        Event::Added { tasks } => eprintln!("[{t}] added to the running plan: {}", tasks.join(", ")),
         Event::Picked { task, attempt } => eprintln!("[{t}] {} started", label(task, *attempt)),
         // Worktree and sync steps are quick and many: plain output keeps the meaningful ones.
         Event::Phase { phase, .. } if phase == "worktree" || phase == "sync" => {}

@@ -31,7 +31,8 @@ pub(super) fn run_attempt(ctx: &Ctx, task: &PlanTask, attempt: u32, picked_ns: u
     // (which marks the attempts that are not running any more).
     let result = match result {
         Ok(AttemptEnd::NotLanded { state, reason }) if state != "candidate" && task.attempts > 1 => {
-            let _guard = ctx.land_locks[task.index].lock().unwrap_or_else(|p| p.into_inner());
+            let land_lock = ctx.land_lock(&task.id);
+            let _guard = land_lock.lock().unwrap_or_else(|p| p.into_inner());
             match Project::open(&ctx.root).map(|p| p.ledger()) {
                 Ok(ledger) if other_attempt_landed(&ledger, &task.id, attempt).unwrap_or(false) => {
                     become_candidate(&ledger, &task.id, attempt)
@@ -427,7 +428,8 @@ impl Attempt<'_> {
     /// Lands the verified attempt; one attempt per task at a time decides.
     fn land(&self) -> Result<AttemptEnd> {
         let (project, ledger, task, id, attempt) = (&self.project, &self.ledger, self.task, self.id, self.attempt);
-        let _guard = self.ctx.land_locks[task.index].lock().unwrap_or_else(|p| p.into_inner());
+        let land_lock = self.ctx.land_lock(&task.id);
+        let _guard = land_lock.lock().unwrap_or_else(|p| p.into_inner());
         if other_attempt_landed(ledger, id, attempt)? {
             return become_candidate(ledger, id, attempt);
         }

@@ -22,7 +22,10 @@
 //! `queued` with `waits_for`) until the dependency is retried and lands. The runner
 //! leaves only when no wanted task can run, deciding so under the store lock; [`ensure_runner`]
 //! adds to `wanted` under the same lock and starts a runner when none holds the runner lock,
-//! so a task is never stranded. Tasks added while a round runs start in the next round.
+//! so a task is never stranded. While a round runs, the runner looks at the queue every
+//! [`dispatch::GROW_POLL`] and adds wanted tasks that can run (with their dependencies) to the
+//! running round ([`dispatch::dispatch_growing`]): they start as soon as the scheduler's rules
+//! allow, not after the round; ones queued after the round's last attempt ended run in the next.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -403,7 +406,18 @@ pub fn run(root: &std::path::Path) -> Result<i32> {
         };
         eprintln!("[{}] mcp runner: round of {}", now(), round.iter().cloned().collect::<Vec<_>>().join(", "));
         let opts = DispatchOptions { plan_file: Some(paths.round()), jobs: None };
-        let result = dispatch::dispatch(&project, &opts, &mut |e| log_event(e));
+        let mut round = round;
+        let result = {
+            // Tasks queued while the round runs join it (`dispatch_growing`).
+            let mut grow = || match grow_round(&project, &paths, &mut round) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    eprintln!("[{}] mcp runner: cannot add the tasks queued meanwhile: {e:#}", now());
+                    None
+                }
+            };
+            dispatch::dispatch_growing(&project, &opts, &mut |e| log_event(e), &mut grow)
+        };
         let interrupted = match &result {
             Ok(report) => report.interrupted,
             Err(e) if matches!(find_hybrid_error(e), Some(HybridError::Busy(_))) => {
@@ -443,6 +457,29 @@ pub fn run(root: &std::path::Path) -> Result<i32> {
             return Ok(1);
         }
     }
+}
+
+/// Called while a round runs: when the queue holds runnable tasks the round lacks, rewrites
+/// `round.toml` with them (and their dependencies), adds them to `round` and returns that plan.
+fn grow_round(project: &Project, paths: &Paths, round: &mut BTreeSet<String>) -> Result<Option<crate::plan::Plan>> {
+    let _lock = lock_store(paths)?;
+    let mut store = load(paths)?;
+    if store.wanted.iter().all(|w| round.contains(w)) {
+        return Ok(None); // the common case, decided without reading the ledger
+    }
+    let (ids, plan_tasks) = runnable(project, &mut store)?;
+    if ids.is_subset(round) {
+        return Ok(None);
+    }
+    write_atomic(&paths.round(), render(&plan_tasks.iter().collect::<Vec<_>>())?.as_bytes())?;
+    let plan = crate::plan::load(project, Some(&paths.round()))?;
+    eprintln!(
+        "[{}] mcp runner: adding {} to the running round",
+        now(),
+        ids.difference(round).cloned().collect::<Vec<_>>().join(", ")
+    );
+    round.extend(ids);
+    Ok(Some(plan))
 }
 
 fn now() -> String {

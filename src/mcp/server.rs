@@ -154,7 +154,7 @@ impl HybridServer {
     }
 
     #[tool(description = "Add tasks and run them with agents in the background (a detached dispatcher; a running \
-        one picks them up in its next round). Returns at once with the task ids and their states. Validated exactly \
+        one adds them to the tasks it runs). Returns at once with the task ids and their states. Validated exactly \
         as a plan file: unique ids, existing dependencies, no cycles, runnable agents.")]
     async fn dispatch(&self, Parameters(a): Parameters<DispatchArgs>) -> ToolResult {
         call(self.root.clone(), move |p| plain(super::queue::dispatch(p, a.tasks))).await
