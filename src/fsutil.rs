@@ -19,11 +19,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// Writes `data` to `path` atomically (temp file + rename), syncing the data first when `sync`.
 pub fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let temp = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
+    let mut tmp = match temp() {
+        // The folder is made on first use only: no `mkdir` per write otherwise.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            temp()
+        }
+        r => r,
+    }
+    .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(data).context("cannot write temporary file")?;
     if sync {
         tmp.as_file().sync_all().context("cannot sync temporary file")?;

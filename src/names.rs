@@ -130,6 +130,16 @@ pub fn ref_lock_note(state: &Path, refname: &str) -> PathBuf {
     locks_dir(state).join(format!("ref-{}.note", file_part(refname)))
 }
 
+/// Whether a ref's lock note stays (marked free) when the lock is released: yes for refs locked
+/// again and again (a target branch: every landing reuses its note, no new file each time); no
+/// for a task's own refs (its branch and tip refs, locked a few times in the task's life), whose
+/// notes would otherwise pile up, one per task.
+pub fn ref_lock_note_is_kept(refname: &str) -> bool {
+    let task_ref = refname.strip_prefix("refs/heads/").is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+        || refname.starts_with("refs/hybrid/");
+    !task_ref
+}
+
 /// `<state>/locks/index-<who>-<target>.note`: the crash note of a fast checkout move's
 /// `index.lock` (`who`: `main` for the main checkout, `wt-<name>` for a linked worktree).
 pub fn index_lock_note(state: &Path, who: &str, target: &str) -> PathBuf {

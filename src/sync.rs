@@ -222,8 +222,8 @@ pub(crate) fn merged_tree(
     let ours = repo.find_commit(tip)?;
     let theirs = repo.find_commit(target_tip)?;
     if bases.len() == 1 {
-        let base_tree = repo.find_commit(bases[0])?.tree()?;
-        if let Some(tree_id) = tree_merge(repo, Some(&base_tree), &ours.tree()?, &theirs.tree()?)? {
+        let base_tree = repo.find_commit(bases[0])?.tree_id();
+        if let Some(tree_id) = tree_merge(repo, Some(base_tree), ours.tree_id(), theirs.tree_id())? {
             return Ok(Ok(tree_id));
         }
     }
@@ -252,24 +252,20 @@ pub(crate) fn merged_tree(
 /// turn that into a rename/rename conflict. In the cases it decides, the result is the tree
 /// libgit2's merge produces: with no path changed on both sides, renames pair a deletion and an
 /// addition on the same side and move nothing.
-pub(crate) fn tree_merge(
-    repo: &git2::Repository,
-    base: Option<&git2::Tree>,
-    ours: &git2::Tree,
-    theirs: &git2::Tree,
-) -> Result<Option<Oid>> {
-    if ours.id() == theirs.id() || base.map(|b| b.id()) == Some(theirs.id()) {
-        return Ok(Some(ours.id()));
+pub(crate) fn tree_merge(repo: &git2::Repository, base: Option<Oid>, ours: Oid, theirs: Oid) -> Result<Option<Oid>> {
+    if ours == theirs || base == Some(theirs) {
+        return Ok(Some(ours));
     }
-    if base.map(|b| b.id()) == Some(ours.id()) {
-        return Ok(Some(theirs.id()));
+    if base == Some(ours) {
+        return Ok(Some(theirs));
     }
     use crate::git::tree::{self, Entries, MODE_TREE as TREE};
-    let (eb, eo, et) = (Entries::of(base), Entries::of(Some(ours)), Entries::of(Some(theirs)));
+    let (eb, eo, et) =
+        (Entries::load(repo, base)?, Entries::load(repo, Some(ours))?, Entries::load(repo, Some(theirs))?);
     let mut out: Vec<(&[u8], Oid, i32)> = Vec::with_capacity(eo.len() + 4);
     let mut changed = false;
     // The closure answers `false` for a name this merge does not decide: libgit2 then merges.
-    let decided = tree::join([&eb, &eo, &et], |name, [b, o, t]| -> Result<bool> {
+    let decided = tree::join([&*eb, &*eo, &*et], |name, [b, o, t]| -> Result<bool> {
         let result = if o == t {
             if o.is_none() && b.is_some() {
                 return Ok(false); // deleted on both sides
@@ -282,8 +278,7 @@ pub(crate) fn tree_merge(
         } else {
             match (b, o, t) {
                 (b, Some((oi, TREE)), Some((ti, TREE))) if b.is_none_or(|(_, m)| m == TREE) => {
-                    let bt = b.map(|(bi, _)| repo.find_tree(bi)).transpose()?;
-                    match tree_merge(repo, bt.as_ref(), &repo.find_tree(oi)?, &repo.find_tree(ti)?)? {
+                    match tree_merge(repo, b.map(|(bi, _)| bi), oi, ti)? {
                         Some(id) => Some((id, TREE)),
                         None => return Ok(false),
                     }
@@ -305,7 +300,7 @@ pub(crate) fn tree_merge(
         return Ok(None);
     }
     if !changed {
-        return Ok(Some(ours.id()));
+        return Ok(Some(ours));
     }
     Ok(Some(tree::write(repo, &mut out)?))
 }
@@ -441,7 +436,7 @@ mod tests {
         let theirs = commit(&repo, Some(base), theirs_files);
         let (o, t) = (repo.find_commit(ours).unwrap(), repo.find_commit(theirs).unwrap());
         let bt = repo.find_commit(base).unwrap().tree().unwrap();
-        let fast = super::tree_merge(&repo, Some(&bt), &o.tree().unwrap(), &t.tree().unwrap()).unwrap();
+        let fast = super::tree_merge(&repo, Some(bt.id()), o.tree_id(), t.tree_id()).unwrap();
         let mut opts = git2::MergeOptions::new();
         opts.find_renames(true);
         let mut idx = repo.merge_commits(&o, &t, Some(&opts)).unwrap();

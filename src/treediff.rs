@@ -50,34 +50,28 @@ impl Change {
 /// Every changed non-folder entry between `a` and `b` (see the module contract).
 pub fn changes(repo: &Repository, a: Option<&Tree<'_>>, b: Option<&Tree<'_>>) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    walk(repo, a, b, &mut Vec::new(), &mut out)?;
+    walk(repo, a.map(Tree::id), b.map(Tree::id), &mut Vec::new(), &mut out)?;
     Ok(out)
 }
 
-fn walk(
-    repo: &Repository,
-    a: Option<&Tree<'_>>,
-    b: Option<&Tree<'_>>,
-    prefix: &mut Vec<u8>,
-    out: &mut Vec<Change>,
-) -> Result<()> {
-    let (ea, eb) = (Entries::of(a), Entries::of(b));
+fn walk(repo: &Repository, a: Option<Oid>, b: Option<Oid>, prefix: &mut Vec<u8>, out: &mut Vec<Change>) -> Result<()> {
+    let (ea, eb) = (Entries::load(repo, a)?, Entries::load(repo, b)?);
     let is_tree = |e: Option<(Oid, i32)>| e.is_some_and(|e| e.1 == MODE_TREE);
     let side = |e: Option<(Oid, i32)>| e.filter(|e| e.1 != MODE_TREE).map(|(id, mode)| Side { id, mode });
-    tree::join([&ea, &eb], |name, [x, y]| -> Result<bool> {
+    tree::join([&*ea, &*eb], |name, [x, y]| -> Result<bool> {
         if x == y {
             return Ok(true);
         }
         let len = prefix.len();
         prefix.extend_from_slice(name);
         if is_tree(x) || is_tree(y) {
-            let tx = if is_tree(x) { x.map(|e| repo.find_tree(e.0)).transpose()? } else { None };
-            let ty = if is_tree(y) { y.map(|e| repo.find_tree(e.0)).transpose()? } else { None };
+            let tx = if is_tree(x) { x.map(|e| e.0) } else { None };
+            let ty = if is_tree(y) { y.map(|e| e.0) } else { None };
             if side(x).is_some() || side(y).is_some() {
                 out.push(Change { path: prefix.clone(), old: side(x), new: side(y) });
             }
             prefix.push(b'/');
-            walk(repo, tx.as_ref(), ty.as_ref(), prefix, out)?;
+            walk(repo, tx, ty, prefix, out)?;
         } else {
             out.push(Change { path: prefix.clone(), old: side(x), new: side(y) });
         }

@@ -121,6 +121,19 @@ fn lands_one_squash_commit_records_it_and_cleans_up() {
     assert_eq!(repo.read("a.txt"), "a\n");
     assert_eq!(repo.porcelain(&repo.root), "");
     fsck_clean(&repo);
+    // The crash notes of the task's own refs are gone with their locks (they would pile up, one
+    // set per task); the target's stays, marked free, for the next landing to reuse.
+    let mut notes: Vec<String> = std::fs::read_dir(repo.root.join(".git/hybrid/locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".note"))
+        .collect();
+    notes.sort();
+    assert_eq!(notes, ["index-main-refs%heads%main.note", "ref-refs%heads%main.note"]);
+    for n in &notes {
+        let text = std::fs::read_to_string(repo.root.join(".git/hybrid/locks").join(n)).unwrap();
+        assert_eq!(text.trim(), "none", "{n}");
+    }
 
     // A second run is a no-op that reports the recorded landing.
     let again = merge_json(&repo, &["t1"]);

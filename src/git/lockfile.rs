@@ -21,8 +21,11 @@
 //!   hard-linked into place, a note (`names::index_lock_note`) names its device, inode and times,
 //!   and the next holder (under the same git-hybrid flock) removes a lock the note proves is a dead
 //!   holder's, and nothing else.
-//! - [`put_note`] and [`identity`] are the note record and the file identity it compares, shared
-//!   by both locks.
+//! - [`Note`] (one fixed-size record, opened once per lock and written in place) and [`identity`]
+//!   are the note and the file identity it compares, shared by both locks. A ref lock's note is
+//!   removed when the lock is released if [`names::ref_lock_note_is_kept`] says the ref is locked
+//!   once or twice in its life (a task's branch and tip refs), so notes do not pile up one per
+//!   task; a target's note stays and is reused by every landing (no new file per landing).
 
 use std::fs;
 use std::io::{ErrorKind, Write};
@@ -33,12 +36,13 @@ use anyhow::{Context, Result};
 use git2::{ErrorCode, Oid, Repository};
 
 use crate::error::HybridError;
+use crate::names;
 
 /// A ref locked git's way (`<ref>.lock`) for a compare-and-swap.
 pub struct RefLock<'r> {
     tx: Option<git2::Transaction<'r>>,
     refname: String,
-    note: PathBuf,
+    note: Option<Note>,
     /// The ref's value while locked (`None` when it does not exist).
     pub current: Option<Oid>,
 }
@@ -48,10 +52,12 @@ impl<'r> RefLock<'r> {
     /// the git-hybrid flock that guards this ref (the landing lock for a target, the task lock for
     /// a task branch), which makes the stale-lock repair safe.
     pub fn acquire(repo: &'r Repository, common_dir: &Path, refname: &str) -> Result<RefLock<'r>> {
-        let note = crate::names::ref_lock_note(&crate::names::state_dir(common_dir), refname);
+        let note = Note::open(&names::ref_lock_note(&names::state_dir(common_dir), refname));
         let lock_file = common_dir.join(format!("{refname}.lock"));
-        remove_stale_lock(&note, &lock_file);
-        write_pending_note(&note);
+        if let Some(note) = &note {
+            remove_stale_lock(note, &lock_file);
+            note.put("pending");
+        }
         let locked = (|| -> Result<git2::Transaction<'r>> {
             let start = Instant::now();
             loop {
@@ -73,16 +79,13 @@ impl<'r> RefLock<'r> {
                 }
             }
         })();
-        let tx = match locked {
-            Ok(tx) => tx,
-            Err(e) => {
-                clear_note(&note);
-                return Err(e);
-            }
-        };
-        write_note(&note, &lock_file);
-        let current = repo.refname_to_id(refname).ok();
-        Ok(RefLock { tx: Some(tx), refname: refname.to_string(), note, current })
+        let mut lock = RefLock { tx: None, refname: refname.to_string(), note, current: None };
+        lock.tx = Some(locked?); // on Err, dropping `lock` marks the note free
+        if let (Some(note), Some((dev, ino, s, ns, _))) = (&lock.note, identity(&lock_file)) {
+            note.put(&format!("held {dev} {ino} {s} {ns}"));
+        }
+        lock.current = repo.refname_to_id(refname).ok();
+        Ok(lock)
     }
 
     /// Deletes the ref (locked at [`RefLock::current`]) and releases it.
@@ -90,8 +93,7 @@ impl<'r> RefLock<'r> {
         let mut tx = self.tx.take().context("ref lock already used")?;
         tx.remove(&self.refname)?;
         tx.commit().with_context(|| format!("cannot delete {}", self.refname))?;
-        clear_note(&self.note);
-        Ok(())
+        Ok(()) // dropping `self` releases the note
     }
 
     /// Points the ref at `new` and releases it.
@@ -100,8 +102,7 @@ impl<'r> RefLock<'r> {
         let sig = crate::git::signature(repo, crate::git::Role::Committer)?;
         tx.set_target(&self.refname, new, Some(&sig), message)?;
         tx.commit().with_context(|| format!("cannot update {}", self.refname))?;
-        clear_note(&self.note);
-        Ok(())
+        Ok(()) // dropping `self` releases the note
     }
 }
 
@@ -110,7 +111,13 @@ impl Drop for RefLock<'_> {
         if let Some(tx) = self.tx.take() {
             drop(tx); // libgit2 removes the .lock file
         }
-        clear_note(&self.note);
+        if let Some(note) = self.note.take() {
+            if names::ref_lock_note_is_kept(&self.refname) {
+                note.put("none");
+            } else {
+                note.remove();
+            }
+        }
     }
 }
 
@@ -127,44 +134,57 @@ pub fn identity(_path: &Path) -> Option<(u64, u64, i64, i64, u64)> {
     None
 }
 
-/// Writes a note as one fixed-size `pwrite` at offset 0 of a file that is never deleted: a
-/// killed writer leaves the old record or the new one, never a torn or empty one, and no file
-/// is created per landing (file creation dominates on busy file systems).
-#[cfg(unix)]
-pub fn put_note(note: &Path, text: &str) {
-    use std::os::unix::fs::FileExt;
-    if let Some(dir) = note.parent() {
-        let _ = std::fs::create_dir_all(dir);
+/// A crash note: one fixed-size record at offset 0 of a small file, opened once and rewritten in
+/// place with single `pwrite`s, so a killed writer leaves the old record or the new one, never a
+/// torn or empty one. Notes are best effort: a note that cannot be opened or written only
+/// means a lock a kill leaves behind is not removed automatically (git's own message says how).
+pub struct Note {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl Note {
+    /// Opens (creating it and its folder if needed) the note at `path`.
+    pub fn open(path: &Path) -> Option<Note> {
+        let open = || fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
+        let file = match open() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(path.parent()?).ok()?;
+                open()
+            }
+            r => r,
+        }
+        .ok()?;
+        Some(Note { file, path: path.to_path_buf() })
     }
-    let mut rec = format!("{text:<79}").into_bytes();
-    rec.truncate(79);
-    rec.push(b'\n');
-    if let Ok(f) = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(note) {
-        let _ = f.write_all_at(&rec, 0);
+
+    /// The record (empty for a new note).
+    pub fn read(&self) -> String {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 80];
+        let n = self.file.read_at(&mut buf, 0).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
-}
 
-#[cfg(not(unix))]
-pub fn put_note(note: &Path, text: &str) {
-    let _ = std::fs::write(note, text);
-}
-
-/// Marks a note as holding nothing.
-fn clear_note(note: &Path) {
-    if note.exists() {
-        put_note(note, "none");
+    /// Replaces the record with `text` (at most 79 bytes are kept).
+    pub fn put(&self, text: &str) {
+        use std::os::unix::fs::FileExt;
+        let mut rec = format!("{text:<79}").into_bytes();
+        rec.truncate(79);
+        rec.push(b'\n');
+        let _ = self.file.write_all_at(&rec, 0);
     }
-}
 
-/// Before locking: "pending" (the note file's mtime, set by this write, says when).
-fn write_pending_note(note: &Path) {
-    put_note(note, "pending");
-}
+    /// When the record was last written (the note file's modification time).
+    fn written_at(&self) -> Option<(i64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata().ok()?;
+        Some((m.mtime(), m.mtime_nsec()))
+    }
 
-/// After locking: "held <dev> <ino> <secs> <nanos>" of the lock file.
-fn write_note(note: &Path, lock_file: &Path) {
-    if let Some((dev, ino, s, ns, _)) = identity(lock_file) {
-        put_note(note, &format!("held {dev} {ino} {s} {ns}"));
+    /// Removes the note's file.
+    fn remove(self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -175,8 +195,8 @@ fn write_note(note: &Path, lock_file: &Path) {
 /// - "pending" (killed between taking the lock and noting it): an empty lock file created after
 ///   the note. git writes a lock file's content right after creating it, so an empty one is not a
 ///   live git command's.
-fn remove_stale_lock(note: &Path, lock_file: &Path) {
-    let Ok(recorded) = std::fs::read_to_string(note) else { return };
+fn remove_stale_lock(note: &Note, lock_file: &Path) {
+    let recorded = note.read();
     let fields: Vec<&str> = recorded.split_whitespace().collect();
     if fields.first().is_none_or(|f| *f == "none") {
         return;
@@ -187,15 +207,13 @@ fn remove_stale_lock(note: &Path, lock_file: &Path) {
             num(1) == Some(dev as i64) && num(2) == Some(ino as i64) && Some((s, ns)) >= num(3).zip(num(4))
         }
         // Compare file times with file times: the kernel's file clock is coarser than SystemTime.
-        (Some("pending"), Some((_, _, s, ns, len))) => {
-            len == 0 && identity(note).is_some_and(|(_, _, ns_s, ns_ns, _)| (s, ns) >= (ns_s, ns_ns))
-        }
+        (Some("pending"), Some((_, _, s, ns, len))) => len == 0 && note.written_at().is_some_and(|w| (s, ns) >= w),
         _ => false,
     };
     if stale {
         let _ = std::fs::remove_file(lock_file);
     }
-    clear_note(note);
+    note.put("none");
 }
 
 /// How long a landing waits for another git command to release a checkout's `index.lock`
@@ -253,7 +271,7 @@ pub struct IndexLock {
     pub index: PathBuf,
     /// Where the new index is written before it is renamed over `index`.
     new: PathBuf,
-    note: PathBuf,
+    note: Option<Note>,
 }
 
 impl IndexLock {
@@ -265,7 +283,10 @@ impl IndexLock {
     pub fn acquire(work_dir: &Path, git_dir: &Path, note: PathBuf) -> Result<Option<IndexLock>> {
         let index = git_dir.join("index");
         let lock = git_dir.join("index.lock");
-        remove_stale_index_lock(&note, &lock);
+        let note = Note::open(&note);
+        if let Some(note) = &note {
+            remove_stale_index_lock(note, &lock);
+        }
         if !index.exists() {
             return Ok(None);
         }
@@ -282,8 +303,8 @@ impl IndexLock {
             .create_new(true)
             .open(&candidate)
             .with_context(|| format!("cannot create {}", candidate.display()))?;
-        if let Some((dev, ino, s, ns, _)) = identity(&candidate) {
-            put_note(&note, &format!("held {dev} {ino} {s} {ns}"));
+        if let (Some(note), Some((dev, ino, s, ns, _))) = (&note, identity(&candidate)) {
+            note.put(&format!("held {dev} {ino} {s} {ns}"));
         }
         // A git command may take the lock between our wait and the link: wait for it again.
         let deadline = Instant::now() + index_lock_wait();
@@ -299,11 +320,11 @@ impl IndexLock {
         match linked {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                put_note(&note, "none");
+                note.inspect(|n| n.put("none"));
                 return Err(index_busy(work_dir, git_dir));
             }
             Err(e) => {
-                put_note(&note, "none");
+                note.inspect(|n| n.put("none"));
                 return Err(e).with_context(|| format!("cannot create {}", lock.display()));
             }
         }
@@ -333,15 +354,17 @@ impl Drop for IndexLock {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.new);
         let _ = fs::remove_file(&self.lock);
-        put_note(&self.note, "none");
+        if let Some(note) = &self.note {
+            note.put("none");
+        }
     }
 }
 
 /// Removes an `index.lock` the note proves was left by a dead git-hybrid landing (the caller
 /// holds that landing's flock): same device and inode, and the exact times noted (our lock file
 /// is never written, so a git command's lock, even on a reused inode, differs).
-fn remove_stale_index_lock(note: &Path, lock: &Path) {
-    let Ok(recorded) = fs::read_to_string(note) else { return };
+fn remove_stale_index_lock(note: &Note, lock: &Path) {
+    let recorded = note.read();
     let f: Vec<&str> = recorded.split_whitespace().collect();
     if f.first() != Some(&"held") {
         return;
@@ -357,5 +380,5 @@ fn remove_stale_index_lock(note: &Path, lock: &Path) {
             let _ = fs::remove_file(lock);
         }
     }
-    put_note(note, "none");
+    note.put("none");
 }
