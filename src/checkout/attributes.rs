@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 
 use super::Checkout;
-use crate::git::attributes::{self as gitattributes, may_match, parse_attr, State};
+use crate::git::attributes::{self as gitattributes, parse_attr, Pattern, State};
 use crate::git::config::Sources;
 use crate::git::index::RawIndex;
 use crate::repo::Project;
@@ -67,8 +67,9 @@ pub fn blocker(project: &Project, co: &Checkout, index: &RawIndex, paths: &[&str
     }
     for (dir, pattern, mut tokens) in gitattributes::rules(&sources) {
         let Some(attr) = tokens.find(|t| token_converts(t, &bad_macros)) else { continue };
+        let pattern = Pattern::new(dir, pattern);
         for path in paths {
-            if may_match(dir, pattern, path) {
+            if pattern.may_match(path) {
                 return Ok(Some(format!("the attribute {attr:?} may apply to {path:?}")));
             }
         }

@@ -11,8 +11,9 @@
 //! - [`macros`] lists the macro definitions (`[attr]name ...`) of all sources; [`rules`] the
 //!   other lines as `(folder, pattern, attribute tokens)`; [`parse_attr`] reads one token
 //!   (`name`, `-name`, `!name`, `name=value`).
-//! - [`may_match`] says whether a line's pattern may match a path, over-approximating: a pattern
-//!   it cannot read (C-quoted, an invalid glob) matches everything.
+//! - [`Pattern`] (and [`may_match`] for one path) says whether a line's pattern may match a path,
+//!   over-approximating: a pattern it cannot read (C-quoted, an invalid glob) matches everything.
+//!   A pattern is compiled once, however many paths it is matched against.
 //!
 //! What an attribute means for a move is decided by the caller (`checkout/attributes.rs`).
 
@@ -86,32 +87,76 @@ pub fn rules(sources: &[Source]) -> impl Iterator<Item = (&str, &str, std::str::
     })
 }
 
-/// Whether the attribute `pattern` of a file in `dir` may match `path` (gitattributes rules:
+/// Whether the attribute `pattern` of a file in `dir` may match `path` (see [`Pattern`]).
+pub fn may_match(dir: &str, pattern: &str, path: &str) -> bool {
+    Pattern::new(dir, pattern).may_match(path)
+}
+
+/// An attribute line's pattern, read once and matched against many paths (gitattributes rules:
 /// gitignore's patterns without negation; a pattern without a slash matches the name at any
 /// depth, one with a slash the path from `dir`; one ending in a slash matches only folders).
-pub fn may_match(dir: &str, pattern: &str, path: &str) -> bool {
-    let rel = if dir.is_empty() {
-        path
-    } else {
-        match path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) {
-            Some(r) => r,
-            None => return false,
+pub struct Pattern<'a> {
+    dir: &'a str,
+    how: How,
+}
+
+enum How {
+    /// C-quoted or not a glob we can read: may match anything.
+    Anything,
+    /// Folders only: never a file's attributes.
+    Nothing,
+    /// The glob, against the name only (`basename`) or the path from `dir`.
+    Glob { matcher: globset::GlobMatcher, basename: bool },
+    /// `*<literal>` against the name (`*.sh`, the common line): no glob compiled.
+    NameEndsWith(String),
+    /// A literal name or path (no glob characters).
+    Literal { text: String, basename: bool },
+}
+
+impl<'a> Pattern<'a> {
+    pub fn new(dir: &'a str, pattern: &str) -> Pattern<'a> {
+        let how = if pattern.starts_with('"') {
+            How::Anything
+        } else if pattern.ends_with('/') {
+            How::Nothing
+        } else {
+            let (glob, basename) = match pattern.strip_prefix('/') {
+                Some(anchored) => (anchored, false),
+                None => (pattern, !pattern.contains('/')),
+            };
+            let plain = |t: &str| !t.contains(['*', '?', '[', ']', '{', '}', '\\']);
+            match glob.strip_prefix('*') {
+                Some(rest) if basename && plain(rest) => How::NameEndsWith(rest.to_string()),
+                _ if plain(glob) => How::Literal { text: glob.to_string(), basename },
+                _ => match GlobBuilder::new(glob).literal_separator(true).backslash_escape(true).build() {
+                    Ok(g) => How::Glob { matcher: g.compile_matcher(), basename },
+                    Err(_) => How::Anything,
+                },
+            }
+        };
+        Pattern { dir, how }
+    }
+
+    /// Whether the pattern may match `path` (relative to the checkout's root).
+    pub fn may_match(&self, path: &str) -> bool {
+        let rel = if self.dir.is_empty() {
+            path
+        } else {
+            match path.strip_prefix(self.dir).and_then(|r| r.strip_prefix('/')) {
+                Some(r) => r,
+                None => return false,
+            }
+        };
+        let name = || rel.rsplit('/').next().unwrap_or(rel);
+        match &self.how {
+            How::Anything => true,
+            How::Nothing => false,
+            How::NameEndsWith(tail) => name().ends_with(tail.as_str()),
+            How::Literal { text, basename: true } => name() == text,
+            How::Literal { text, basename: false } => rel == text,
+            How::Glob { matcher, basename: true } => matcher.is_match(name()),
+            How::Glob { matcher, basename: false } => matcher.is_match(rel),
         }
-    };
-    if pattern.starts_with('"') {
-        return true; // C-quoted: not parsed here
-    }
-    if pattern.ends_with('/') {
-        return false; // folders only: never a file's attributes
-    }
-    let (pattern, subject) = match pattern.strip_prefix('/') {
-        Some(anchored) => (anchored, rel),
-        None if !pattern.contains('/') => (pattern, rel.rsplit('/').next().unwrap_or(rel)),
-        None => (pattern, rel),
-    };
-    match GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).build() {
-        Ok(g) => g.compile_matcher().is_match(subject),
-        Err(_) => true,
     }
 }
 
@@ -196,6 +241,28 @@ mod tests {
         assert!(may_match("sub", "x/*.c", "sub/x/a.c"));
         assert!(!may_match("", "build/", "build"));
         assert!(may_match("", "\"odd name\"", "anything"));
+        // Without a glob compiled: `*<literal>` and literal names, as globset reads them.
+        for (pattern, path) in [
+            ("*.sh", "t/lib.sh"),
+            ("*.sh", ".sh"),
+            ("*.sh", "t/lib.shx"),
+            ("*.sh", "a.sh/b"),
+            ("Makefile", "sub/Makefile"),
+            ("Makefile", "Makefile.in"),
+            ("/Makefile", "sub/Makefile"),
+            ("/Makefile", "Makefile"),
+            ("t/README", "t/README"),
+            ("t/README", "x/t/README"),
+            ("*", "any/thing"),
+        ] {
+            let glob = globset::GlobBuilder::new(pattern.trim_start_matches('/'))
+                .literal_separator(true)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            let subject = if pattern.contains('/') { path } else { path.rsplit('/').next().unwrap() };
+            assert_eq!(may_match("", pattern, path), glob.is_match(subject), "{pattern} {path}");
+        }
     }
 
     #[test]

@@ -303,6 +303,17 @@ impl RawIndex {
         i < self.slots.len() && self.path(i).starts_with(prefix.as_bytes())
     }
 
+    /// Appends the entries `slots` as they are, in one copy (entries lie back to back in the
+    /// file, in order); returns how many.
+    fn copy_entries(&self, slots: std::ops::Range<usize>, out: &mut Vec<u8>) -> u32 {
+        if slots.is_empty() {
+            return 0;
+        }
+        let (from, to) = (self.slots[slots.start].bytes.start, self.slots[slots.end - 1].bytes.end);
+        out.extend_from_slice(&self.data[from..to]);
+        slots.len() as u32
+    }
+
     /// The index with the stage-0 entries of `changes` (sorted by path, unique) set (`Some`) or
     /// removed (`None`), checksum included.
     pub fn write_with(&self, changes: &[(String, Option<Entry>)]) -> Vec<u8> {
@@ -314,10 +325,7 @@ impl RawIndex {
         let mut next = 0; // next existing slot to copy
         for (path, entry) in changes {
             let at = self.lower_bound(path.as_bytes(), 0);
-            for s in &self.slots[next..at] {
-                out.extend_from_slice(&self.data[s.bytes.clone()]);
-                count += 1;
-            }
+            count += self.copy_entries(next..at, &mut out);
             next = at;
             if next < self.slots.len() && self.path(next) == path.as_bytes() && self.entry(next).stage() == 0 {
                 next += 1; // replaced or removed
@@ -327,10 +335,7 @@ impl RawIndex {
                 count += 1;
             }
         }
-        for s in &self.slots[next..] {
-            out.extend_from_slice(&self.data[s.bytes.clone()]);
-            count += 1;
-        }
+        count += self.copy_entries(next..self.slots.len(), &mut out);
         out[8..12].copy_from_slice(&count.to_be_bytes());
         if let Some(tree) = &self.tree {
             if let Some(t) = invalidate_tree(&self.data[tree.clone()], changes.iter().map(|(p, _)| p.as_str())) {

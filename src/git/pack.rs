@@ -26,6 +26,8 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 use git2::{ObjectType, Odb, Oid, Repository};
 use sha1::{Digest, Sha1};
 
+use super::tree::{join, Entries, MODE_SUBMODULE, MODE_TREE};
+
 /// Longest delta chain written (git's own default limit is 50).
 pub const MAX_DEPTH: u32 = 16;
 
@@ -43,7 +45,7 @@ pub fn new_objects(repo: &Repository, disk: &Odb, commits: &[Oid]) -> Result<Vec
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for &id in commits {
-        if !seen.insert(id) || disk.exists(id) {
+        if !seen.insert(id) || on_disk(disk, id) {
             continue;
         }
         out.push(NewObject { id, previous: None });
@@ -54,8 +56,16 @@ pub fn new_objects(repo: &Repository, disk: &Odb, commits: &[Oid]) -> Result<Vec
     Ok(out)
 }
 
+/// Whether `disk` has `id`, without re-reading its pack folder on a miss (most lookups here are
+/// misses: the new objects). An object a concurrent repack just moved is then packed once more,
+/// which is harmless.
+fn on_disk(disk: &Odb, id: Oid) -> bool {
+    disk.exists_ext(id, git2::OdbLookupFlags::NO_REFRESH)
+}
+
 /// Adds `tree` and what it holds that differs from `old` (the same path's tree in the parent)
-/// and is not on disk.
+/// and is not on disk. Entries are read through [`Entries::load`] (trees the train just merged
+/// are remembered there) and joined by name.
 fn collect_tree(
     repo: &Repository,
     disk: &Odb,
@@ -64,25 +74,25 @@ fn collect_tree(
     seen: &mut HashSet<Oid>,
     out: &mut Vec<NewObject>,
 ) -> Result<()> {
-    if !seen.insert(tree) || disk.exists(tree) {
+    if !seen.insert(tree) || on_disk(disk, tree) {
         return Ok(());
     }
     out.push(NewObject { id: tree, previous: old });
-    let t = repo.find_tree(tree)?;
-    let old_tree = old.and_then(|o| repo.find_tree(o).ok());
-    for e in t.iter() {
-        let before = old_tree.as_ref().and_then(|o| o.get_name_bytes(e.name_bytes()).map(|pe| pe.id()));
-        if before == Some(e.id()) {
-            continue;
+    let (new, before) = (Entries::load(repo, Some(tree))?, Entries::load(repo, old)?);
+    join([&*new, &*before], |_, [now, then]| -> Result<bool> {
+        let Some((id, mode)) = now else { return Ok(true) };
+        if then.is_some_and(|(was, _)| was == id) {
+            return Ok(true); // unchanged
         }
-        match e.kind() {
-            Some(ObjectType::Tree) => collect_tree(repo, disk, e.id(), before, seen, out)?,
-            Some(ObjectType::Blob) if seen.insert(e.id()) && !disk.exists(e.id()) => {
-                out.push(NewObject { id: e.id(), previous: None })
-            }
-            _ => {} // a submodule's commit is not in this repository
+        let then = then.filter(|t| t.1 == MODE_TREE).map(|t| t.0);
+        match mode {
+            MODE_TREE => collect_tree(repo, disk, id, then, seen, out)?,
+            MODE_SUBMODULE => {} // a submodule's commit is not in this repository
+            _ if seen.insert(id) && !on_disk(disk, id) => out.push(NewObject { id, previous: None }),
+            _ => {}
         }
-    }
+        Ok(true)
+    })?;
     Ok(())
 }
 

@@ -29,6 +29,9 @@ use git2::{ObjectType, Oid, Repository};
 /// A folder's mode in a tree.
 pub const MODE_TREE: i32 = 0o040000;
 
+/// A submodule's mode in a tree (the entry is a commit of another repository).
+pub const MODE_SUBMODULE: i32 = 0o160000;
+
 /// One entry: where its name is in [`Entries`]' buffer, its id and mode.
 #[derive(Debug, Clone)]
 struct Slot {
