@@ -59,7 +59,10 @@ pub fn matches(a: &[u32], b: &[u32]) -> usize {
 ///
 /// `b2j` is CSR: positions of element `e` in `b` are `pos[start[e]..start[e + 1]]`, ascending;
 /// empty for popular elements and elements absent from `b`. `j2len` of the current and
-/// previous row: `len[j]` is valid when `stamp[j]` is the row.
+/// previous row, one place to the right: `len[j + 1]` is the run ending at `b[j]`, valid when
+/// `stamp[j + 1]` is the row (`len[0]` and `stamp[0]` stand before `b` and are never written, so
+/// reading the run ending before `b[0]` needs no test; `len[n + 1]` and `stamp[n + 1]` are
+/// written and never read, the target of a row's write when it has nothing to write).
 pub struct Matcher<'s> {
     a: &'s [u32],
     b: &'s [u32],
@@ -98,7 +101,8 @@ impl<'s> Matcher<'s> {
         }
         fill.clear();
         fill.extend_from_slice(start);
-        zeroed(pos, acc as usize);
+        // One more: `pos[start[e]]` can be read for any element, even one that is absent.
+        zeroed(pos, acc as usize + 1);
         for (j, &e) in b.iter().enumerate() {
             let e = e as usize;
             if count[e] > 0 {
@@ -106,8 +110,8 @@ impl<'s> Matcher<'s> {
                 fill[e] += 1;
             }
         }
-        zeroed(len, n);
-        zeroed(stamp, n);
+        zeroed(len, n + 2);
+        zeroed(stamp, n + 2);
         Matcher { a, b, buf, row: 0 }
     }
 
@@ -122,25 +126,54 @@ impl<'s> Matcher<'s> {
         }
         // A row number no row of this call writes, so the first row reads nothing.
         self.row += 1;
-        for (i, &ai) in a.iter().enumerate().take(ahi).skip(alo) {
+        let whole = blo == 0 && bhi == b.len();
+        for (i, &ai) in a[alo..ahi].iter().enumerate().map(|(k, e)| (alo + k, e)) {
             let prev = self.row;
             self.row += 1;
             let cur = self.row;
             let e = ai as usize;
             let lo = start[e] as usize;
-            let hi = start.get(e + 1).map(|&h| h as usize).unwrap_or(pos.len());
+            let hi = start.get(e + 1).map_or(lo, |&h| h as usize);
             let js = &pos[lo..hi];
-            // The first (and largest) call spans all of `b`: no search needed there.
-            let from = if blo == 0 { 0 } else { js.partition_point(|&j| (j as usize) < blo) };
-            let to = if bhi == b.len() { js.len() } else { js.partition_point(|&j| (j as usize) < bhi) };
+            // The first (and largest) call spans all of `b`: no search needed there. Most
+            // elements occur a few times: counting those below the bounds takes no branch that
+            // depends on the data, where a binary search mispredicts.
+            let (from, to) = if whole {
+                (0, js.len())
+            } else if js.len() <= 1 {
+                let (j, one) = (pos[lo] as usize, js.len());
+                (one & usize::from(j < blo), one & usize::from(j < bhi))
+            } else if js.len() <= 8 {
+                let below = |bound: usize| js.iter().map(|&j| usize::from((j as usize) < bound)).sum::<usize>();
+                (below(blo), below(bhi))
+            } else {
+                (js.partition_point(|&j| (j as usize) < blo), js.partition_point(|&j| (j as usize) < bhi))
+            };
             // Longest run ending in this row, and the smallest j reaching it (CPython scans j
             // upwards and only replaces on a strictly longer run).
             let (mut row_best, mut row_j) = (0u32, 0usize);
-            for &j in js[from..to].iter().rev() {
+            let ours = &js[from..to];
+            if ours.len() <= 1 {
+                // Most rows have one position or none: one step without a branch on which (a
+                // row without one writes to the spare slot and counts a run of 0).
+                let j = pos[lo + from] as usize;
+                let there = u32::from(!ours.is_empty());
+                let k = 1 + (len[j] & 0u32.wrapping_sub(u32::from(stamp[j] == prev)));
+                // `j + 1` if there is one, else the spare slot, by a mask (an `if` here became a
+                // branch).
+                let spare = len.len() - 1;
+                let at = spare ^ ((spare ^ (j + 1)) & 0usize.wrapping_sub(there as usize));
+                len[at] = k;
+                stamp[at] = cur;
+                row_best = k * there;
+                row_j = j;
+            }
+            for &j in ours.iter().rev().take(if ours.len() > 1 { ours.len() } else { 0 }) {
                 let j = j as usize;
-                let k = if j > 0 && stamp[j - 1] == prev { len[j - 1] + 1 } else { 1 };
-                len[j] = k;
-                stamp[j] = cur;
+                // Without a branch: whether the run continues from the previous row is data.
+                let k = 1 + (len[j] & 0u32.wrapping_sub(u32::from(stamp[j] == prev)));
+                len[j + 1] = k;
+                stamp[j + 1] = cur;
                 if k >= row_best {
                     row_best = k;
                     row_j = j;

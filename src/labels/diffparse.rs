@@ -66,6 +66,18 @@ impl Span {
         Span { start: start | Span::DECODED, end }
     }
 
+    /// The number of bytes.
+    #[inline]
+    pub fn len(self) -> usize {
+        self.range().1.len()
+    }
+
+    /// Whether the span holds no bytes.
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
     /// The buffer and the byte range.
     #[inline]
     pub fn range(self) -> (Buffer, std::ops::Range<usize>) {
@@ -98,6 +110,9 @@ pub trait LineSource {
     /// The bytes of a span returned by [`LineSource::text`] or [`LineSource::key`] (or a part
     /// of one).
     fn resolve(&self, span: Span) -> &[u8];
+    /// The bytes of a span's buffer from the span's start to the end of the buffer (the span
+    /// is the first [`Span::len`] of them): lets a key be read in fixed-size blocks.
+    fn tail(&self, span: Span) -> &[u8];
 }
 
 /// Lines of plain text.
@@ -150,6 +165,13 @@ impl LineSource for TextSource<'_> {
     fn resolve(&self, span: Span) -> &[u8] {
         match span.range() {
             (Buffer::Input, r) => &self.text.as_bytes()[r],
+            (Buffer::Decoded, _) => b"",
+        }
+    }
+
+    fn tail(&self, span: Span) -> &[u8] {
+        match span.range() {
+            (Buffer::Input, r) => &self.text.as_bytes()[r.start..],
             (Buffer::Decoded, _) => b"",
         }
     }

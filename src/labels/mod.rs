@@ -9,11 +9,11 @@
 //! where the keys are the `<path>\t<line>` changed lines of [`diffparse`]. The numbers equal
 //! Python's (the arithmetic is the same; `benches/labels_ref.py` is the reference and
 //! `tests/labels.rs` checks parity). Keys are interned to dense integers once per pair, in a
-//! hash table that [`Work`] keeps across pairs (no allocation per pair once warm).
+//! hash table ([`intern`]) that [`Work`] keeps across pairs (no allocation per pair once warm).
 //!
 //! Sub-modules: [`diffparse`] (the parsing rule), [`jsonstr`] (diff lines read straight from
 //! JSON string literals, validated in the same pass), [`jsonblock`] (the 64-byte masks its
-//! line splitter reads), [`jsonrec`] (one-pass reader of a
+//! line splitter reads), [`intern`] (dense ids for keys), [`jsonrec`] (one-pass reader of a
 //! `{"id","candidate","final"}` line), [`difflib`] (the SequenceMatcher port), [`gitdiff`]
 //! (unified diffs from git objects), [`pairs`] (`label --pairs` JSONL streaming), [`landed`]
 //! (labelling the attempts of landed tasks in the ledger).
@@ -21,6 +21,7 @@
 pub mod difflib;
 pub mod diffparse;
 pub mod gitdiff;
+pub mod intern;
 pub mod jsonblock;
 pub mod jsonrec;
 pub mod jsonstr;
@@ -29,18 +30,19 @@ pub mod pairs;
 
 pub use crate::ledger::Labels;
 use diffparse::{parse, Buffer, Span, TextSource};
+use intern::Interner;
 
 /// Labels of a candidate diff against a final diff (see the module contract).
 pub fn score(candidate: &str, final_diff: &str) -> Labels {
     let texts = [candidate.as_bytes(), final_diff.as_bytes()];
-    let resolve = |side: usize, span: Span| match span.range() {
-        (Buffer::Input, r) => &texts[side][r],
+    let tail = |side: usize, span: Span| match span.range() {
+        (Buffer::Input, r) => &texts[side][r.start..],
         (Buffer::Decoded, _) => &b""[..],
     };
     let mut work = Work::default();
     work.begin(candidate.len() + final_diff.len());
     for (side, text) in [candidate, final_diff].into_iter().enumerate() {
-        parse(&mut TextSource::new(text), |_, p, l| work.add(side, p, l, &resolve));
+        parse(&mut TextSource::new(text), |_, p, l| work.add(side, p, l, &tail));
     }
     work.labels()
 }
@@ -69,26 +71,27 @@ impl Work {
         self.last_path = [None, None];
     }
 
-    /// Adds the next changed line of `side` (0: candidate, 1: final); `resolve(side, span)`
-    /// gives the bytes of this and every earlier span of the pair.
+    /// Adds the next changed line of `side` (0: candidate, 1: final); `tail(side, span)` gives
+    /// the bytes of the buffer of this and every earlier span of the pair from the span's start
+    /// on ([`LineSource::tail`](diffparse::LineSource::tail)).
     #[inline]
-    pub fn add<'t>(&mut self, side: usize, path: Span, key: Span, resolve: &impl Fn(usize, Span) -> &'t [u8]) {
+    pub fn add<'t>(&mut self, side: usize, path: Span, key: Span, tail: &impl Fn(usize, Span) -> &'t [u8]) {
         let pid = match self.last_path[side] {
             Some((span, pid)) if span == path => pid,
             _ => {
-                let pid = self.paths.intern(0, side, path, resolve(side, path), resolve);
+                let pid = self.paths.intern(0, side, path, tail);
                 self.last_path[side] = Some((path, pid));
                 pid
             }
         };
-        let id = self.lines.intern(pid, side, key, resolve(side, key), resolve);
+        let id = self.lines.intern(pid, side, key, tail);
         self.seq[side].push(id);
     }
 
     /// The labels of the pair added since [`Work::begin`].
     pub fn labels(&mut self) -> Labels {
         let Work { lines, seq, seen, matcher, .. } = self;
-        labels_of(&seq[0], &seq[1], lines.len(), seen, matcher)
+        labels_of(&seq[0], &seq[1], lines.distinct(), seen, matcher)
     }
 }
 
@@ -124,116 +127,6 @@ pub fn similar_ratio(candidate: &str, final_diff: &str) -> f64 {
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let b: Vec<&str> = b.iter().map(String::as_str).collect();
     similar::TextDiff::configure().diff_slices(&a, &b).ratio() as f64
-}
-
-/// Dense ids for (namespace, bytes) keys: an open-addressing table of ids over entries that
-/// remember where their bytes are, so keys are never copied.
-#[derive(Default)]
-struct Interner {
-    /// `id + 1` per slot, 0 for empty; the length is a power of two, at most half full.
-    slots: Vec<u32>,
-    entries: Vec<Entry>,
-}
-
-struct Entry {
-    hash: u64,
-    ns: u32,
-    side: u8,
-    span: Span,
-}
-
-impl Interner {
-    /// Empties the table, sized for about `expected` keys.
-    fn reset(&mut self, expected: usize) {
-        let size = (expected * 2).next_power_of_two().max(16);
-        self.slots.clear();
-        self.slots.resize(size, 0);
-        self.entries.clear();
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// The id of (`ns`, `bytes`), where `bytes` is `span` of `side`.
-    #[inline]
-    fn intern<'t>(
-        &mut self,
-        ns: u32,
-        side: usize,
-        span: Span,
-        bytes: &[u8],
-        resolve: &impl Fn(usize, Span) -> &'t [u8],
-    ) -> u32 {
-        let hash = hash_bytes(u64::from(ns), bytes);
-        let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            let slot = self.slots[i];
-            if slot == 0 {
-                break;
-            }
-            let e = &self.entries[slot as usize - 1];
-            if e.hash == hash && e.ns == ns && resolve(usize::from(e.side), e.span) == bytes {
-                return slot - 1;
-            }
-            i = (i + 1) & mask;
-        }
-        let id = self.entries.len() as u32;
-        self.entries.push(Entry { hash, ns, side: side as u8, span });
-        self.slots[i] = id + 1;
-        if self.entries.len() * 2 > self.slots.len() {
-            self.grow();
-        }
-        id
-    }
-
-    fn grow(&mut self) {
-        let size = self.slots.len() * 2;
-        self.slots.clear();
-        self.slots.resize(size, 0);
-        for (id, e) in self.entries.iter().enumerate() {
-            let mut i = e.hash as usize & (size - 1);
-            while self.slots[i] != 0 {
-                i = (i + 1) & (size - 1);
-            }
-            self.slots[i] = id as u32 + 1;
-        }
-    }
-}
-
-/// A fast non-cryptographic hash of `bytes` (16 bytes per folded multiply, in the style of
-/// wyhash/foldhash); collisions only cost a comparison, and flooding is not a concern here.
-#[inline]
-fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
-    const K: [u64; 4] = [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
-    #[inline]
-    fn fold(a: u64, b: u64) -> u64 {
-        let p = u128::from(a) * u128::from(b);
-        (p as u64) ^ ((p >> 64) as u64)
-    }
-    #[inline]
-    fn word(b: &[u8]) -> u64 {
-        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-    }
-    let mut h = seed.wrapping_mul(K[0]) ^ bytes.len() as u64;
-    let mut rest = bytes;
-    // Blocks are folded independently (no multiply waits for the previous one) and combined
-    // with a rotation, so their order still matters.
-    while rest.len() > 16 {
-        h = h.rotate_left(23) ^ fold(word(rest) ^ K[2], word(&rest[8..]) ^ K[3]);
-        rest = &rest[16..];
-    }
-    let (x, y) = match rest.len() {
-        8..=16 => (word(rest), word(&rest[rest.len() - 8..])),
-        4..=7 => {
-            let w = |b: &[u8]| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-            (w(rest), w(&rest[rest.len() - 4..]))
-        }
-        1..=3 => (u64::from(rest[0]) | u64::from(rest[rest.len() / 2]) << 8 | u64::from(rest[rest.len() - 1]) << 16, 0),
-        _ => (0, 0),
-    };
-    fold(fold(x ^ K[2] ^ h, y ^ K[3]), K[1] ^ bytes.len() as u64)
 }
 
 /// A fixed-seed xorshift generator for the readers' randomized tests: `rnd(n)` is in `0..n`, the

@@ -71,7 +71,7 @@ fn label_line(line: &[u8], w: &mut LineWork, out: &mut Vec<u8>) -> Result<bool, 
     let id = read_record(line, |side, at| {
         let mut src = JsonStrSource::new(line, at, decoded);
         // Both diffs' spans index the same line and decoded buffer, so `side` is not needed.
-        parse(&mut src, |s, p, k| work.add(side as usize, p, k, &|_, span| s.resolve(span)));
+        parse(&mut src, |s, p, k| work.add(side as usize, p, k, &|_, span| s.tail(span)));
         src.finish()
     })?;
     let labels = work.labels();
