@@ -134,13 +134,28 @@ fn a_task_dispatched_while_a_round_runs_joins_that_round() {
     assert!(log.contains("adding quick to the running round"), "{log}");
 }
 
+/// `picky.sh <file>`: fails unless its prompt says FINISH-NOW (a retry's instructions do).
+const PICKY: &str = "#!/bin/sh\nprompt=$(cat)\ncase \"$prompt\" in\n  *FINISH-NOW*) ;;\n  \
+                     *) echo 'no FINISH-NOW in the prompt' >&2; exit 1 ;;\nesac\n\
+                     echo done > \"$1\"\ngit add -A && git commit -q -m \"$HYBRID_TASK_ID\"\n";
+
+#[test]
+fn a_task_retried_while_its_round_runs_runs_again() {
+    let r = TestRepo::new();
+    r.write("hold.sh", HOLD);
+    r.write("picky.sh", PICKY);
+    r.commit_all("agents");
+    let Some(facts) = run_client(&r, "retry_midround") else { return };
+    assert_eq!(facts["runs"], 2, "{facts}");
+    let sha = facts["bad"].as_str().expect("bad landed");
+    assert_eq!(r.git(&["log", "-1", "--format=%H", "main"]), sha);
+    assert_eq!(r.git(&["show", "main:bad.txt"]), "done");
+}
+
 #[test]
 fn a_task_waits_for_its_failed_dependency_until_a_retry_lands_it() {
     let r = TestRepo::new();
-    let picky = "#!/bin/sh\nprompt=$(cat)\ncase \"$prompt\" in\n  *FINISH-NOW*) ;;\n  \
-                 *) echo 'no FINISH-NOW in the prompt' >&2; exit 1 ;;\nesac\n\
-                 echo done > \"$1\"\ngit add -A && git commit -q -m \"$HYBRID_TASK_ID\"\n";
-    r.write("picky.sh", picky);
+    r.write("picky.sh", PICKY);
     r.commit_all("agent");
     let Some(facts) = run_client(&r, "deps") else { return };
     let sha = facts["after"].as_str().expect("after landed");

@@ -222,6 +222,28 @@ async def midround(binary, repo):
     print(json.dumps({"quick": quick["merge_sha"], "slow": slow["merge_sha"]}))
 
 
+async def retry_midround(binary, repo):
+    """A task retried while the round it failed in still runs another task runs again (the
+    retry used to be dropped when that round ended)."""
+    base = os.path.dirname(repo)
+    async with stdio_client(params(binary, repo)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            await ok(session, "dispatch", {"tasks": [
+                {"id": "long", "prompt": "hold", "agent": ["builtin:script", "hold.sh", "long.txt", base]},
+                {"id": "bad", "prompt": "first", "agent": ["builtin:script", "picky.sh", "bad.txt"]},
+            ]})
+            await wait_state(session, "bad", ["failed"])
+            running = await ok(session, "status", {"task": "long"})
+            assert running["tasks"][0]["state"] == "running", running
+            r = await ok(session, "retry", {"task": "bad", "instructions": "FINISH-NOW please"})
+            assert r["queued"], r
+            open(os.path.join(base, "release-long"), "w").close()
+            await wait_state(session, "long", ["landed"])
+            landed = await wait_state(session, "bad", ["landed"])
+    print(json.dumps({"bad": landed["merge_sha"], "runs": landed["runs"]}))
+
+
 async def deps(binary, repo):
     """A task whose dependency failed waits (queued) until the dependency is retried and lands."""
     picky = lambda f: ["builtin:script", "picky.sh", f]
@@ -260,5 +282,6 @@ async def tools_only(binary, repo):
 
 if __name__ == "__main__":
     scenario, binary, repo = sys.argv[1:4]
-    asyncio.run({"full": full, "lifecycle": lifecycle, "midround": midround, "deps": deps,
+    asyncio.run({"full": full, "lifecycle": lifecycle, "midround": midround,
+                 "retry_midround": retry_midround, "deps": deps,
                  "tools": tools_only}[scenario](binary, repo))

@@ -1,7 +1,8 @@
 //! Tasks dispatched through MCP, and the background runner that dispatches them.
 //!
 //! Contract: the tasks the `dispatch` tool accepted live in `<git-common-dir>/hybrid/mcp/
-//! tasks.json` (`{"tasks": [...], "wanted": [ids]}`, written atomically under `mcp/tasks.lock`);
+//! tasks.json` (`{"tasks": [...], "wanted": [ids], "retried": [ids]}`, written atomically under
+//! `mcp/tasks.lock`);
 //! `mcp/plan.toml` is the same tasks as a readable plan. A new batch is validated together with
 //! the tasks already there exactly as a plan file ([`crate::plan::validate`], errors exit 2
 //! located in `plan.toml`), so ids are unique, dependencies exist and have no cycle, agents can
@@ -17,7 +18,8 @@
 //! a round is a plan of the wanted tasks whose dependencies are landed or wanted too (plus
 //! those dependencies), run by [`crate::dispatch::dispatch`] (the same dispatcher as
 //! `git hybrid dispatch`, under its lock: while another dispatcher runs, the round waits).
-//! After a round the tasks that ran leave `wanted` (failed ones stay failed until `retry`); one
+//! After a round the tasks that ran leave `wanted` (failed ones stay failed until `retry`; one
+//! retried while its round still ran stays, marked in `retried` until a round takes it); one
 //! that did not start because a dependency failed stays there, waiting (`status` shows it
 //! `queued` with `waits_for`) until the dependency is retried and lands. The runner
 //! leaves only when no wanted task can run, deciding so under the store lock; [`ensure_runner`]
@@ -100,6 +102,10 @@ pub enum ShapeArg {
 struct Store {
     tasks: Vec<NewTask>,
     wanted: Vec<String>,
+    /// Wanted tasks retried after an attempt of theirs ended, not yet taken by a round: the end
+    /// of the round they ran in (which may still run other tasks) keeps them queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retried: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -338,6 +344,9 @@ pub fn retry(project: &Project, id: &str, attempt: u32, instructions: Option<&st
     if !store.wanted.iter().any(|w| w == id) {
         store.wanted.push(id.to_string());
     }
+    if state.is_some() && !store.retried.iter().any(|r| r == id) {
+        store.retried.push(id.to_string());
+    }
     save(&paths, &store)?;
     let runner = ensure_runner(project, &paths)?;
     Ok(json!({ "task": id, "attempt": attempt, "state": state.map(|s| s.as_str()).unwrap_or("queued"),
@@ -393,6 +402,7 @@ pub fn run(root: &std::path::Path) -> Result<i32> {
             let _lock = lock_store(&paths)?;
             let mut store = load(&paths)?;
             let (ids, plan_tasks) = runnable(&project, &mut store)?;
+            store.retried.retain(|r| !ids.contains(r));
             save(&paths, &store)?;
             if ids.is_empty() {
                 // Leave while holding the store lock: a `dispatch` that queues more after this
@@ -431,15 +441,18 @@ pub fn run(root: &std::path::Path) -> Result<i32> {
             }
         };
         {
-            // Tasks that ran leave the queue; a task that did not start (its dependency failed)
-            // stays queued until the dependency is retried, unless it never starts twice running.
+            // Tasks that ran leave the queue (unless retried since); a task that did not start (its
+            // dependency failed) stays queued until the dependency is retried, unless it never
+            // starts twice running.
             let _lock = lock_store(&paths)?;
             let mut store = load(&paths)?;
             let ledger = project.ledger();
             let mut leave = BTreeSet::new();
             for id in &round {
                 if !ledger.attempts(id)?.is_empty() {
-                    leave.insert(id.clone());
+                    if !store.retried.contains(id) {
+                        leave.insert(id.clone());
+                    }
                     continue;
                 }
                 let n = not_started.entry(id.clone()).or_insert(0);
@@ -473,6 +486,11 @@ fn grow_round(project: &Project, paths: &Paths, round: &mut BTreeSet<String>) ->
     }
     write_atomic(&paths.round(), render(&plan_tasks.iter().collect::<Vec<_>>())?.as_bytes())?;
     let plan = crate::plan::load(project, Some(&paths.round()))?;
+    // A retried task that joins now runs in this round: its retry is taken. One retried after it
+    // ended in this round cannot run again in it and stays marked for the next.
+    let joining: BTreeSet<&String> = ids.difference(round).collect();
+    store.retried.retain(|r| !joining.contains(r));
+    save(paths, &store)?;
     eprintln!(
         "[{}] mcp runner: adding {} to the running round",
         now(),
