@@ -294,4 +294,26 @@ mod tests {
         }
         assert!(missed.is_empty(), "groups not recognised right after their spawn: {missed:?}");
     }
+
+    /// A group left with only a zombie (its leader exited, not yet reaped) is answered at once:
+    /// a zombie's environment cannot be read at all (ESRCH), so it never looks like a process
+    /// inside exec (an empty environment).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_zombie_group_is_not_waited_for() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("run");
+        let mut child =
+            Command::new("sh").args(["-c", "exit 0"]).env("HYBRID_RUN_DIR", &run).process_group(0).spawn().unwrap();
+        let pgid = child.id();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !members(pgid).iter().all(|(_, s)| *s == 'Z') && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(members(pgid).iter().map(|(_, s)| *s).collect::<Vec<_>>(), ['Z'], "the leader should be a zombie");
+        let started = Instant::now();
+        assert!(!group_is_run(pgid, &run), "a zombie-only group taken for its run: {:?}", members(pgid));
+        assert!(started.elapsed() < EXEC_SETTLE, "took {:?} (waited as if inside exec)", started.elapsed());
+        child.wait().unwrap();
+    }
 }
