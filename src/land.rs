@@ -471,7 +471,7 @@ fn write_pack(repo: &git2::Repository, disk: &git2::Repository, mempack: &git2::
     let commits: Vec<Oid> = cars.iter().flat_map(|c| c.squash.into_iter().chain(c.caught_up)).collect();
     let disk_odb = disk.odb()?;
     let objects = crate::git::pack::new_objects(repo, &disk_odb, &commits)?;
-    crate::git::pack::write_pack(repo, &disk_odb, &objects)?;
+    crate::git::pack::write_pack(repo, &disk.commondir().join("objects"), &objects)?;
     mempack.reset().context("cannot reset the in-memory object store")?;
     Ok(())
 }

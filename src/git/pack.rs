@@ -4,9 +4,11 @@
 //! store on disk does not have yet (the commits, and the trees and blobs they do not share with
 //! their first parent and the store), reading them through a repository handle that can see
 //! them (an in-memory object backend). [`write_pack`] stores them as one pack
-//! (`objects/pack/pack-<hash>.pack` and `.idx`) through libgit2's pack indexer, which re-hashes
-//! every object and writes the index; the objects are on disk when it returns, so refs may then
-//! point at them. No delta search: a tree whose previous version at the same path is earlier
+//! (`objects/pack/pack-<hash>.pack`, then its version 2 `.idx`: git ignores a pack until its index
+//! is there), each written to a temporary file and renamed into place; the objects are on disk
+//! when it returns, so refs may then point at them. Object ids are the ones the in-memory store
+//! computed when the objects were written (libgit2's pack indexer re-inflated, re-applied and
+//! re-hashed every object to learn them again: a fifth of writing a train's pack). No delta search: a tree whose previous version at the same path is earlier
 //! in the same pack is stored as a delta against it (`OFS_DELTA`: the bytes before and after
 //! the entries it shares with that version copied from it, the others inserted), chains at most
 //! [`MAX_DEPTH`] long; everything else is stored whole. In a train, consecutive squashes rewrite
@@ -20,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -97,7 +100,7 @@ fn collect_tree(
 }
 
 /// Writes `objects` (read through `repo`) as one pack into `disk`'s object store. No-op for none.
-pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[NewObject]) -> Result<()> {
+pub fn write_pack(repo: &Repository, objects_dir: &Path, objects: &[NewObject]) -> Result<()> {
     if objects.is_empty() {
         return Ok(());
     }
@@ -108,8 +111,10 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[NewObject]) -> Resul
     pack.extend_from_slice(&u32::try_from(objects.len()).context("too many objects for one pack")?.to_be_bytes());
     // One compressor for all objects: setting one up zeroes a few hundred KB of tables.
     let mut z = Compress::new(Compression::fast(), true);
-    // Trees written so far: where their entry starts, their bytes, their chain depth.
-    let mut written: HashMap<Oid, (usize, Vec<u8>, u32)> = HashMap::new();
+    // Trees written so far: where their entry starts, the object, its chain depth.
+    let mut written: HashMap<Oid, (usize, git2::OdbObject<'_>, u32)> = HashMap::new();
+    // Every entry's id and offset, in pack order.
+    let mut entries: Vec<(Oid, usize)> = Vec::with_capacity(objects.len() + 1);
     let mut delta = Vec::new();
     for o in objects {
         let obj = odb.read(o.id).with_context(|| format!("cannot read the new object {}", o.id))?;
@@ -121,11 +126,12 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[NewObject]) -> Resul
             other => anyhow::bail!("cannot pack an object of type {other:?}"),
         };
         let offset = pack.len();
+        entries.push((o.id, offset));
         // The previous version's entry offset and chain depth, when a delta against it pays.
         let base = o
             .previous
             .and_then(|p| written.get(&p))
-            .filter(|(_, bytes, depth)| *depth < MAX_DEPTH && tree_delta(bytes, obj.data(), &mut delta).is_some());
+            .filter(|(_, prev, depth)| *depth < MAX_DEPTH && tree_delta(prev.data(), obj.data(), &mut delta).is_some());
         let depth = match base {
             Some(&(at, _, depth)) => {
                 entry_header(&mut pack, OFS_DELTA, delta.len() as u64);
@@ -140,15 +146,80 @@ pub fn write_pack(repo: &Repository, disk: &Odb, objects: &[NewObject]) -> Resul
             }
         };
         if obj.kind() == ObjectType::Tree {
-            written.insert(o.id, (offset, obj.data().to_vec(), depth));
+            written.insert(o.id, (offset, obj, depth));
         }
     }
+    entries.push((Oid::zero(), pack.len())); // the end of the last entry
     let checksum = Sha1::digest(&pack);
     pack.extend_from_slice(&checksum);
-    let mut w = disk.packwriter().context("cannot start writing a pack")?;
-    w.write_all(&pack).context("cannot write a pack")?;
-    w.commit().context("cannot store the pack")?;
+    let mut index: Vec<(Oid, u32, usize)> =
+        entries.windows(2).map(|w| (w[0].0, crc32fast::hash(&pack[w[0].1..w[1].1]), w[0].1)).collect();
+    index.sort_unstable_by_key(|e| e.0);
+    let dir = objects_dir.join("pack");
+    let name = format!("pack-{}", hex(&checksum));
+    put_file(&dir, &format!("{name}.pack"), &pack)?;
+    put_file(&dir, &format!("{name}.idx"), &index_v2(&index, &checksum)?)?;
     Ok(())
+}
+
+/// A pack index, version 2: fan-out table, sorted ids, CRC-32s, offsets (31-bit, larger ones in
+/// the 64-bit table), the pack's checksum and the index's own.
+fn index_v2(entries: &[(Oid, u32, usize)], pack_checksum: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
+    out.extend_from_slice(b"\xfftOc");
+    out.extend_from_slice(&2u32.to_be_bytes());
+    let mut fanout = [0u32; 256];
+    for (id, _, _) in entries {
+        fanout[usize::from(id.as_bytes()[0])] += 1;
+    }
+    let mut total = 0u32;
+    for n in fanout {
+        total += n;
+        out.extend_from_slice(&total.to_be_bytes());
+    }
+    for (id, _, _) in entries {
+        out.extend_from_slice(id.as_bytes());
+    }
+    for (_, crc, _) in entries {
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for &(_, _, offset) in entries {
+        let small = match u32::try_from(offset) {
+            Ok(o) if o < 0x8000_0000 => o,
+            _ => 0x8000_0000 | u32::try_from(large.len()).context("too many large offsets")?,
+        };
+        if small & 0x8000_0000 != 0 {
+            large.push(offset as u64);
+        }
+        out.extend_from_slice(&small.to_be_bytes());
+    }
+    for o in large {
+        out.extend_from_slice(&o.to_be_bytes());
+    }
+    out.extend_from_slice(pack_checksum);
+    let own = Sha1::digest(&out);
+    out.extend_from_slice(&own);
+    Ok(out)
+}
+
+/// Writes `name` in `dir` through a temporary file renamed into place (mode 0444, as git keeps
+/// pack files), so no reader sees a partial file under that name.
+fn put_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix("tmp_hybrid_")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("cannot write {name}"))?;
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o444))?;
+    let path = dir.join(name);
+    tmp.persist(&path).with_context(|| format!("cannot rename into {}", path.display()))?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The pack entry type of a delta against an earlier entry of the same pack.
@@ -353,7 +424,7 @@ mod tests {
         let objects = new_objects(&repo, &disk_odb, &[c2]).unwrap();
         // commit, root tree, b/ and c/ trees, the two new blobs; not a/ nor its blob.
         assert_eq!(objects.len(), 6, "{objects:?}");
-        write_pack(&repo, &disk_odb, &objects).unwrap();
+        write_pack(&repo, &dir.path().join(".git/objects"), &objects).unwrap();
         mem.reset().unwrap();
         let fresh = Repository::open(dir.path()).unwrap();
         let c = fresh.find_commit(c2).unwrap();
@@ -362,6 +433,17 @@ mod tests {
         let out =
             std::process::Command::new("git").args(["fsck", "--strict"]).current_dir(dir.path()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The pack and its index, read-only for everyone as git writes them, nothing else left.
+        use std::os::unix::fs::PermissionsExt;
+        let mut files: Vec<(String, u32)> = std::fs::read_dir(dir.path().join(".git/objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().permissions().mode() & 0o777))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files[0].0.ends_with(".idx") && files[1].0.ends_with(".pack"), "{files:?}");
+        assert!(files.iter().all(|f| f.1 == 0o444), "{files:?}");
     }
 
     #[test]
@@ -392,7 +474,7 @@ mod tests {
         }
         let disk_odb = disk.odb().unwrap();
         let objects = new_objects(&repo, &disk_odb, &commits).unwrap();
-        write_pack(&repo, &disk_odb, &objects).unwrap();
+        write_pack(&repo, &dir.path().join(".git/objects"), &objects).unwrap();
         mem.reset().unwrap();
         repo.reference("refs/heads/main", parent.id(), true, "t").unwrap();
         let git = |args: &[&str]| crate::test_support::git(dir.path(), args);
