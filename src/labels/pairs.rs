@@ -187,8 +187,9 @@ impl<R: Read> ChunkReader<R> {
     }
 }
 
-/// Bytes asked of the input per read.
-const READ_SIZE: usize = 64 << 10;
+/// Bytes asked of the input per read: a batch in one `read` (64 KiB reads cost about a fifth
+/// more system time for the same copy).
+const READ_SIZE: usize = BATCH_BYTES;
 
 thread_local! {
     /// The working memory of each pool thread, kept across batches.
