@@ -160,14 +160,18 @@ async def wait_state(session, task, states):
     raise AssertionError(f"{task} never reached {states}: {st}")
 
 
+def hold_agent(repo, task):
+    """The test agent that waits in its worktree until `<task>.txt` beside the repository says go."""
+    return ["builtin:script", "hold.sh", f"{task}.txt", os.path.dirname(repo)]
+
+
 async def lifecycle(binary, repo):
     """cancel a running agent, retry it with instructions; then leave while another runs."""
-    base = os.path.dirname(repo)
-    hold = lambda task: ["builtin:script", "hold.sh", f"{task}.txt", base]
     async with stdio_client(params(binary, repo)) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
-            await ok(session, "dispatch", {"tasks": [{"id": "slow", "prompt": "hold", "agent": hold("slow")}]})
+            slow = {"id": "slow", "prompt": "hold", "agent": hold_agent(repo, "slow")}
+            await ok(session, "dispatch", {"tasks": [slow]})
             queued = await ok(session, "status", {"task": "slow"})
             assert queued["tasks"][0]["state"] in ("queued", "starting", "ready", "running"), queued
             await wait_state(session, "slow", ["running"])
@@ -189,7 +193,7 @@ async def lifecycle(binary, repo):
             await fails(session, "retry", {"task": "never-dispatched"}, "bad_input", 2)
 
             # Leave while a task runs: the background dispatcher goes on without the client.
-            await ok(session, "dispatch", {"tasks": [{"id": "bg", "prompt": "hold", "agent": hold("bg")}]})
+            await ok(session, "dispatch", {"tasks": [{"id": "bg", "prompt": "hold", "agent": hold_agent(repo, "bg")}]})
             await wait_state(session, "bg", ["running"])
     print(json.dumps({"slow_failure": failed["failure"], "slow_merge": landed["merge_sha"]}))
 
@@ -197,14 +201,14 @@ async def lifecycle(binary, repo):
 async def midround(binary, repo):
     """A task dispatched while the runner's round runs another joins that round: it lands while the
     first still runs (before, it waited for the whole round to end)."""
-    base = os.path.dirname(repo)
-    hold = lambda task: ["builtin:script", "hold.sh", f"{task}.txt", base]
     async with stdio_client(params(binary, repo)) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
-            await ok(session, "dispatch", {"tasks": [{"id": "slow", "prompt": "hold", "agent": hold("slow")}]})
+            slow = {"id": "slow", "prompt": "hold", "agent": hold_agent(repo, "slow")}
+            await ok(session, "dispatch", {"tasks": [slow]})
             await wait_state(session, "slow", ["running"])
-            await ok(session, "dispatch", {"tasks": [{"id": "quick", "prompt": "FINISH-NOW", "agent": hold("quick")}]})
+            quick = {"id": "quick", "prompt": "FINISH-NOW", "agent": hold_agent(repo, "quick")}
+            await ok(session, "dispatch", {"tasks": [quick]})
             # hold.sh keeps `slow` running for 60 s unless released: `quick` must land well before.
             for _ in range(800):
                 st = await ok(session, "status", {})
@@ -217,7 +221,7 @@ async def midround(binary, repo):
             else:
                 raise AssertionError(f"quick did not land while the round of slow ran: {st}")
             quick = next(t for t in st["tasks"] if t["id"] == "quick")
-            open(os.path.join(base, "release-slow"), "w").close()
+            open(os.path.join(os.path.dirname(repo), "release-slow"), "w").close()
             slow = await wait_state(session, "slow", ["landed"])
     print(json.dumps({"quick": quick["merge_sha"], "slow": slow["merge_sha"]}))
 
@@ -230,7 +234,7 @@ async def retry_midround(binary, repo):
         async with ClientSession(read, write) as session:
             await session.initialize()
             await ok(session, "dispatch", {"tasks": [
-                {"id": "long", "prompt": "hold", "agent": ["builtin:script", "hold.sh", "long.txt", base]},
+                {"id": "long", "prompt": "hold", "agent": hold_agent(repo, "long")},
                 {"id": "bad", "prompt": "first", "agent": ["builtin:script", "picky.sh", "bad.txt"]},
             ]})
             await wait_state(session, "bad", ["failed"])
