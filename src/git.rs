@@ -30,7 +30,8 @@
 //!   the `GIT_AUTHOR_*`/`GIT_COMMITTER_*` identity and dates, ...), `LC_*` and the variables that
 //!   say where the user's *trusted* config lives ([`TRUSTED_CONFIG_ENV`]); no secret, no
 //!   `GIT_DIR`/`GIT_WORK_TREE`/`GIT_INDEX_FILE`, no `GIT_CONFIG_PARAMETERS`/`GIT_CONFIG_COUNT`/
-//!   `GIT_CONFIG_KEY_*` injected from outside;
+//!   `GIT_CONFIG_KEY_*` injected from outside; `LC_ALL=C`, so the git messages git-hybrid reads
+//!   are git's English ones in every user's locale;
 //! - runs **no program named by the repository's own config** (which agents can write):
 //!   [`HARDENING`] turns off hooks (`core.hooksPath=/dev/null`), fsmonitor, commit and tag
 //!   signing (so no `gpg.program`), automatic gc/maintenance, submodule recursion, pager and
@@ -147,12 +148,18 @@ pub fn scrubbed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     out
 }
 
+/// The locale of every git child: git's messages in English whatever the user's `LANG`/`LC_*`
+/// say, because git-hybrid reads some of them (`git/status.rs`: read-tree's refusals, the paths
+/// in git's errors) and quotes the rest in its own English messages. Paths are bytes to git, so
+/// nothing else changes with the locale.
+const GIT_LOCALE: (&str, &str) = ("LC_ALL", "C");
+
 /// A `git` command for `dir` with the scrubbed environment, [`HARDENING`] and the filter
 /// overrides of the repository `dir` is in (see the module contract). Add the subcommand and
 /// its arguments, then run it.
 pub fn command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
-    cmd.current_dir(dir).env_clear().envs(scrubbed_env()).stdin(Stdio::null());
+    cmd.current_dir(dir).env_clear().envs(scrubbed_env()).env(GIT_LOCALE.0, GIT_LOCALE.1).stdin(Stdio::null());
     for setting in HARDENING {
         cmd.arg("-c").arg(setting);
     }
@@ -309,4 +316,20 @@ pub fn cache_large_trees() {
     // SAFETY: libgit2's limits are an unsynchronized global; the caller runs before any thread
     // exists (main's first lines), so nothing reads it concurrently.
     let _ = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// git's messages are read (`git/status.rs`), so every git child speaks English: with
+    /// `LANG=de_DE.UTF-8` a translating git says "Schwerwiegend: ..." instead of "fatal: ...".
+    #[test]
+    fn git_children_run_in_the_c_locale() {
+        let cmd = command(Path::new("."));
+        let envs: Vec<(&OsStr, Option<&OsStr>)> = cmd.get_envs().collect();
+        let lc_all: Vec<_> = envs.iter().filter(|(k, _)| *k == "LC_ALL").collect();
+        assert_eq!(lc_all.len(), 1, "{envs:?}");
+        assert_eq!(lc_all[0].1, Some(OsStr::new("C")), "{envs:?}");
+    }
 }
