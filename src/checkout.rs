@@ -84,52 +84,42 @@ pub fn checkouts_of(project: &Project, refname: &str) -> Result<Vec<Checkout>> {
 
 /// Paths that differ between two trees (both sides of renames, which are not paired).
 /// Descends only into subtrees whose ids differ, so the cost follows the change, not the
-/// repository (libgit2's tree diff walks every entry).
+/// repository (libgit2's tree diff walks every entry). Trees are read through
+/// [`crate::git::tree::Entries::load`], so the landing's merge has usually parsed them already.
 pub fn changed_paths(repo: &Repository, old: &Tree, new: &Tree) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
-    diff_into(repo, Some(old), Some(new), "", &mut out)?;
+    diff_into(repo, Some(old.id()), Some(new.id()), "", &mut out)?;
     Ok(out)
 }
 
 fn diff_into(
     repo: &Repository,
-    old: Option<&Tree>,
-    new: Option<&Tree>,
+    old: Option<Oid>,
+    new: Option<Oid>,
     prefix: &str,
     out: &mut BTreeSet<String>,
 ) -> Result<()> {
-    if old.map(|t| t.id()) == new.map(|t| t.id()) {
+    use crate::git::tree::{join, Entries, MODE_TREE};
+    if old == new {
         return Ok(());
     }
-    let mut names: Vec<Vec<u8>> = Vec::new();
-    for t in [old, new].into_iter().flatten() {
-        names.extend(t.iter().map(|e| e.name_bytes().to_vec()));
-    }
-    names.sort();
-    names.dedup();
-    const TREE: i32 = 0o040000;
-    for name in names {
-        let o = old.and_then(|t| t.get_name_bytes(&name)).map(|e| (e.id(), e.filemode()));
-        let n = new.and_then(|t| t.get_name_bytes(&name)).map(|e| (e.id(), e.filemode()));
+    let (eo, en) = (Entries::load(repo, old)?, Entries::load(repo, new)?);
+    join([&*eo, &*en], |name, [o, n]| -> Result<bool> {
         if o == n {
-            continue;
+            return Ok(true);
         }
-        let path = format!("{prefix}{}", String::from_utf8_lossy(&name));
-        let subtree = |e: Option<(Oid, i32)>| -> Result<Option<Tree<'_>>> {
-            match e {
-                Some((id, TREE)) => Ok(Some(repo.find_tree(id)?)),
-                _ => Ok(None),
-            }
-        };
-        let (ot, nt) = (subtree(o)?, subtree(n)?);
+        let path = format!("{prefix}{}", String::from_utf8_lossy(name));
+        let subtree = |e: Option<(Oid, i32)>| e.filter(|e| e.1 == MODE_TREE).map(|e| e.0);
+        let (ot, nt) = (subtree(o), subtree(n));
         if ot.is_some() || nt.is_some() {
-            diff_into(repo, ot.as_ref(), nt.as_ref(), &format!("{path}/"), out)?;
+            diff_into(repo, ot, nt, &format!("{path}/"), out)?;
         }
         // A blob (or link) on either side is itself a changed path.
-        if o.is_some_and(|(_, m)| m != TREE) || n.is_some_and(|(_, m)| m != TREE) {
+        if o.is_some_and(|(_, m)| m != MODE_TREE) || n.is_some_and(|(_, m)| m != MODE_TREE) {
             out.insert(path);
         }
-    }
+        Ok(true)
+    })?;
     Ok(())
 }
 
