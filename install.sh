@@ -5,16 +5,19 @@
 #   ./install.sh            install into $PREFIX/bin and $PREFIX/share/man/man1 (PREFIX set)
 #                           or ~/.cargo/bin and ~/.cargo/share/man/man1
 #   ./install.sh --demo     install, then run `git hybrid demo` on a fresh sample repository
+#   ./install.sh --zlib-ng  build with zlib-ng instead of the system zlib (faster; needs cmake)
 #
 # Idempotent: running it again replaces the installed files with the freshly built ones.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 run_demo=0
+features=()
 for arg in "$@"; do
   case "$arg" in
     --demo) run_demo=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --zlib-ng) features=(--features zlib-ng) ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -37,8 +40,8 @@ else
   mandir="${CARGO_HOME:-$HOME/.cargo}/share/man/man1"
 fi
 
-echo "install.sh: building (cargo build --release --locked)..." >&2
-if ! cargo build --release --locked --manifest-path "$here/Cargo.toml" >&2; then
+echo "install.sh: building (cargo build --release --locked ${features[*]:-})..." >&2
+if ! cargo build --release --locked ${features[@]+"${features[@]}"} --manifest-path "$here/Cargo.toml" >&2; then
   echo "install.sh: the build failed; see cargo's messages above" >&2
   exit 1
 fi

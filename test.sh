@@ -19,3 +19,14 @@ elif [ -n "${CI:-}" ]; then
 else
   echo "test.sh: SKIPPED the MCP Inspector check (no npx on this machine)" >&2
 fi
+
+# The optional zlib-ng build (feature `zlib-ng`, needs cmake): the landing and crash tests again
+# with libgit2 and flate2 on zlib-ng. CI (CI=true) must have cmake; elsewhere a missing one is said.
+if command -v cmake >/dev/null; then
+  cargo test --locked --features failpoints,zlib-ng --test land --test crash -- --test-threads "${TEST_THREADS:-4}"
+elif [ -n "${CI:-}" ]; then
+  echo "test.sh: cmake is missing, the zlib-ng build cannot be tested" >&2
+  exit 1
+else
+  echo "test.sh: SKIPPED the zlib-ng build's tests (no cmake on this machine)" >&2
+fi
