@@ -5,6 +5,8 @@
 //! target (rename is atomic on POSIX file systems). [`write_atomic_with`] may skip the sync: the
 //! rename alone is already atomic for every reader and survives any process crash (`kill -9`);
 //! only a power loss can lose a write that was not synced, see [`git_fsyncs_refs`].
+//! [`write_atomic_as`] is the one writer behind them, also choosing the temporary file's prefix
+//! and the file's mode (hooks, pack files). [`in_made_dir`] makes a missing folder on first use.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,23 +20,50 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Writes `data` to `path` atomically (temp file + rename), syncing the data first when `sync`.
 pub fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> Result<()> {
+    write_atomic_as(path, data, Atomic { temp_prefix: ".tmp-", mode: None, sync })
+}
+
+/// How [`write_atomic_as`] writes a file.
+#[derive(Debug, Clone, Copy)]
+pub struct Atomic<'a> {
+    /// The temporary file's name prefix (what a kill leaves beside the target).
+    pub temp_prefix: &'a str,
+    /// The file's permission bits (`None`: the temporary file's own, 0600).
+    pub mode: Option<u32>,
+    /// Sync the data to disk before the rename.
+    pub sync: bool,
+}
+
+/// Writes `data` to `path` through a temporary file in the same folder (made if missing),
+/// renamed over `path`: readers see the old file or the complete new one.
+pub fn write_atomic_as(path: &Path, data: &[u8], how: Atomic<'_>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().context("path has no parent directory")?;
-    let temp = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
-    let mut tmp = match temp() {
-        // The folder is made on first use only: no `mkdir` per write otherwise.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            temp()
-        }
-        r => r,
+    let mut tmp = in_made_dir(dir, || tempfile::Builder::new().prefix(how.temp_prefix).tempfile_in(dir))
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(data).with_context(|| format!("cannot write a temporary file for {}", path.display()))?;
+    if let Some(mode) = how.mode {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     }
-    .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(data).context("cannot write temporary file")?;
-    if sync {
+    if how.sync {
         tmp.as_file().sync_all().context("cannot sync temporary file")?;
     }
     tmp.persist(path).with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())
+}
+
+/// Runs `create` (which makes a file in `dir`); when it finds `dir` missing, makes `dir` and
+/// runs it once more. Folders are made on first use only, not with a `mkdir` before every file.
+pub fn in_made_dir<T>(dir: &Path, create: impl Fn() -> std::io::Result<T>) -> std::io::Result<T> {
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            create()
+        }
+        r => r,
+    }
 }
 
 /// Whether git itself syncs ref updates to disk under the value of `core.fsync` (`None` when

@@ -24,17 +24,8 @@ pub struct FileLock {
 impl FileLock {
     fn open(path: &Path) -> Result<File> {
         let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
-        match open() {
-            // The folder is made on first use only: one `open` per lock otherwise.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-                }
-                open()
-            }
-            r => r,
-        }
-        .with_context(|| format!("cannot open lock file {}", path.display()))
+        let dir = path.parent().unwrap_or(Path::new("."));
+        crate::fsutil::in_made_dir(dir, open).with_context(|| format!("cannot open lock file {}", path.display()))
     }
 
     /// Waits until the lock is free, then takes it.

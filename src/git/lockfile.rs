@@ -147,14 +147,7 @@ impl Note {
     /// Opens (creating it and its folder if needed) the note at `path`.
     pub fn open(path: &Path) -> Option<Note> {
         let open = || fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
-        let file = match open() {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(path.parent()?).ok()?;
-                open()
-            }
-            r => r,
-        }
-        .ok()?;
+        let file = crate::fsutil::in_made_dir(path.parent()?, open).ok()?;
         Some(Note { file, path: path.to_path_buf() })
     }
 

@@ -21,7 +21,6 @@
 //! they are given.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -156,7 +155,7 @@ pub fn write_pack(repo: &Repository, objects_dir: &Path, objects: &[NewObject]) 
         entries.windows(2).map(|w| (w[0].0, crc32fast::hash(&pack[w[0].1..w[1].1]), w[0].1)).collect();
     index.sort_unstable_by_key(|e| e.0);
     let dir = objects_dir.join("pack");
-    let name = format!("pack-{}", hex(&checksum));
+    let name = format!("pack-{checksum:x}");
     put_file(&dir, &format!("{name}.pack"), &pack)?;
     put_file(&dir, &format!("{name}.idx"), &index_v2(&index, &checksum)?)?;
     Ok(())
@@ -203,23 +202,11 @@ fn index_v2(entries: &[(Oid, u32, usize)], pack_checksum: &[u8]) -> Result<Vec<u
     Ok(out)
 }
 
-/// Writes `name` in `dir` through a temporary file renamed into place (mode 0444, as git keeps
-/// pack files), so no reader sees a partial file under that name.
+/// Writes `name` in `dir` through a temporary file renamed into place, mode 0444 as git keeps
+/// pack files; the temporary name starts with `tmp_`, which `git gc` removes when a kill leaves one.
 fn put_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix("tmp_hybrid_")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("cannot write {name}"))?;
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o444))?;
-    let path = dir.join(name);
-    tmp.persist(&path).with_context(|| format!("cannot rename into {}", path.display()))?;
-    Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let how = crate::fsutil::Atomic { temp_prefix: "tmp_hybrid_", mode: Some(0o444), sync: false };
+    crate::fsutil::write_atomic_as(&dir.join(name), bytes, how)
 }
 
 /// The pack entry type of a delta against an earlier entry of the same pack.

@@ -1,7 +1,6 @@
 //! Installing git-hybrid's hook wrappers next to the user's own hooks, removing them, and
 //! checking them (`hooks install|uninstall|status|doctor`; contract in [`crate::hooks`]).
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -195,16 +194,8 @@ fn inspect(dir: &Path, hook: &str, expected: &str) -> HookInfo {
 
 /// Writes an executable file atomically (temp file with mode 0755 + rename).
 fn write_executable(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().context("hook path has no folder")?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".git-hybrid-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(data).context("cannot write the hook")?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o755)).context("cannot make the hook executable")?;
-    tmp.as_file().sync_all().context("cannot sync the hook")?;
-    tmp.persist(path).with_context(|| format!("cannot install {}", path.display()))?;
-    Ok(())
+    let how = crate::fsutil::Atomic { temp_prefix: ".git-hybrid-tmp-", mode: Some(0o755), sync: true };
+    crate::fsutil::write_atomic_as(path, data, how).with_context(|| format!("cannot install {}", path.display()))
 }
 
 /// The record of folders git-hybrid installed into (`<common>/hybrid/hooks.json`), so doctor
