@@ -11,7 +11,7 @@
 //! - [`macros`] lists the macro definitions (`[attr]name ...`) of all sources; [`rules`] the
 //!   other lines as `(folder, pattern, attribute tokens)`; [`parse_attr`] reads one token
 //!   (`name`, `-name`, `!name`, `name=value`).
-//! - [`Pattern`] (and [`may_match`] for one path) says whether a line's pattern may match a path,
+//! - [`Pattern`] says whether a line's pattern may match a path,
 //!   over-approximating: a pattern it cannot read (C-quoted, an invalid glob) matches everything.
 //!   A pattern is compiled once, however many paths it is matched against.
 //!
@@ -85,11 +85,6 @@ pub fn rules(sources: &[Source]) -> impl Iterator<Item = (&str, &str, std::str::
             Some((s.dir.as_str(), pattern, tokens))
         })
     })
-}
-
-/// Whether the attribute `pattern` of a file in `dir` may match `path` (see [`Pattern`]).
-pub fn may_match(dir: &str, pattern: &str, path: &str) -> bool {
-    Pattern::new(dir, pattern).may_match(path)
 }
 
 /// An attribute line's pattern, read once and matched against many paths (gitattributes rules:
@@ -225,6 +220,10 @@ pub fn global_files(configs: &[git2::Config]) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn may_match(dir: &str, pattern: &str, path: &str) -> bool {
+        Pattern::new(dir, pattern).may_match(path)
+    }
 
     #[test]
     fn patterns_follow_gitattributes_rules() {
