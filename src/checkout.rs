@@ -443,16 +443,8 @@ mod tests {
     fn a_changed_file_named_index_lock_is_a_local_change() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path();
-        let git = |args: &[&str]| crate::test_support::git(dir, args);
-        git(&["init", "-q"]);
-        std::fs::write(dir.join("index.lock"), "x\n").unwrap();
-        git(&["add", "."]);
-        git(&["commit", "-qm", "one"]);
-        std::fs::write(dir.join("index.lock"), "y\n").unwrap();
-        git(&["commit", "-qam", "two"]);
-        let id = |r: &str| git2::Oid::from_str(git(&["rev-parse", r]).trim()).unwrap();
-        let (old, new) = (id("HEAD~"), id("HEAD"));
-        git(&["reset", "-q", "--hard", "HEAD~"]);
+        let (old, new) =
+            crate::test_support::two_commits_at_first(dir, &[("index.lock", "x\n")], &[("index.lock", "y\n")]);
         std::fs::write(dir.join("index.lock"), "local\n").unwrap();
         let co = super::Checkout { dir: dir.to_path_buf(), git_dir: dir.join(".git") };
         let started = std::time::Instant::now();

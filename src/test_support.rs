@@ -20,6 +20,25 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A repository in `dir` with two commits: `first`'s files, then `second`'s written over them;
+/// checked out (hard reset) at the first. Returns the two commits' ids.
+pub fn two_commits_at_first(dir: &Path, first: &[(&str, &str)], second: &[(&str, &str)]) -> (git2::Oid, git2::Oid) {
+    git(dir, &["init", "-q"]);
+    let commit = |files: &[(&str, &str)], args: &[&str]| {
+        for (path, content) in files {
+            std::fs::write(dir.join(path), content).expect("write file");
+        }
+        git(dir, args);
+    };
+    commit(first, &["add", "."]);
+    git(dir, &["commit", "-qm", "one"]);
+    commit(second, &["commit", "-qam", "two"]);
+    let id = |r: &str| git2::Oid::from_str(git(dir, &["rev-parse", r]).trim()).expect("commit id");
+    let ids = (id("HEAD~"), id("HEAD"));
+    git(dir, &["reset", "-q", "--hard", "HEAD~"]);
+    ids
+}
+
 /// Stages `content` at `path` (mode 100644) in an in-memory index, as a test fixture.
 pub fn add_file(repo: &git2::Repository, index: &mut git2::Index, path: &str, content: &str) {
     let id = repo.blob(content.as_bytes()).expect("write blob");

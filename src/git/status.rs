@@ -285,17 +285,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path();
         let git = |args: &[&str]| crate::test_support::git(dir, args);
-        git(&["init", "-q"]);
-        std::fs::write(dir.join("f"), "a\n").unwrap();
-        std::fs::write(dir.join("index.lock"), "x\n").unwrap();
-        git(&["add", "."]);
-        git(&["commit", "-qm", "one"]);
-        std::fs::write(dir.join("f"), "b\n").unwrap();
-        std::fs::write(dir.join("index.lock"), "y\n").unwrap();
-        git(&["commit", "-qam", "two"]);
+        let (old, new) = crate::test_support::two_commits_at_first(
+            dir,
+            &[("f", "a\n"), ("index.lock", "x\n")],
+            &[("f", "b\n"), ("index.lock", "y\n")],
+        );
         let id = |r: &str| Oid::from_str(git(&["rev-parse", r]).trim()).unwrap();
-        let (old, new) = (id("HEAD~"), id("HEAD"));
-        git(&["reset", "-q", "--hard", "HEAD~"]);
 
         std::fs::write(dir.join("f"), "local\n").unwrap();
         let got = read_tree(dir, old, new).unwrap();
