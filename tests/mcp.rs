@@ -42,11 +42,18 @@ fn run_client(r: &TestRepo, scenario: &str) -> Option<serde_json::Value> {
     Some(serde_json::from_str(last).expect("client JSON"))
 }
 
-fn setup() -> TestRepo {
+/// A repository whose first commit adds `files` (the test agents' scripts, and fixtures).
+fn repo_with(files: &[(&str, &str)]) -> TestRepo {
     let r = TestRepo::new();
-    r.write("agent.sh", AGENT);
-    r.write("shared.txt", "base\n");
-    r.commit_all("agent and shared file");
+    for (path, text) in files {
+        r.write(path, text);
+    }
+    r.commit_all("agents");
+    r
+}
+
+fn setup() -> TestRepo {
+    let r = repo_with(&[("agent.sh", AGENT), ("shared.txt", "base\n")]);
     // Two tasks started by hand that change the same line: the second cannot land after the first.
     for (id, text) in [("manual", "manual\n"), ("clash", "clash\n")] {
         common::assert_ok(&r.hybrid(&["start", id]), &["start", id]);
@@ -94,9 +101,7 @@ git add -A && git commit -q -m "$HYBRID_TASK_ID: done"
 
 #[test]
 fn cancel_retry_with_instructions_and_a_client_that_leaves() {
-    let r = TestRepo::new();
-    r.write("hold.sh", HOLD);
-    r.commit_all("agent");
+    let r = repo_with(&[("hold.sh", HOLD)]);
     let Some(facts) = run_client(&r, "lifecycle") else { return };
     // The cancelled run was killed; the retry's prompt carried the supervisor's instructions.
     assert!(facts["slow_failure"].as_str().unwrap_or("").contains("signal"), "{facts}");
@@ -119,9 +124,7 @@ fn cancel_retry_with_instructions_and_a_client_that_leaves() {
 
 #[test]
 fn a_task_dispatched_while_a_round_runs_joins_that_round() {
-    let r = TestRepo::new();
-    r.write("hold.sh", HOLD);
-    r.commit_all("agent");
+    let r = repo_with(&[("hold.sh", HOLD)]);
     let Some(facts) = run_client(&r, "midround") else { return };
     let (quick, slow) = (facts["quick"].as_str().expect("quick's merge"), facts["slow"].as_str().expect("slow's"));
     // `quick` landed while `slow` still ran: its squash is the older of the two on main.
@@ -141,10 +144,7 @@ const PICKY: &str = "#!/bin/sh\nprompt=$(cat)\ncase \"$prompt\" in\n  *FINISH-NO
 
 #[test]
 fn a_task_retried_while_its_round_runs_runs_again() {
-    let r = TestRepo::new();
-    r.write("hold.sh", HOLD);
-    r.write("picky.sh", PICKY);
-    r.commit_all("agents");
+    let r = repo_with(&[("hold.sh", HOLD), ("picky.sh", PICKY)]);
     let Some(facts) = run_client(&r, "retry_midround") else { return };
     assert_eq!(facts["runs"], 2, "{facts}");
     let sha = facts["bad"].as_str().expect("bad landed");
@@ -154,9 +154,7 @@ fn a_task_retried_while_its_round_runs_runs_again() {
 
 #[test]
 fn a_task_waits_for_its_failed_dependency_until_a_retry_lands_it() {
-    let r = TestRepo::new();
-    r.write("picky.sh", PICKY);
-    r.commit_all("agent");
+    let r = repo_with(&[("picky.sh", PICKY)]);
     let Some(facts) = run_client(&r, "deps") else { return };
     let sha = facts["after"].as_str().expect("after landed");
     assert_eq!(r.git(&["log", "-1", "--format=%H", "main"]), sha);
