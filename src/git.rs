@@ -62,6 +62,7 @@ pub mod graph;
 pub mod index;
 pub mod index_tree;
 pub mod lockfile;
+pub mod loose;
 pub mod network;
 pub mod pack;
 pub mod populate;
@@ -296,7 +297,8 @@ pub fn signature(repo: &git2::Repository, role: Role) -> Result<git2::Signature<
         Role::Committer => "GIT_COMMITTER",
     };
     let env = |k: &str| std::env::var(format!("{prefix}_{k}")).ok().filter(|v| !v.is_empty());
-    let cfg = repo.config().ok();
+    // A snapshot: a live config re-reads (stats) every file on each lookup.
+    let cfg = repo.config().ok().and_then(|mut c| c.snapshot().ok());
     let cfg_get = |k: &str| cfg.as_ref().and_then(|c| c.get_string(k).ok());
     let name = env("NAME").or_else(|| cfg_get("user.name")).unwrap_or_else(|| "git-hybrid".into());
     let email = env("EMAIL").or_else(|| cfg_get("user.email")).unwrap_or_else(|| "git-hybrid@localhost".into());

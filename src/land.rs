@@ -266,6 +266,8 @@ fn run_train(
         Some(odb) => Some(odb.add_new_mempack_backend(1000).context("cannot set up an in-memory object store")?),
         None => None,
     };
+    // Trees written while packing go to that in-memory backend, not to loose files.
+    let _packing = mempack.as_ref().map(|_| crate::git::loose::Packing::new(repo));
     let land_lock = FileLock::acquire_waiting(
         &names::land_lock(&project.state_dir(), target),
         &format!("the landing on {target}"),

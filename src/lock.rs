@@ -93,9 +93,10 @@ impl FileLock {
         // Best effort: the pid is only used in messages. Written over the old one at a fixed
         // width instead of truncating first: freeing a file's blocks is a metadata write (with
         // `discard` mounts, a device round trip) on every lock taken.
+        // One write of the whole line (`writeln!` on the file itself writes each padding space).
+        let line = format!("{:<10}\n", std::process::id());
         let _ = self.file.seek(SeekFrom::Start(0));
-        let _ = writeln!(self.file, "{:<10}", std::process::id());
-        let _ = self.file.flush();
+        let _ = self.file.write_all(line.as_bytes());
     }
 
     /// The lock file's path.

@@ -12,6 +12,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     // Before any thread exists too: libgit2's object cache limits are process globals.
     git_hybrid::git::cache_large_trees();
     // The supervising child of an agent run (see git_hybrid::agent::supervise): before anything
@@ -56,6 +57,29 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+/// Lets the allocator reuse freed memory instead of giving it back to the kernel at once.
+///
+/// A landing reads and writes whole index files (461 KB for git/git, three or four times), and
+/// glibc serves blocks that large with a fresh `mmap` each time: every page of every copy is a
+/// page fault, a sixth of a lone landing's page faults on git/git. With the thresholds raised,
+/// such blocks come from the heap and a freed one is reused (docs/benchmarks.md, session 7).
+/// Blocks over 64 MiB are still mapped; freed heap over 64 MiB is still trimmed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    const BIG: libc::c_int = 64 << 20;
+    // SAFETY: mallopt only sets allocator parameters; called first thing in main, before any
+    // thread exists. A refused setting (return 0) leaves glibc's default, which is only slower.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, BIG);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, BIG);
+        libc::mallopt(libc::M_TOP_PAD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
 
 /// Whether `--json` is among the arguments (before any `--`), for errors clap reports before
 /// the arguments are parsed.

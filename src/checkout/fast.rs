@@ -311,12 +311,14 @@ fn config_blocker(repo: &Repository) -> Result<Option<String>> {
     }
     // Every source git reads (`crate::git::config`); settings given in the environment (`git -c`)
     // are not read, so they fall back.
-    let configs = match crate::git::config::sources(repo)? {
+    let mut configs = match crate::git::config::sources(repo)? {
         Sources::Files(c) => c,
         Sources::Environment => return Ok(Some("configuration given on the git command line".into())),
     };
-    for cfg in &configs {
-        if let Some(reason) = config_blocker_in(cfg) {
+    for cfg in &mut configs {
+        // A snapshot: libgit2 re-reads (stats) every file of a live config on each lookup.
+        let cfg = cfg.snapshot().context("cannot read the git configuration")?;
+        if let Some(reason) = config_blocker_in(&cfg) {
             return Ok(Some(reason));
         }
     }

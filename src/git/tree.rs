@@ -202,7 +202,7 @@ pub fn write(repo: &Repository, entries: &mut [(&[u8], Oid, i32)]) -> Result<Oid
         bytes.push(0);
         bytes.extend_from_slice(id.as_bytes());
     }
-    let id = repo.odb()?.write(ObjectType::Tree, &bytes).context("cannot write a tree")?;
+    let id = super::loose::write(repo, ObjectType::Tree, &bytes).context("cannot write a tree")?;
     if let Some(e) = remembered {
         remember(id, &Rc::new(e));
     }
