@@ -1,7 +1,9 @@
 //! The git-I/O layer: a thin, hardened wrapper around the `git` command line (this file), and
 //! under `src/git/` every piece of git's on-disk formats and lock protocols git-hybrid reads or
 //! writes itself. Domain modules go through these and never touch git's bytes:
-//! - [`graph`]: ancestry (`contains`); [`refnames`]: ref names from the ref store's files;
+//! - [`graph`]: ancestry (`contains`); [`generation`]: merge bases and ancestry walks by
+//!   generation number, with [`commit_facts`] the facts of commits outside git's commit-graph
+//!   kept across processes; [`refnames`]: ref names from the ref store's files;
 //!   [`worktrees`]: linked worktrees' admin entries and `HEAD` files;
 //! - [`index`]: the raw index reader/writer; [`index_tree`]: the tree of an index;
 //! - [`pack`]: a train's new objects as one pack; [`populate`]: the parallel fill of a new worktree;
@@ -56,6 +58,7 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{bail, Context, Result};
 
 pub mod attributes;
+pub mod commit_facts;
 pub mod config;
 pub mod generation;
 pub mod graph;

@@ -204,6 +204,17 @@ pub fn hooks_record(state: &Path) -> PathBuf {
     state.join("hooks.json")
 }
 
+/// `<state>/commit-facts.bin`: generation numbers, dates and parents of commits outside git's
+/// commit-graph, kept across processes (`git::commit_facts`).
+pub fn commit_facts(state: &Path) -> PathBuf {
+    state.join("commit-facts.bin")
+}
+
+/// `<state>/locks/commit-facts.lock`: held while a process adds to `commit-facts.bin`.
+pub fn commit_facts_lock(state: &Path) -> PathBuf {
+    locks_dir(state).join("commit-facts.lock")
+}
+
 /// `<state>/mcp`: the tasks dispatched through MCP.
 pub fn mcp_dir(state: &Path) -> PathBuf {
     state.join("mcp")
@@ -239,5 +250,7 @@ mod tests {
         assert_eq!(landing_note(&s, "team/main"), Path::new("/r/.git/hybrid/landing/team%main.json"));
         assert_eq!(attempt_dir(&s, "t1", 2), Path::new("/r/.git/hybrid/runs/t1/2"));
         assert_eq!(dispatch_pid(&s), Path::new("/r/.git/hybrid/dispatch.pid"));
+        assert_eq!(commit_facts(&s), Path::new("/r/.git/hybrid/commit-facts.bin"));
+        assert_eq!(commit_facts_lock(&s), Path::new("/r/.git/hybrid/locks/commit-facts.lock"));
     }
 }
