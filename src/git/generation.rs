@@ -9,17 +9,22 @@
 //! (a task dated before the target's tip), walks deep into history. Here every commit gets its
 //! generation (topological level, as git's commit-graph stores it): from the commit-graph
 //! (`objects/info/commit-graph` or its split chain, read with `gix-commitgraph`) or, for a
-//! commit outside it, one more than its parents' highest, computed once and remembered for the
-//! process (a commit's id fixes its history, so the number never changes). The walk pops the
-//! highest generation first, which is exact: a commit comes after all of its descendants.
+//! commit outside it, one more than its parents' highest (a commit's id fixes its history, so
+//! the number never changes). A commit outside the graph is read once per repository, not once
+//! per process: what a walk computed (generation, date, parents) is added to the cache of
+//! [`super::commit_facts`], which later processes consult before reading a commit, so what a
+//! lone process reads does not grow with the number of commits made since the commit-graph was
+//! last written. Within a process the facts are remembered too. The walk pops the highest
+//! generation first, which is exact: a commit comes after all of its descendants.
 //!
 //! Where that cannot be done cheaply the answer comes from libgit2 as before: no commit-graph,
 //! a graph without generation numbers, a shallow repository, more than [`OUTSIDE_BUDGET`]
-//! commits outside the graph, or more than one best common ancestor (criss-cross merges, where
+//! commits outside the graph and its cache to read, or more than one best common ancestor (criss-cross merges, where
 //! libgit2's order of the bases is kept).
 //!
 //! Trust: the commit-graph lives in the object store, which agents can write like the objects
 //! themselves; git and libgit2 read it just the same (libgit2 already used it for every walk).
+//! The facts cache lives in the git directory too and is trusted the same way (see its contract).
 
 use std::cell::RefCell;
 use std::collections::{BinaryHeap, HashMap};
@@ -29,8 +34,10 @@ use std::rc::Rc;
 use anyhow::{Context, Result};
 use git2::{Oid, Repository};
 
-/// Commits outside the commit-graph that one question may read before giving the walk to
-/// libgit2 (a repository whose graph is missing most of its history).
+use super::commit_facts::{Fact, Facts};
+
+/// Commits outside the commit-graph (and not in the facts cache) that one question may read
+/// before giving the walk to libgit2 (a repository whose graph is missing most of its history).
 pub const OUTSIDE_BUDGET: usize = 10_000;
 
 /// The facts a walk needs about one commit.
@@ -51,6 +58,8 @@ thread_local! {
     static BASES: RefCell<HashMap<(Oid, Oid), Vec<Oid>>> = RefCell::new(HashMap::new());
     /// The commit-graph of each object store, opened once per thread (None: not usable).
     static GRAPHS: RefCell<HashMap<PathBuf, Option<Rc<gix_commitgraph::Graph>>>> = RefCell::new(HashMap::new());
+    /// The facts cache of each common git directory, read once per thread.
+    static FACTS: RefCell<HashMap<PathBuf, Rc<Facts>>> = RefCell::new(HashMap::new());
 }
 
 /// Remembered nodes (and merge-base answers) at most; a memo starts over beyond it.
@@ -115,6 +124,7 @@ pub fn only_in(repo: &Repository, tip: Oid, hide: &[Oid]) -> Option<Vec<Oid>> {
 struct Walker<'r> {
     repo: &'r Repository,
     graph: Rc<gix_commitgraph::Graph>,
+    facts: Rc<Facts>,
 }
 
 const PARENT1: u8 = 1;
@@ -132,7 +142,8 @@ impl<'r> Walker<'r> {
         if repo.is_shallow() {
             return None;
         }
-        let objects = repo.commondir().join("objects");
+        let common = repo.commondir();
+        let objects = common.join("objects");
         let graph = GRAPHS.with(|g| {
             g.borrow_mut()
                 .entry(objects.clone())
@@ -143,16 +154,20 @@ impl<'r> Walker<'r> {
                 })
                 .clone()
         })?;
-        Some(Walker { repo, graph })
+        let facts = FACTS.with(|f| {
+            f.borrow_mut().entry(common.to_path_buf()).or_insert_with(|| Rc::new(Facts::open(common))).clone()
+        });
+        Some(Walker { repo, graph, facts })
     }
 
-    /// The facts about `id`, from the memo, the commit-graph or the commit itself (its
-    /// generation computed from its parents', reading at most `budget` more commits).
+    /// The facts about `id`, from the memo, the commit-graph, the facts cache or the commit
+    /// itself (its generation computed from its parents', reading at most `budget` more
+    /// commits; what was read is added to the cache).
     fn node(&self, id: Oid, budget: &mut usize) -> std::result::Result<Node, Fallback> {
         if let Some(n) = NODES.with(|m| m.borrow().get(&id).cloned()) {
             return Ok(n);
         }
-        if let Some(n) = self.in_graph(id) {
+        if let Some(n) = self.in_graph(id).or_else(|| self.cached(id)) {
             return Ok(n);
         }
         // Outside the graph: depth-first until every parent's generation is known.
@@ -168,6 +183,7 @@ impl<'r> Walker<'r> {
                 Some(r) => r,
                 None => {
                     *budget = budget.checked_sub(1).ok_or(Fallback)?;
+                    crate::failpoint!("generation::commit_read");
                     let c = self.repo.find_commit(top).map_err(|_| Fallback)?;
                     (c.time().seconds(), c.parent_ids().collect::<Rc<[Oid]>>())
                 }
@@ -179,7 +195,8 @@ impl<'r> Walker<'r> {
                     .get(p)
                     .cloned()
                     .or_else(|| NODES.with(|m| m.borrow().get(p).cloned()))
-                    .or_else(|| self.in_graph(*p));
+                    .or_else(|| self.in_graph(*p))
+                    .or_else(|| self.cached(*p));
                 match known {
                     Some(n) => generation = generation.max(n.generation),
                     None => missing.push(*p),
@@ -200,7 +217,23 @@ impl<'r> Walker<'r> {
             }
             m.extend(computed.iter().map(|(k, v)| (*k, v.clone())));
         });
+        let facts: Vec<Fact> = computed
+            .iter()
+            .map(|(id, n)| Fact { id: *id, generation: n.generation, time: n.time, parents: n.parents.to_vec() })
+            .collect();
+        self.facts.append(&facts, &|id| self.graph_has(id));
         computed.remove(&id).ok_or(Fallback)
+    }
+
+    /// The facts about `id` when the facts cache holds them.
+    fn cached(&self, id: Oid) -> Option<Node> {
+        let f = self.facts.get(id)?;
+        Some(Node { generation: f.generation, time: f.time, parents: f.parents.into() })
+    }
+
+    /// True when the commit-graph holds `id`.
+    fn graph_has(&self, id: Oid) -> bool {
+        gix_hash::oid::try_from_bytes(id.as_bytes()).ok().is_some_and(|oid| self.graph.commit_by_id(oid).is_some())
     }
 
     /// The facts about `id` when the commit-graph holds it.
@@ -415,5 +448,81 @@ mod tests {
         assert_eq!(w.paint_down(b3, a1).ok(), Some(vec![a1]));
         assert_eq!(w.reaches(a4, root).ok(), Some(true));
         assert_eq!(w.reaches(b3, a3).ok(), Some(false));
+    }
+
+    /// What a new process starts with: no memo, no graph or cache read yet.
+    fn forget_the_process() {
+        NODES.with(|m| m.borrow_mut().clear());
+        BASES.with(|m| m.borrow_mut().clear());
+        GRAPHS.with(|m| m.borrow_mut().clear());
+        FACTS.with(|m| m.borrow_mut().clear());
+    }
+
+    /// The merge bases as libgit2 gives them, sorted.
+    fn libgit2_bases(repo: &Repository, x: Oid, y: Oid) -> Vec<Oid> {
+        let mut b: Vec<Oid> = repo.merge_bases(x, y).map(|b| b.iter().copied().collect()).unwrap_or_default();
+        b.sort();
+        b
+    }
+
+    #[test]
+    fn commits_outside_the_graph_are_read_once_per_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = &Repository::init(dir.path()).unwrap();
+        let c = |parents: &[Oid], when: i64, name: &str| commit_at(repo, parents, when, name);
+        let root = c(&[], 1_000, "root");
+        let a1 = c(&[root], 2_000, "a1");
+        let b1 = c(&[root], 3_000, "b1");
+        repo.reference("refs/heads/a", a1, true, "t").unwrap();
+        repo.reference("refs/heads/b", b1, true, "t").unwrap();
+        git(dir.path(), &["commit-graph", "write", "--reachable"]);
+        // Outside the graph, with dates that go backwards (a walk by date would be misled).
+        let a2 = c(&[a1], 500, "a2");
+        let b2 = c(&[b1, a1], 400, "b2 merges a1");
+        let a3 = c(&[a2, b1], 300, "a3 merges b1");
+        let b3 = c(&[b2], 200, "b3");
+        let a4 = c(&[a3], 100, "a4");
+        let outside = [a2, b2, a3, b3, a4];
+        let all = [root, a1, b1, a2, b2, a3, b3, a4];
+        let mut expected = HashMap::new();
+        for &x in &all {
+            for &y in &all {
+                expected.insert((x, y), libgit2_bases(repo, x, y));
+                let mut ours = merge_bases(repo, x, y).unwrap();
+                ours.sort();
+                assert_eq!(ours, expected[&(x, y)], "merge bases of {x} and {y}");
+            }
+        }
+        // The cache now holds every commit the walks read, and nothing the graph holds.
+        forget_the_process();
+        let facts = Facts::open(repo.commondir());
+        for id in outside {
+            let f = facts.get(id).unwrap_or_else(|| panic!("{id} cached"));
+            assert_eq!(f.parents, repo.find_commit(id).unwrap().parent_ids().collect::<Vec<_>>());
+        }
+        assert_eq!(facts.get(a4).map(|f| f.generation), Some(5), "root 1, a1 2, a2 3, a3 4, a4 5");
+        assert!(facts.get(a1).is_none() && facts.get(root).is_none());
+
+        // A later process answers the same without the commits: their loose objects are gone.
+        for id in outside {
+            let hex = id.to_string();
+            std::fs::remove_file(dir.path().join(".git/objects").join(&hex[..2]).join(&hex[2..])).unwrap();
+        }
+        let repo = &Repository::open(dir.path()).unwrap();
+        assert!(repo.find_commit(a4).is_err());
+        let w = Walker::open(repo).expect("a graph with generation numbers");
+        for &x in &all {
+            for &y in &all {
+                if x == y {
+                    continue;
+                }
+                let mut ours = w.paint_down(x, y).ok().unwrap_or_else(|| panic!("walked {x} {y} from the cache"));
+                ours.sort();
+                assert_eq!(ours, expected[&(x, y)], "merge bases of {x} and {y} from the cache");
+            }
+        }
+        assert_eq!(w.reaches(a4, b1).ok(), Some(true));
+        assert_eq!(w.reaches(b3, a2).ok(), Some(false));
+        assert_eq!(only_in(repo, a4, &[b3]), Some(vec![a2, a3, a4]));
     }
 }
