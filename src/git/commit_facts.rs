@@ -29,8 +29,10 @@
 //!   open. Each found record's checksum is checked before it is used.
 //! - **Trust**: the file lives in the git directory, like the commit-graph (which git, libgit2
 //!   and [`super::generation`] read without checking it against the commits): anyone who can
-//!   write there can make ancestry answers wrong, as they can by writing a commit-graph. The
-//!   checksums catch torn and damaged records, not planted ones. Sizes are capped ([`READ_CAP`]),
+//!   write there can make ancestry answers wrong, as they can by writing a commit-graph
+//!   (sandboxed agents can write the object store, commit-graph included, but not
+//!   `<git-common-dir>/hybrid/` outside their run folder). The checksums catch torn and
+//!   damaged records, not planted ones; a planted lock holder only keeps the cache incomplete. Sizes are capped ([`READ_CAP`]),
 //!   the file must be a regular file, and a walk over planted facts still ends (every walk
 //!   marks what it visited).
 //! - SHA-1 repositories only (the walk needs a SHA-1 commit-graph).
@@ -244,8 +246,9 @@ impl Facts {
         } else {
             None
         };
-        let tail = len.saturating_sub(RECORD) / RECORD;
-        let tail = sorted.map(|s| tail.saturating_sub(s));
+        let records_now = len.saturating_sub(RECORD) / RECORD;
+        // A header claiming more sorted records than there are is not this module's: rewrite.
+        let tail = sorted.filter(|s| *s <= records_now).map(|s| records_now - s);
         match tail {
             Some(t) if t + records.len() <= TAIL_MAX && (len as u64) < READ_CAP => {
                 let pad = (RECORD - len % RECORD) % RECORD;
