@@ -189,15 +189,18 @@ pub fn write(repo: &Repository, entries: &mut [(&[u8], Oid, i32)]) -> Result<Oid
         }
         e
     });
-    let in_tree_order =
-        entries.windows(2).all(|w| tree_order(w[0].0, w[0].2 == MODE_TREE, w[1].0, w[1].2 == MODE_TREE).is_lt());
-    if !in_tree_order {
-        entries.sort_unstable_by(|a, b| tree_order(a.0, a.2 == MODE_TREE, b.0, b.2 == MODE_TREE));
+    if by_name {
+        name_to_tree_order(entries);
+    } else {
+        entries.sort_by(|a, b| tree_order(a.0, a.2 == MODE_TREE, b.0, b.2 == MODE_TREE));
     }
     let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.0.len() + 28).sum());
     for (name, id, mode) in entries.iter() {
-        // Writing into a Vec cannot fail.
-        let _ = write!(bytes, "{mode:o} ");
+        match mode_bytes(*mode) {
+            Some(m) => bytes.extend_from_slice(m),
+            // Writing into a Vec cannot fail.
+            None => drop(write!(bytes, "{mode:o} ")),
+        }
         bytes.extend_from_slice(name);
         bytes.push(0);
         bytes.extend_from_slice(id.as_bytes());
@@ -207,6 +210,38 @@ pub fn write(repo: &Repository, entries: &mut [(&[u8], Oid, i32)]) -> Result<Oid
         remember(id, &Rc::new(e));
     }
     Ok(id)
+}
+
+/// Puts entries sorted by name (unique) in git's tree order without a sort: a folder `F` sorts as
+/// `F/`, so it moves past the run of names right after it that start with `F` followed by a byte
+/// below `/` (`F.h`, `F-x`). Folders are placed from the last to the first, so each run it moves
+/// past is already in tree order. (Sorting git/git's root, where `builtin` precedes
+/// `builtin.h` by name, was a tenth of writing it.)
+fn name_to_tree_order(entries: &mut [(&[u8], Oid, i32)]) {
+    for i in (0..entries.len()).rev() {
+        if entries[i].2 != MODE_TREE {
+            continue;
+        }
+        let dir = entries[i].0;
+        let run = entries[i + 1..]
+            .iter()
+            .take_while(|e| e.0.len() > dir.len() && e.0.starts_with(dir) && e.0[dir.len()] < b'/')
+            .count();
+        entries[i..=i + run].rotate_left(1);
+    }
+}
+
+/// The mode as a tree entry spells it, with its space, for the modes git writes (`None`: any
+/// other, formatted in octal). A formatter call per entry was a fifth of writing a tree.
+fn mode_bytes(mode: i32) -> Option<&'static [u8]> {
+    Some(match mode {
+        0o100644 => b"100644 ",
+        0o100755 => b"100755 ",
+        0o120000 => b"120000 ",
+        MODE_TREE => b"40000 ",
+        MODE_SUBMODULE => b"160000 ",
+        _ => return None,
+    })
 }
 
 /// How many entries (over all trees) the per-thread memory of trees holds before it starts
@@ -296,6 +331,44 @@ mod tests {
         for e in [&remembered, &read] {
             let got: Vec<(&[u8], (Oid, i32))> = (0..e.len()).map(|i| (e.name(i), e.at(i))).collect();
             assert_eq!(got, [(&b"a"[..], (sub, MODE_TREE)), (&b"a-b"[..], (blob, 0o100644))]);
+        }
+    }
+
+    /// Every set of names over a small alphabet, each a folder or not: moving folders into place
+    /// gives exactly what sorting by git's tree order gives.
+    #[test]
+    fn name_order_becomes_tree_order_as_a_sort_would() {
+        let alphabet: [&[u8]; 5] = [b"a", b".", b"-", b"0", b"_"];
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for x in alphabet {
+            names.push(x.to_vec());
+            for y in alphabet {
+                names.push([x, y].concat());
+                for z in alphabet {
+                    names.push([x, y, z].concat());
+                }
+            }
+        }
+        names.sort();
+        let id = Oid::zero();
+        for seed in 0u64..400 {
+            // A different subset of names and of folders for each seed (an LCG, reproducible).
+            let mut r = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut next = || {
+                r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                r >> 33
+            };
+            let mut entries: Vec<(&[u8], Oid, i32)> = names
+                .iter()
+                .filter_map(|n| {
+                    let pick = next();
+                    (pick % 3 == 0).then_some((n.as_slice(), id, if pick % 2 == 0 { MODE_TREE } else { 0o100644 }))
+                })
+                .collect();
+            let mut sorted = entries.clone();
+            sorted.sort_by(|a, b| tree_order(a.0, a.2 == MODE_TREE, b.0, b.2 == MODE_TREE));
+            name_to_tree_order(&mut entries);
+            assert_eq!(entries, sorted, "seed {seed}");
         }
     }
 
