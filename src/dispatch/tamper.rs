@@ -169,16 +169,26 @@ impl Guard {
     }
 }
 
+/// A path's state. A path removed between its `stat` and its read is [`Entry::Absent`], not
+/// [`Entry::Other`]: the dispatcher removes a landed task's worktree entry while other agents
+/// run, and a snapshot taken meanwhile must not see a change there (it was reported as
+/// tampering, and the "restore" wrote a lone `commondir` back into the removed entry).
 fn read_entry(p: &Path) -> Entry {
     use std::os::unix::fs::PermissionsExt;
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let Ok(meta) = std::fs::symlink_metadata(p) else { return Entry::Absent };
     if meta.file_type().is_symlink() {
-        return std::fs::read_link(p).map(Entry::Symlink).unwrap_or(Entry::Other);
+        return match std::fs::read_link(p) {
+            Ok(target) => Entry::Symlink(target),
+            Err(e) if gone(&e) => Entry::Absent,
+            Err(_) => Entry::Other,
+        };
     }
     if meta.is_file() {
         // Hooks, config and hybrid.toml are small; a huge planted file is still compared whole.
         return match std::fs::read(p) {
             Ok(bytes) => Entry::File { bytes, mode: meta.permissions().mode() & 0o7777 },
+            Err(e) if gone(&e) => Entry::Absent,
             Err(_) => Entry::Other,
         };
     }
