@@ -42,6 +42,7 @@ use crate::names;
 pub struct RefLock<'r> {
     tx: Option<git2::Transaction<'r>>,
     refname: String,
+    common_dir: PathBuf,
     note: Option<Note>,
     /// The ref's value while locked (`None` when it does not exist).
     pub current: Option<Oid>,
@@ -79,7 +80,13 @@ impl<'r> RefLock<'r> {
                 }
             }
         })();
-        let mut lock = RefLock { tx: None, refname: refname.to_string(), note, current: None };
+        let mut lock = RefLock {
+            tx: None,
+            refname: refname.to_string(),
+            common_dir: common_dir.to_path_buf(),
+            note,
+            current: None,
+        };
         lock.tx = Some(locked?); // on Err, dropping `lock` marks the note free
         if let (Some(note), Some((dev, ino, s, ns, _))) = (&lock.note, identity(&lock_file)) {
             note.put(&format!("held {dev} {ino} {s} {ns}"));
@@ -89,10 +96,29 @@ impl<'r> RefLock<'r> {
     }
 
     /// Deletes the ref (locked at [`RefLock::current`]) and releases it.
+    ///
+    /// A ref that is only loose (not in `packed-refs`, which a scan for its line tells) is
+    /// removed here, with its reflog and the folders that empties, as git does; libgit2 parses
+    /// all of `packed-refs` into a map to find out the same (a twelfth of a lone landing's
+    /// instructions on git/git, and it grows with the number of tags). Otherwise libgit2
+    /// removes it from both. In both cases the lock is held until the ref is gone.
     pub fn delete(mut self) -> Result<()> {
         let mut tx = self.tx.take().context("ref lock already used")?;
+        let loose = self.common_dir.join(&self.refname);
+        if self.current.is_some() && !self.maybe_packed() {
+            match fs::remove_file(&loose) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot delete {}", self.refname)),
+            }
+            self.remove_reflog();
+            remove_empty_parents(&loose, &self.common_dir.join("refs"));
+            drop(tx); // libgit2 removes the .lock file, writing nothing
+            return Ok(());
+        }
         tx.remove(&self.refname)?;
         tx.commit().with_context(|| format!("cannot delete {}", self.refname))?;
+        self.remove_reflog(); // libgit2 leaves a packed ref's reflog
         Ok(()) // dropping `self` releases the note
     }
 
@@ -103,6 +129,42 @@ impl<'r> RefLock<'r> {
         tx.set_target(&self.refname, new, Some(&sig), message)?;
         tx.commit().with_context(|| format!("cannot update {}", self.refname))?;
         Ok(()) // dropping `self` releases the note
+    }
+}
+
+impl RefLock<'_> {
+    /// Removes the deleted ref's reflog and the folders that empties, as git does.
+    fn remove_reflog(&self) {
+        let log = self.common_dir.join("logs").join(&self.refname);
+        match fs::remove_file(&log) {
+            Ok(()) => remove_empty_parents(&log, &self.common_dir.join("logs").join("refs")),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => eprintln!("git-hybrid: warning: cannot remove the reflog {}: {e}", log.display()),
+        }
+    }
+
+    /// Whether `packed-refs` may hold the ref: its line (`<id> <name>`) is found, or the file
+    /// cannot be read. Refnames hold no space or newline, so the search cannot match another.
+    fn maybe_packed(&self) -> bool {
+        match fs::read(self.common_dir.join("packed-refs")) {
+            Ok(packed) => {
+                let line = format!(" {}\n", self.refname);
+                memchr::memmem::find(&packed, line.as_bytes()).is_some()
+            }
+            Err(e) => e.kind() != ErrorKind::NotFound,
+        }
+    }
+}
+
+/// Removes the folders above `path` that are empty, up to (not including) `stop` and its
+/// first level (`refs/heads`, `logs/refs/heads` stay).
+fn remove_empty_parents(path: &Path, stop: &Path) {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d == stop || d.parent() == Some(stop) || !d.starts_with(stop) || fs::remove_dir(d).is_err() {
+            return;
+        }
+        dir = d.parent();
     }
 }
 
@@ -374,4 +436,50 @@ fn remove_stale_index_lock(note: &Note, lock: &Path) {
         }
     }
     note.put("none");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::git as run;
+
+    /// A loose ref goes with its reflog and the folders that empties; a packed one (also loose,
+    /// or only packed) goes from `packed-refs` too. git agrees after each.
+    #[test]
+    fn delete_removes_loose_and_packed_refs_as_git_does() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        run(dir, &["init", "-q", "-b", "main"]);
+        run(dir, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        for b in ["hybrid/loose", "hybrid/packed", "hybrid/both"] {
+            run(dir, &["branch", b]);
+        }
+        run(dir, &["pack-refs", "--all", "--no-prune"]); // packed and still loose
+        std::fs::remove_file(dir.join(".git/refs/heads/hybrid/packed")).unwrap(); // packed only
+        std::fs::write(dir.join(".git/packed-refs"), {
+            let p = std::fs::read_to_string(dir.join(".git/packed-refs")).unwrap();
+            p.lines().filter(|l| !l.ends_with(" refs/heads/hybrid/loose")).map(|l| format!("{l}\n")).collect::<String>()
+        })
+        .unwrap(); // loose only
+        let repo = Repository::open(dir).unwrap();
+        let git_dir = dir.join(".git");
+        for b in ["hybrid/loose", "hybrid/packed", "hybrid/both"] {
+            let name = format!("refs/heads/{b}");
+            let lock = RefLock::acquire(&repo, &git_dir, &name).unwrap();
+            assert!(lock.current.is_some(), "{b}");
+            lock.delete().unwrap();
+            assert!(!git_dir.join(format!("{name}.lock")).exists(), "{b}");
+            let shown = std::process::Command::new("git")
+                .args(["show-ref", "--verify", "--quiet", &name])
+                .current_dir(dir)
+                .status()
+                .unwrap();
+            assert!(!shown.success(), "{b} still exists");
+            assert!(!git_dir.join("logs").join(&name).exists(), "{b}'s reflog");
+        }
+        assert!(!git_dir.join("refs/heads/hybrid").exists());
+        assert!(!git_dir.join("logs/refs/heads/hybrid").exists());
+        assert!(git_dir.join("refs/heads").is_dir() && git_dir.join("logs/refs/heads/main").is_file());
+        run(dir, &["fsck", "--no-dangling"]);
+    }
 }
