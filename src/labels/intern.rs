@@ -4,16 +4,20 @@
 //! keys different ids; ids count up from 0 in order of first appearance since
 //! [`Interner::reset`]. Keys are never copied: an entry remembers where its bytes are. The
 //! caller's `tail(side, span)` gives the bytes of a span's buffer from the span's start to the
-//! end of the buffer, the key being the first `span.len()` of them; the bytes after the key let
-//! keys of up to [`BLOCK`] bytes be hashed as one fixed-size block, with no branch on their
-//! length (a length that varies from line to line is a branch the processor cannot predict). A key with fewer than [`BLOCK`] bytes after its start is copied into a padded block
-//! first, so a key hashes the same wherever it is. The hash has a fixed seed: a collision only
-//! costs a comparison, never a wrong id.
+//! end of the buffer, the key being the first `span.len()` of them. A key is hashed from three
+//! [`WINDOW`]-byte windows (its first, middle and last 32 bytes; one window, masked, for a
+//! shorter key, which may read the buffer past the key's end), so the hash does the same work
+//! for every length, with no branch on it (a length that varies from line to line is a branch
+//! the processor cannot predict). A key shorter than a window with fewer than [`WINDOW`] bytes
+//! after its start is copied into a padded window first, so a key hashes the same wherever it
+//! is. Keys of up to 96 bytes are compared through the same windows; the bytes of a longer key
+//! that no window covers are only compared, not hashed. The hash has a fixed seed: a collision
+//! only costs a comparison, never a wrong id.
 
 use super::diffparse::Span;
 
-/// Keys up to this long are hashed and compared as one block.
-pub const BLOCK: usize = 128;
+/// A key is hashed in windows of this many bytes.
+pub const WINDOW: usize = 32;
 
 /// The table (see the module contract). A slot holds the id and the top half of the key's
 /// hash, so a probe reads an entry (and compares bytes) only when the hash matches: a key seen
@@ -49,7 +53,7 @@ impl Interner {
     }
 
     /// The id of the key `span` of `side` in namespace `ns` (see the module contract for `tail`).
-    #[inline]
+    #[inline(always)]
     pub fn intern<'t>(&mut self, ns: u32, side: usize, span: Span, tail: &impl Fn(usize, Span) -> &'t [u8]) -> u32 {
         let len = span.len();
         let key = tail(side, span);
@@ -65,7 +69,7 @@ impl Interner {
             if slot & !0xffff_ffff == tag {
                 let id = (slot as u32).wrapping_sub(1);
                 let e = &self.entries[id as usize];
-                if e.ns == ns && e.span.len() == len && tail(usize::from(e.side), e.span)[..len] == key[..len] {
+                if e.ns == ns && e.span.len() == len && same_key(tail(usize::from(e.side), e.span), key, len) {
                     return id;
                 }
             }
@@ -95,46 +99,69 @@ impl Interner {
     }
 }
 
-/// `len` bytes of `BLOCK` ones, then zeros: the mask of a key's bytes in its block is
-/// `MASK[BLOCK - len..][..BLOCK]`.
-static MASK: [u8; 2 * BLOCK] = {
-    let mut m = [0u8; 2 * BLOCK];
+/// `WINDOW` ones, then `WINDOW` zeros: the mask of a window's first `w` bytes is
+/// `MASK[WINDOW - w..][..WINDOW]`.
+static MASK: [u8; 2 * WINDOW] = {
+    let mut m = [0u8; 2 * WINDOW];
     let mut i = 0;
-    while i < BLOCK {
+    while i < WINDOW {
         m[i] = 0xff;
         i += 1;
     }
     m
 };
 
-/// The mask of the first `len` bytes of a block (`len <= BLOCK`).
+/// The four little-endian words of `b[at..at + WINDOW]`.
 #[inline(always)]
-fn mask(len: usize) -> &'static [u8; BLOCK] {
-    MASK[BLOCK - len..][..BLOCK].try_into().expect("BLOCK bytes")
+fn words(b: &[u8], at: usize) -> [u64; 4] {
+    let w: &[u8; WINDOW] = b[at..at + WINDOW].try_into().expect("WINDOW bytes");
+    let word = |i: usize| u64::from_le_bytes(w[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    [word(0), word(1), word(2), word(3)]
 }
 
 /// The hash of the key `tail[..len]` with `seed` (see the module contract).
 #[inline(always)]
 pub fn hash_key(seed: u64, tail: &[u8], len: usize) -> u64 {
-    match tail.get(..BLOCK) {
-        Some(block) if len <= BLOCK => hash_block(seed, block.try_into().expect("BLOCK bytes"), len),
-        _ => hash_cold(seed, &tail[..len]),
+    match tail.get(..len.max(WINDOW)) {
+        Some(buf) => hash_windows(seed, buf, len),
+        None => hash_cold(seed, &tail[..len]),
     }
 }
 
-/// [`hash_key`] of a key longer than [`BLOCK`], or too near the end of its buffer to be read
-/// as a block (copied into one).
+/// Whether the keys `x[..len]` and `y[..len]` are equal (false if `x` is shorter). A key of up
+/// to three windows is covered by the windows [`hash_windows`] reads, compared masked with no
+/// branch on the length (`memcmp` branches on it); a longer one, or one too near the end of its
+/// buffer, goes to `memcmp`.
+#[inline(always)]
+fn same_key(x: &[u8], y: &[u8], len: usize) -> bool {
+    match (x.get(..len.max(WINDOW)), y.get(..len.max(WINDOW))) {
+        (Some(x), Some(y)) if len <= 3 * WINDOW => {
+            let w = len.min(WINDOW);
+            let m = words(&MASK, WINDOW - w);
+            let far = len - w;
+            let mut diff = 0;
+            for at in [0, far / 2, far] {
+                let (a, b) = (words(x, at), words(y, at));
+                for i in 0..4 {
+                    diff |= (a[i] ^ b[i]) & m[i];
+                }
+            }
+            diff == 0
+        }
+        _ => x.get(..len) == y.get(..len),
+    }
+}
+
+/// [`hash_key`] of a key shorter than [`WINDOW`] too near the end of its buffer to be read as
+/// a window (copied into one).
 #[cold]
 fn hash_cold(seed: u64, key: &[u8]) -> u64 {
-    if key.len() > BLOCK {
-        return hash_bytes(seed, key);
-    }
-    let mut pad = [0u8; BLOCK];
+    let mut pad = [0u8; WINDOW];
     pad[..key.len()].copy_from_slice(key);
-    hash_block(seed, &pad, key.len())
+    hash_windows(seed, &pad, key.len())
 }
 
-const K: [u64; 16] = [
+const K: [u64; 12] = [
     0x243f_6a88_85a3_08d3,
     0x1319_8a2e_0370_7344,
     0xa409_3822_299f_31d0,
@@ -147,10 +174,6 @@ const K: [u64; 16] = [
     0xd131_0ba6_98df_b5ac,
     0x2ffd_72db_d01a_dfb7,
     0xb8e1_afed_6a26_7e96,
-    0xba7c_9045_f12c_7f99,
-    0x24a1_9947_b391_6cf7,
-    0x0801_f2e2_858e_fc16,
-    0x6369_20d8_7157_1c5b,
 ];
 
 /// The 128-bit product of `a` and `b`, its halves folded together.
@@ -160,44 +183,28 @@ fn fold(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// The hash of the first `len` bytes of `block`: its 16 words masked, folded in eight
-/// independent multiplies, combined with rotations (so word order matters) and folded once
-/// more with the seed and the length. The same work for every length up to [`BLOCK`].
+/// The hash of the key `buf[..len]` (`buf` holds at least [`WINDOW`] bytes): its first, middle
+/// and last [`WINDOW`] bytes (one window, masked, for a shorter key), folded in six independent
+/// multiplies, combined with rotations (so the order matters) and folded once more with the
+/// seed and the length. The same work for every length.
 #[inline(always)]
-fn hash_block(seed: u64, block: &[u8; BLOCK], len: usize) -> u64 {
-    let m = mask(len);
-    let word = |i: usize| {
-        let x = u64::from_le_bytes(block[8 * i..8 * i + 8].try_into().expect("8 bytes"));
-        let keep = u64::from_le_bytes(m[8 * i..8 * i + 8].try_into().expect("8 bytes"));
-        (x & keep) ^ K[i]
-    };
-    let mut f = [0u64; 8];
-    for (i, f) in f.iter_mut().enumerate() {
-        *f = fold(word(2 * i), word(2 * i + 1));
-    }
-    let a = f[0] ^ f[1].rotate_left(11) ^ f[2].rotate_left(22) ^ f[3].rotate_left(33);
-    let b = f[4] ^ f[5].rotate_left(11) ^ f[6].rotate_left(22) ^ f[7].rotate_left(33);
+fn hash_windows(seed: u64, buf: &[u8], len: usize) -> u64 {
+    let w = len.min(WINDOW);
+    let m = words(&MASK, WINDOW - w);
+    let far = len - w;
+    let [h, c, t] = [0, far / 2, far].map(|at| words(buf, at));
+    let x = |v: [u64; 4], i: usize, k: usize| (v[i] & m[i]) ^ K[k];
+    let f = [
+        fold(x(h, 0, 0), x(h, 1, 1)),
+        fold(x(h, 2, 2), x(h, 3, 3)),
+        fold(x(c, 0, 4), x(c, 1, 5)),
+        fold(x(c, 2, 6), x(c, 3, 7)),
+        fold(x(t, 0, 8), x(t, 1, 9)),
+        fold(x(t, 2, 10), x(t, 3, 11)),
+    ];
+    let a = f[0] ^ f[1].rotate_left(11) ^ f[2].rotate_left(22);
+    let b = f[3] ^ f[4].rotate_left(11) ^ f[5].rotate_left(22);
     fold(a ^ seed.wrapping_mul(K[0]), b ^ len as u64 ^ K[1])
-}
-
-/// The hash of a key longer than [`BLOCK`] (16 bytes per folded multiply, in the style of
-/// wyhash/foldhash).
-fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
-    #[inline]
-    fn word(b: &[u8]) -> u64 {
-        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-    }
-    let mut h = seed.wrapping_mul(K[0]) ^ bytes.len() as u64;
-    let mut rest = bytes;
-    // Blocks are folded independently (no multiply waits for the previous one) and combined
-    // with a rotation, so their order still matters.
-    while rest.len() > 16 {
-        h = h.rotate_left(23) ^ fold(word(rest) ^ K[2], word(&rest[8..]) ^ K[3]);
-        rest = &rest[16..];
-    }
-    // `bytes` is longer than 16, so the last 16 bytes are there (overlapping the last block).
-    let last = &bytes[bytes.len() - 16..];
-    fold(fold(word(last) ^ K[2] ^ h, word(&last[8..]) ^ K[3]), K[1] ^ bytes.len() as u64)
 }
 
 #[cfg(test)]
@@ -223,6 +230,32 @@ mod tests {
                 assert_eq!(hash_key(seed, &text[at..], len), hash_key(seed, &alone, len), "at {at} len {len}");
             }
         }
+    }
+
+    /// Keys equal but for one byte anywhere (the windows of a key up to 96 bytes long must
+    /// cover every byte) compare unequal, equal keys equal, wherever they are.
+    #[test]
+    fn window_comparison_sees_every_byte() {
+        let mut rnd = super::super::test_rng();
+        for _ in 0..4000 {
+            let len = rnd(140);
+            let key: Vec<u8> = (0..len).map(|_| b"ab"[rnd(2)]).collect();
+            let mut other = key.clone();
+            if len > 0 && rnd(2) == 0 {
+                other[rnd(len)] ^= 0x20;
+            }
+            // Each key somewhere in a buffer with a few bytes or none after it.
+            let place = |k: &[u8], rnd: &mut dyn FnMut(usize) -> usize| {
+                let mut buf: Vec<u8> = (0..rnd(40)).map(|_| b'x').collect();
+                let at = buf.len();
+                buf.extend_from_slice(k);
+                buf.extend((0..rnd(3) * 20).map(|_| b'y'));
+                (buf, at)
+            };
+            let ((x, xa), (y, ya)) = (place(&key, &mut rnd), place(&other, &mut rnd));
+            assert_eq!(same_key(&x[xa..], &y[ya..], len), key == other, "len {len}");
+        }
+        assert!(!same_key(b"ab", b"abc", 3));
     }
 
     #[test]

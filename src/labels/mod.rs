@@ -88,6 +88,15 @@ impl Work {
         self.seq[side].push(id);
     }
 
+    /// Gives side `to` the changed lines added to side `from` (the two diffs are equal).
+    pub fn copy_side(&mut self, from: usize, to: usize) {
+        let [a, b] = &mut self.seq;
+        let (src, dst) = if from == 0 { (a, b) } else { (b, a) };
+        debug_assert!(from != to && dst.is_empty());
+        dst.clear();
+        dst.extend_from_slice(src);
+    }
+
     /// The labels of the pair added since [`Work::begin`].
     pub fn labels(&mut self) -> Labels {
         let Work { lines, seq, seen, matcher, .. } = self;

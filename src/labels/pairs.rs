@@ -68,11 +68,25 @@ fn label_line(line: &[u8], w: &mut LineWork, out: &mut Vec<u8>) -> Result<bool, 
     let LineWork { work, decoded } = w;
     work.begin(line.len());
     decoded.clear();
+    // The first diff literal read: its side and its bytes from the opening quote on.
+    let mut first: Option<(usize, std::ops::Range<usize>)> = None;
     let id = read_record(line, |side, at| {
+        let side = side as usize;
+        if let Some((other, r)) = first.clone() {
+            // A diff byte for byte equal to the other one (an attempt that landed as it was):
+            // the same literal, so the same changed lines.
+            let len = r.len();
+            if line.get(at - 1..at - 1 + len) == Some(&line[r]) {
+                work.copy_side(other, side);
+                return Ok(at - 1 + len);
+            }
+        }
         let mut src = JsonStrSource::new(line, at, decoded);
         // Both diffs' spans index the same line and decoded buffer, so `side` is not needed.
-        parse(&mut src, |s, p, k| work.add(side as usize, p, k, &|_, span| s.tail(span)));
-        src.finish()
+        parse(&mut src, |s, p, k| work.add(side, p, k, &|_, span| s.tail(span)));
+        let end = src.finish()?;
+        first = Some((side, at - 1..end));
+        Ok(end)
     })?;
     let labels = work.labels();
     out.extend_from_slice(b"{\"id\":");
@@ -360,6 +374,33 @@ mod tests {
             }
             assert_eq!(all, text);
             assert_eq!(expect_line, 502);
+        }
+    }
+
+    /// A diff equal to the other one byte for byte is not read again; one that only starts like
+    /// it (or says the same in another escaping) is.
+    #[test]
+    fn equal_diffs_are_read_once_and_prefixes_in_full() {
+        let d = r#"--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n-x\n+\\\"y\\\"\n"#;
+        let longer = format!(r#"{d}@@ -9 +9 @@\n-z\n+w\n"#);
+        let slashed = d.replace("a/f", r"a\/f").replace("b/f", r"b\/f");
+        let label = |c: &str, f: &str, final_first: bool| {
+            let line = if final_first {
+                format!(r#"{{"final":"{f}","id":1,"candidate":"{c}"}}"#)
+            } else {
+                format!(r#"{{"id":1,"candidate":"{c}","final":"{f}"}}"#)
+            };
+            let mut out = Vec::new();
+            run(line.as_bytes(), &mut out, &opts(false)).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let ones = "{\"id\":1,\"jaccard\":1.0,\"ratio\":1.0,\"score\":1.0}\n";
+        for final_first in [false, true] {
+            assert_eq!(label(d, d, final_first), ones);
+            assert_eq!(label(d, &slashed, final_first), ones);
+            let want = "{\"id\":1,\"jaccard\":0.5,\"ratio\":0.6666666666666666,\"score\":0.5833333333333333}\n";
+            assert_eq!(label(d, &longer, final_first), want);
+            assert_eq!(label(&longer, d, final_first), want);
         }
     }
 
