@@ -19,8 +19,8 @@
 //! Lines are found 64 bytes at a time from the masks of [`super::jsonblock`], ahead of the
 //! lines: a scan takes every line end of a block out of its mask at once into a small buffer of
 //! stops, block after block, so that reading the next line takes no branch on where it ends (a
-//! line ending in this block or the next one was the splitter's most mispredicted branch). A
-//! line holding
+//! line ending in this block or the next one was the splitter's most mispredicted branch;
+//! [`super::jsonblock::Stops`]). A line holding
 //! anything but ASCII from 0x20 up and the escapes `\n \" \\ \t \r` (a `\u` or `\/` escape, `\b`,
 //! `\f`, a control character, a non-ASCII byte, a flaw) is read again from its start by the
 //! byte-at-a-time scanner, which handles every case; a test holds the two to the same lines.
@@ -28,7 +28,7 @@
 //! scanner's search (16 bytes per step with SSE2, else eight in a `u64`).
 
 use super::diffparse::{Buffer, LineSource, Span};
-use super::jsonblock::Block;
+use super::jsonblock::Stops;
 
 /// The index of the first byte at or after `i` that a string scanner must look at: `"`, `\`,
 /// a control character (< 0x20) or a non-ASCII byte; `b.len()` when there is none.
@@ -213,21 +213,9 @@ pub struct JsonStrSource<'a, 'd> {
     error: Option<String>,
     /// Decoded and canonicalized lines (shared by the sources of one record).
     decoded: &'d mut Vec<u8>,
-    /// The next block to scan for stops: the masks of `b[base..base + 64]`
-    /// ([`super::jsonblock`]); `base` is `usize::MAX` when the scan starts again at `pos`.
-    base: usize,
-    blk: Block,
-    /// Stops found ahead of the lines: the `n` of every `\n` escape in order, then possibly
-    /// the closing quote or the first byte only the byte-at-a-time scanner reads;
-    /// `stops[next..count]` are not read yet.
-    stops: [u32; STOPS],
-    next: usize,
-    count: usize,
+    /// Line ends found ahead of the lines.
+    stops: Stops,
 }
-
-/// Room for stops: a scan goes on while another block's worth (at most 32 line ends, and a last
-/// stop) fits, with the four the scan always writes.
-const STOPS: usize = 128;
 
 /// A line: raw byte range, and whether it holds an escape that is not in the canonical form
 /// (`\u`, `\/`), in the top bit of `end` (texts hold fewer than 2^31 bytes). Eight bytes, so
@@ -259,18 +247,7 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
     /// The literal whose opening quote is at `b[at - 1]`; decoded text is appended to `decoded`.
     pub fn new(b: &'a [u8], at: usize, decoded: &'d mut Vec<u8>) -> JsonStrSource<'a, 'd> {
         assert!(b.len() < Span::LIMIT, "JSON text larger than 2 GiB");
-        JsonStrSource {
-            b,
-            pos: at,
-            end: None,
-            error: None,
-            decoded,
-            base: usize::MAX,
-            blk: Block::default(),
-            stops: [0; STOPS],
-            next: 0,
-            count: 0,
-        }
+        JsonStrSource { b, pos: at, end: None, error: None, decoded, stops: Stops::default() }
     }
 
     /// After every line was read: the index just past the closing quote, or why the literal is
@@ -287,11 +264,8 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
     /// the line holds something only [`Self::scalar_line`] reads.
     #[inline]
     fn fast_line(&mut self) -> Option<RawLine> {
-        if self.next == self.count {
-            self.scan();
-        }
         let start = self.pos;
-        let at = self.stops[self.next] as usize;
+        let at = self.stops.peek(self.b, start);
         let b = self.b;
         let mut end = match b.get(at) {
             Some(b'n') => {
@@ -304,13 +278,11 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
             }
             _ => {
                 // Left to the byte-at-a-time scanner; scanning starts again after its line.
-                self.next = 0;
-                self.count = 0;
-                self.base = usize::MAX;
+                self.stops.restart();
                 return None;
             }
         };
-        self.next += 1;
+        self.stops.advance();
         // One trailing `\r` escape comes off (`\u000d` takes the other path).
         if end >= start + 2 && b[end - 2..end] == *b"\\r" {
             let run = b[start..end - 1].iter().rev().take_while(|&&c| c == b'\\').count();
@@ -319,50 +291,6 @@ impl<'a, 'd> JsonStrSource<'a, 'd> {
             }
         }
         Some(RawLine::new(start, end, false))
-    }
-
-    /// Finds the next stops, a block at a time, until the last stop (the closing quote or a
-    /// byte for the scalar scanner) or until the room is nearly used. The line ends of a block
-    /// are taken out of its mask: four without a branch on how many there are (a block of
-    /// code holds one or two), a loop for the rest.
-    #[inline]
-    fn scan(&mut self) {
-        if self.base == usize::MAX {
-            // A line never starts inside an escape.
-            self.base = self.pos;
-            self.blk = Block::load(self.b, self.pos, 0);
-        }
-        let (mut count, stops) = (0, &mut self.stops);
-        loop {
-            let blk = self.blk;
-            let last = blk.quote | blk.hard;
-            // The bits below the last stop (all of them when there is none).
-            let before = (last & last.wrapping_neg()).wrapping_sub(1);
-            let mut ends = blk.ends & before;
-            let n = ends.count_ones() as usize;
-            for s in &mut stops[count..count + 4] {
-                *s = (self.base + ends.trailing_zeros() as usize) as u32;
-                ends &= ends.wrapping_sub(1);
-            }
-            for s in stops[count..count + n].iter_mut().skip(4) {
-                *s = (self.base + ends.trailing_zeros() as usize) as u32;
-                ends &= ends.wrapping_sub(1);
-            }
-            count += n;
-            if last != 0 {
-                stops[count] = (self.base + last.trailing_zeros() as usize) as u32;
-                count += 1;
-                self.base = usize::MAX;
-                break;
-            }
-            self.base += 64;
-            self.blk = Block::load(self.b, self.base, blk.carry);
-            if count + 33 + 4 > STOPS {
-                break;
-            }
-        }
-        self.next = 0;
-        self.count = count;
     }
 
     /// The next line, a byte at a time (any literal: escapes of every kind, non-ASCII text,
