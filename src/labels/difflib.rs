@@ -40,8 +40,7 @@ pub struct Buffers {
     start: Vec<u32>,
     fill: Vec<u32>,
     pos: Vec<u32>,
-    len: Vec<u32>,
-    stamp: Vec<u32>,
+    runs: Vec<u64>,
     queue: Vec<(usize, usize, usize, usize)>,
 }
 
@@ -56,14 +55,23 @@ pub fn matches(a: &[u32], b: &[u32]) -> usize {
     Matcher::new(a, b).matching_total()
 }
 
+/// The run ending at the next element of `b` in a row, given `run` (the `runs` entry of the
+/// element before it) and the row before: one more than that row's run, 1 if the entry is older.
+/// Without a branch: whether the run continues is data.
+#[inline(always)]
+fn run_after(run: u64, prev: u32) -> u32 {
+    1 + (run as u32 & 0u32.wrapping_sub(u32::from((run >> 32) as u32 == prev)))
+}
+
 /// A `SequenceMatcher` with its `b2j` index built.
 ///
 /// `b2j` is CSR: positions of element `e` in `b` are `pos[start[e]..start[e + 1]]`, ascending;
 /// empty for popular elements and elements absent from `b`. `j2len` of the current and
-/// previous row, one place to the right: `len[j + 1]` is the run ending at `b[j]`, valid when
-/// `stamp[j + 1]` is the row (`len[0]` and `stamp[0]` stand before `b` and are never written, so
-/// reading the run ending before `b[0]` needs no test; `len[n + 1]` and `stamp[n + 1]` are
-/// written and never read, the target of a row's write when it has nothing to write).
+/// previous row, one place to the right: `runs[j + 1]` holds, in its high half, the row that
+/// wrote it and, in its low half, the run ending at `b[j]` in that row (one load and one store
+/// per step; `runs[0]` stands before `b` and is never written, so reading the run ending before
+/// `b[0]` needs no test; `runs[n + 1]` is written and never read, the target of a row's write
+/// when it has nothing to write).
 pub struct Matcher<'s> {
     a: &'s [u32],
     b: &'s [u32],
@@ -80,7 +88,7 @@ impl<'s> Matcher<'s> {
     /// [`Matcher::new`] in the given working memory.
     pub fn with_buffers(a: &'s [u32], b: &'s [u32], mut buf: Buffers) -> Matcher<'s> {
         let max_elt = a.iter().chain(b.iter()).copied().max().map(|m| m as usize + 1).unwrap_or(0);
-        let Buffers { count, start, fill, pos, len, stamp, .. } = &mut buf;
+        let Buffers { count, start, fill, pos, runs, .. } = &mut buf;
         zeroed(count, max_elt + 1);
         for &e in b {
             count[e as usize] += 1;
@@ -111,8 +119,8 @@ impl<'s> Matcher<'s> {
                 fill[e] += 1;
             }
         }
-        zeroed(len, n + 2);
-        zeroed(stamp, n + 2);
+        runs.clear();
+        runs.resize(n + 2, 0);
         Matcher { a, b, buf, row: 0 }
     }
 
@@ -120,9 +128,9 @@ impl<'s> Matcher<'s> {
     pub fn find_longest_match(&mut self, alo: usize, ahi: usize, blo: usize, bhi: usize) -> (usize, usize, usize) {
         let (a, b) = (self.a, self.b);
         let (mut besti, mut bestj, mut bestsize) = (alo, blo, 0usize);
-        let Buffers { start, pos, len, stamp, .. } = &mut self.buf;
+        let Buffers { start, pos, runs, .. } = &mut self.buf;
         if (self.row as usize).saturating_add(ahi - alo + 2) >= u32::MAX as usize {
-            stamp.iter_mut().for_each(|s| *s = 0);
+            runs.iter_mut().for_each(|s| *s = 0);
             self.row = 0;
         }
         // A row number no row of this call writes, so the first row reads nothing.
@@ -159,22 +167,19 @@ impl<'s> Matcher<'s> {
                 // row without one writes to the spare slot and counts a run of 0).
                 let j = pos[lo + from] as usize;
                 let there = u32::from(!ours.is_empty());
-                let k = 1 + (len[j] & 0u32.wrapping_sub(u32::from(stamp[j] == prev)));
+                let k = run_after(runs[j], prev);
                 // `j + 1` if there is one, else the spare slot, by a mask (an `if` here became a
                 // branch).
-                let spare = len.len() - 1;
+                let spare = runs.len() - 1;
                 let at = spare ^ ((spare ^ (j + 1)) & 0usize.wrapping_sub(there as usize));
-                len[at] = k;
-                stamp[at] = cur;
+                runs[at] = (u64::from(cur) << 32) | u64::from(k);
                 row_best = k * there;
                 row_j = j;
             }
             for &j in ours.iter().rev().take(if ours.len() > 1 { ours.len() } else { 0 }) {
                 let j = j as usize;
-                // Without a branch: whether the run continues from the previous row is data.
-                let k = 1 + (len[j] & 0u32.wrapping_sub(u32::from(stamp[j] == prev)));
-                len[j + 1] = k;
-                stamp[j + 1] = cur;
+                let k = run_after(runs[j], prev);
+                runs[j + 1] = (u64::from(cur) << 32) | u64::from(k);
                 if k >= row_best {
                     row_best = k;
                     row_j = j;
