@@ -300,9 +300,14 @@ pub fn signature(repo: &git2::Repository, role: Role) -> Result<git2::Signature<
         Role::Committer => "GIT_COMMITTER",
     };
     let env = |k: &str| std::env::var(format!("{prefix}_{k}")).ok().filter(|v| !v.is_empty());
-    // A snapshot: a live config re-reads (stats) every file on each lookup.
-    let cfg = repo.config().ok().and_then(|mut c| c.snapshot().ok());
-    let cfg_get = |k: &str| cfg.as_ref().and_then(|c| c.get_string(k).ok());
+    // Read only when the environment does not say (a commit and a reflog entry each ask), and
+    // as a snapshot: a live config re-reads (stats) every file on each lookup.
+    let cfg = std::cell::OnceCell::new();
+    let cfg_get = |k: &str| {
+        cfg.get_or_init(|| repo.config().ok().and_then(|mut c| c.snapshot().ok()))
+            .as_ref()
+            .and_then(|c: &git2::Config| c.get_string(k).ok())
+    };
     let name = env("NAME").or_else(|| cfg_get("user.name")).unwrap_or_else(|| "git-hybrid".into());
     let email = env("EMAIL").or_else(|| cfg_get("user.email")).unwrap_or_else(|| "git-hybrid@localhost".into());
     let sig = match env("DATE").and_then(|d| crate::gitdate::parse(&d)) {
