@@ -20,7 +20,6 @@
 //! zlib stream; `git fsck` checks these objects like any other.
 
 use std::cell::RefCell;
-use std::io::Write;
 
 use anyhow::{Context, Result};
 use git2::{ObjectType, OdbLookupFlags, Oid, Repository};
@@ -74,7 +73,7 @@ pub fn write(repo: &Repository, kind: ObjectType, bytes: &[u8]) -> Result<Oid> {
     let path = repo.commondir().join("objects").join(&hex[..2]).join(&hex[2..]);
     fsutil::write_atomic_as(
         &path,
-        &stored(kind, bytes)?,
+        &stored(kind, bytes),
         Atomic { temp_prefix: "tmp_obj_", mode: Some(0o444), sync: false },
     )
     .with_context(|| format!("cannot write object {id}"))?;
@@ -82,17 +81,52 @@ pub fn write(repo: &Repository, kind: ObjectType, bytes: &[u8]) -> Result<Oid> {
 }
 
 /// The loose object file's bytes: `<kind> <size>\0<bytes>` as a zlib stream of stored blocks.
-fn stored(kind: ObjectType, bytes: &[u8]) -> Result<Vec<u8>> {
-    let header = format!("{} {}\0", kind.str(), bytes.len());
-    let total = header.len() + bytes.len();
-    // Five bytes per 64 KiB block, the zlib header and the Adler-32 sum.
-    let mut z = flate2::write::ZlibEncoder::new(
-        Vec::with_capacity(total + 5 * (total / 65_535 + 1) + 6),
-        flate2::Compression::none(),
-    );
-    z.write_all(header.as_bytes())?;
-    z.write_all(bytes)?;
-    Ok(z.finish()?)
+fn stored(kind: ObjectType, bytes: &[u8]) -> Vec<u8> {
+    let mut raw = format!("{} {}\0", kind.str(), bytes.len()).into_bytes();
+    raw.extend_from_slice(bytes);
+    let mut out = Vec::with_capacity(raw.len() + 5 * (raw.len() / STORED_BLOCK + 1) + 6);
+    zlib_stored(&raw, &mut out);
+    out
+}
+
+/// The most bytes one stored deflate block holds (its length field is 16 bits).
+const STORED_BLOCK: usize = 65_535;
+
+/// Appends `data` as a zlib stream of stored (uncompressed) blocks: the zlib header (32 KB
+/// window, no dictionary, fastest), then per block of at most [`STORED_BLOCK`] bytes its header
+/// (final or not), `LEN` and its complement (little-endian) and the bytes, then the Adler-32 of
+/// `data` (big-endian). Used for loose objects and for a pack's small entries
+/// (`super::pack`); it needs none of a compressor's tables, whose set-up clears 64 KB.
+pub(super) fn zlib_stored(data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = data.chunks(STORED_BLOCK).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]); // one empty final block
+    }
+    while let Some(block) = blocks.next() {
+        let len = block.len() as u16; // at most STORED_BLOCK
+        out.push(u8::from(blocks.peek().is_none()));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&adler32(data).to_be_bytes());
+}
+
+/// zlib's checksum (RFC 1950); the sums are reduced every 5,552 bytes, where they cannot yet
+/// overflow.
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65_521;
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in data.chunks(5552) {
+        for &byte in chunk {
+            a += u32::from(byte);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
 }
 
 /// Whether `path` holds a loose object file git-hybrid would write (tests).
@@ -105,6 +139,37 @@ fn is_stored_object(path: &std::path::Path) -> bool {
 mod tests {
     use super::*;
     use crate::test_support::git as run;
+
+    /// Where the loose object `id` of the repository at `dir` lives.
+    fn object_file(dir: &std::path::Path, id: Oid) -> std::path::PathBuf {
+        let hex = id.to_string();
+        dir.join(".git/objects").join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// zlib reads back what `zlib_stored` wrote: no bytes, one block, several blocks.
+    #[test]
+    fn zlib_reads_stored_streams() {
+        use std::io::Read;
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        for data in [&b""[..], b"x", &[0xffu8; STORED_BLOCK][..], &big[..]] {
+            let mut out = Vec::new();
+            zlib_stored(data, &mut out);
+            let blocks = data.len().div_ceil(STORED_BLOCK).max(1);
+            assert_eq!(out.len(), 2 + 5 * blocks + data.len() + 4, "{} bytes", data.len());
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(&out[..]).read_to_end(&mut back).unwrap();
+            assert_eq!(back, data);
+        }
+        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+        assert_eq!(adler32(&[0xff; 100_000]), {
+            let (mut a, mut b) = (1u64, 0u64);
+            for _ in 0..100_000 {
+                a = (a + 255) % 65_521;
+                b = (b + a) % 65_521;
+            }
+            ((b << 16) | a) as u32
+        });
+    }
 
     /// git reads what `write` stored (same id as `git hash-object`, content, `fsck --strict`);
     /// the file is stored, not deflated, mode 0444.
@@ -119,7 +184,7 @@ mod tests {
         std::fs::write(dir.join("f"), &blob).unwrap();
         assert_eq!(run(dir, &["hash-object", "f"]).trim(), id.to_string());
         let hex = id.to_string();
-        let file = dir.join(".git/objects").join(&hex[..2]).join(&hex[2..]);
+        let file = object_file(dir, id);
         assert!(is_stored_object(&file));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o444);
@@ -143,11 +208,9 @@ mod tests {
             let _packing = Packing::new(&repo);
             write(&repo, ObjectType::Blob, b"in memory\n").unwrap()
         };
-        let hex = id.to_string();
-        assert!(!dir.join(".git/objects").join(&hex[..2]).join(&hex[2..]).exists());
+        assert!(!object_file(dir, id).exists());
         assert!(odb.exists(id));
         let id2 = write(&repo, ObjectType::Blob, b"on disk\n").unwrap();
-        let hex2 = id2.to_string();
-        assert!(is_stored_object(&dir.join(".git/objects").join(&hex2[..2]).join(&hex2[2..])));
+        assert!(is_stored_object(&object_file(dir, id2)));
     }
 }
