@@ -231,15 +231,19 @@ impl<'r> Walker<'r> {
         Some(Node { generation: f.generation, time: f.time, parents: f.parents.into() })
     }
 
+    /// `id`'s entry in the commit-graph, when it holds it.
+    fn graph_entry(&self, id: Oid) -> Option<gix_commitgraph::file::Commit<'_>> {
+        self.graph.commit_by_id(gix_hash::oid::try_from_bytes(id.as_bytes()).ok()?)
+    }
+
     /// True when the commit-graph holds `id`.
     fn graph_has(&self, id: Oid) -> bool {
-        gix_hash::oid::try_from_bytes(id.as_bytes()).ok().is_some_and(|oid| self.graph.commit_by_id(oid).is_some())
+        self.graph_entry(id).is_some()
     }
 
     /// The facts about `id` when the commit-graph holds it.
     fn in_graph(&self, id: Oid) -> Option<Node> {
-        let oid = gix_hash::oid::try_from_bytes(id.as_bytes()).ok()?;
-        let commit = self.graph.commit_by_id(oid)?;
+        let commit = self.graph_entry(id)?;
         let generation = commit.generation();
         let time = i64::try_from(commit.committer_timestamp()).ok()?;
         let mut parents = Vec::with_capacity(2);
@@ -505,8 +509,7 @@ mod tests {
 
         // A later process answers the same without the commits: their loose objects are gone.
         for id in outside {
-            let hex = id.to_string();
-            std::fs::remove_file(dir.path().join(".git/objects").join(&hex[..2]).join(&hex[2..])).unwrap();
+            std::fs::remove_file(crate::git::loose::object_path(&dir.path().join(".git/objects"), id)).unwrap();
         }
         let repo = &Repository::open(dir.path()).unwrap();
         assert!(repo.find_commit(a4).is_err());

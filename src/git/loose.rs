@@ -69,8 +69,7 @@ pub fn write(repo: &Repository, kind: ObjectType, bytes: &[u8]) -> Result<Oid> {
     if odb.exists_ext(id, OdbLookupFlags::NO_REFRESH) {
         return Ok(odb.write(kind, bytes)?); // freshens the existing copy
     }
-    let hex = id.to_string();
-    let path = repo.commondir().join("objects").join(&hex[..2]).join(&hex[2..]);
+    let path = object_path(&repo.commondir().join("objects"), id);
     fsutil::write_atomic_as(
         &path,
         &stored(kind, bytes),
@@ -78,6 +77,12 @@ pub fn write(repo: &Repository, kind: ObjectType, bytes: &[u8]) -> Result<Oid> {
     )
     .with_context(|| format!("cannot write object {id}"))?;
     Ok(id)
+}
+
+/// Where the loose object `id` lives under the object folder `objects`: `xx/<38 hex digits>`.
+pub fn object_path(objects: &std::path::Path, id: Oid) -> std::path::PathBuf {
+    let hex = id.to_string();
+    objects.join(&hex[..2]).join(&hex[2..])
 }
 
 /// The loose object file's bytes: `<kind> <size>\0<bytes>` as a zlib stream of stored blocks.
@@ -142,8 +147,7 @@ mod tests {
 
     /// Where the loose object `id` of the repository at `dir` lives.
     fn object_file(dir: &std::path::Path, id: Oid) -> std::path::PathBuf {
-        let hex = id.to_string();
-        dir.join(".git/objects").join(&hex[..2]).join(&hex[2..])
+        object_path(&dir.join(".git/objects"), id)
     }
 
     /// zlib reads back what `zlib_stored` wrote: no bytes, one block, several blocks.
