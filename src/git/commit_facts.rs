@@ -178,19 +178,9 @@ impl Facts {
         let at = match self.tail.get(&id) {
             Some(&i) => i,
             None => {
-                let key = id.as_bytes();
-                let (mut lo, mut hi) = (1, 1 + self.sorted);
-                loop {
-                    if lo >= hi {
-                        return None;
-                    }
-                    let mid = lo + (hi - lo) / 2;
-                    match self.data[mid * RECORD..mid * RECORD + 20].cmp(key) {
-                        std::cmp::Ordering::Less => lo = mid + 1,
-                        std::cmp::Ordering::Greater => hi = mid,
-                        std::cmp::Ordering::Equal => break mid,
-                    }
-                }
+                // The sorted records, after the header: a binary search by id.
+                let (sorted, _) = self.data.get(RECORD..(1 + self.sorted) * RECORD)?.as_chunks::<RECORD>();
+                1 + sorted.binary_search_by(|r| r[..20].cmp(id.as_bytes())).ok()?
             }
         };
         Fact::decode(&self.data[at * RECORD..(at + 1) * RECORD]).filter(|f| f.id == id)
