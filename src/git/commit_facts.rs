@@ -263,12 +263,10 @@ impl Facts {
     fn rewrite(&self, old: &[u8], records: &[[u8; RECORD]], in_graph: &dyn Fn(Oid) -> bool) -> std::io::Result<()> {
         let old = if read_header(old).is_some() { old.get(RECORD..).unwrap_or_default() } else { &[] };
         let mut keep: HashMap<Oid, [u8; RECORD]> = HashMap::new();
-        for r in old.chunks_exact(RECORD).chain(records.iter().map(|r| r.as_slice())) {
+        for r in old.as_chunks::<RECORD>().0.iter().chain(records) {
             if let Some(f) = Fact::decode(r) {
                 if !in_graph(f.id) {
-                    if let Ok(r) = r.try_into() {
-                        keep.insert(f.id, r);
-                    }
+                    keep.insert(f.id, *r);
                 }
             }
         }
